@@ -1,0 +1,429 @@
+// Command vcsim serves govmomi's vCenter simulator for vmportal's tests and benchmarks.
+//
+// It builds a simulator.VPX() model sized by flags, adds named VM templates (the stock model has
+// none), serves it on a loopback address and prints one JSON line describing the endpoint to
+// stdout. It serves until stdin is closed or it receives SIGINT/SIGTERM, so a parent process that
+// dies takes the simulator with it.
+//
+// Two behaviours of real vCenter that govmomi 0.24's simulator lacks are added here, because the
+// adapter under test depends on them:
+//
+//   - PropertyCollector paging: RetrievePropertiesEx honours options.maxObjects (and an optional
+//     server-side cap, -page-cap, as vCenter applies one of its own) and hands out a token that
+//     ContinueRetrievePropertiesEx / CancelRetrievePropertiesEx accept.
+//   - Fixed credentials: the stock simulator accepts any non-empty user and password, which would
+//     make "wrong password" untestable.
+//
+// Build (GOPATH mode, Debian's golang-github-vmware-govmomi-dev):
+//
+//	GO111MODULE=off GOPATH=$PWD/build:/usr/share/gocode go build -o vcsim vcsim.go
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"log"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// pagingCollector wraps the simulator's PropertyCollector with result paging.
+//
+// The simulator creates one collector per session by reflect.New on this type, so the zero value
+// must work: pending is allocated lazily.
+type pagingCollector struct {
+	simulator.PropertyCollector
+
+	pageMu  sync.Mutex
+	pending map[string][]types.ObjectContent
+	serial  int
+}
+
+// pageCap is the server-side page limit (-page-cap); 0 leaves paging to the client's maxObjects.
+var pageCap int
+
+func (pc *pagingCollector) page(objects []types.ObjectContent, limit int) *types.RetrieveResult {
+	if limit <= 0 || len(objects) <= limit {
+		return &types.RetrieveResult{Objects: objects}
+	}
+	pc.pageMu.Lock()
+	defer pc.pageMu.Unlock()
+	if pc.pending == nil {
+		pc.pending = make(map[string][]types.ObjectContent)
+	}
+	pc.serial++
+	token := "page-" + strconv.Itoa(pc.serial)
+	pc.pending[token] = objects[limit:]
+	return &types.RetrieveResult{Objects: objects[:limit], Token: token}
+}
+
+func effectiveLimit(requested int32) int {
+	limit := int(requested)
+	if pageCap > 0 && (limit <= 0 || limit > pageCap) {
+		limit = pageCap
+	}
+	return limit
+}
+
+// RetrievePropertiesEx collects everything through the simulator, then returns the first page.
+func (pc *pagingCollector) RetrievePropertiesEx(ctx *simulator.Context, r *types.RetrievePropertiesEx) soap.HasFault {
+	res := pc.PropertyCollector.RetrievePropertiesEx(ctx, r)
+	body, ok := res.(*methods.RetrievePropertiesExBody)
+	if !ok || body.Res == nil || body.Res.Returnval == nil {
+		return res
+	}
+	body.Res.Returnval = pc.page(body.Res.Returnval.Objects, effectiveLimit(r.Options.MaxObjects))
+	return body
+}
+
+// ContinueRetrievePropertiesEx returns the next page for a token; an unknown token is the
+// InvalidArgument fault vCenter answers with.
+func (pc *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, r *types.ContinueRetrievePropertiesEx) soap.HasFault {
+	body := &methods.ContinueRetrievePropertiesExBody{}
+	pc.pageMu.Lock()
+	rest, ok := pc.pending[r.Token]
+	delete(pc.pending, r.Token)
+	pc.pageMu.Unlock()
+	if !ok {
+		body.Fault_ = simulator.Fault("unknown token", &types.InvalidArgument{InvalidProperty: "token"})
+		return body
+	}
+	// The page size of the first call carries over, as on vCenter; the cap still applies.
+	limit := effectiveLimit(0)
+	if limit <= 0 {
+		limit = len(rest)
+	}
+	body.Res = &types.ContinueRetrievePropertiesExResponse{Returnval: *pc.page(rest, limit)}
+	return body
+}
+
+func (pc *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, r *types.CancelRetrievePropertiesEx) soap.HasFault {
+	pc.pageMu.Lock()
+	delete(pc.pending, r.Token)
+	pc.pageMu.Unlock()
+	return &methods.CancelRetrievePropertiesExBody{Res: &types.CancelRetrievePropertiesExResponse{}}
+}
+
+// templateSpec is one -templates entry: "name:guestId".
+type templateSpec struct {
+	Name    string
+	GuestID string
+}
+
+func parseTemplates(s string) ([]templateSpec, error) {
+	var specs []templateSpec
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.SplitN(item, ":", 2)
+		spec := templateSpec{Name: parts[0], GuestID: string(types.VirtualMachineGuestOsIdentifierOtherGuest64)}
+		if len(parts) == 2 && parts[1] != "" {
+			spec.GuestID = parts[1]
+		}
+		specs = append(specs, spec)
+	}
+	return specs, nil
+}
+
+// addTemplates creates each template in DC0's "Templates" VM folder, on the first cluster (or the
+// first standalone host) and marks it as a template, as an administrator would prepare one.
+func addTemplates(ctx context.Context, c *vim25.Client, specs []templateSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	finder := find.NewFinder(c, false)
+	dc, err := finder.Datacenter(ctx, "DC0")
+	if err != nil {
+		return err
+	}
+	finder.SetDatacenter(dc)
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return err
+	}
+	templates, err := folders.VmFolder.CreateFolder(ctx, "Templates")
+	if err != nil {
+		return err
+	}
+
+	var pool *object.ResourcePool
+	var host *object.HostSystem
+	if cluster, cerr := finder.ClusterComputeResource(ctx, "DC0_C0"); cerr == nil {
+		if pool, err = cluster.ResourcePool(ctx); err != nil {
+			return err
+		}
+		hosts, herr := cluster.Hosts(ctx)
+		if herr != nil || len(hosts) == 0 {
+			return fmt.Errorf("cluster DC0_C0 has no hosts: %v", herr)
+		}
+		host = hosts[0]
+	} else {
+		if host, err = finder.HostSystem(ctx, "DC0_H0"); err != nil {
+			return fmt.Errorf("templates need a cluster or a standalone host: %v", err)
+		}
+		if pool, err = host.ResourcePool(ctx); err != nil {
+			return err
+		}
+	}
+
+	network, err := finder.Network(ctx, "DC0_DVPG0")
+	if err != nil {
+		if network, err = finder.Network(ctx, "VM Network"); err != nil {
+			return err
+		}
+	}
+	backing, err := network.EthernetCardBackingInfo(ctx)
+	if err != nil {
+		return err
+	}
+
+	for _, spec := range specs {
+		var devices object.VirtualDeviceList
+		scsi, err := devices.CreateSCSIController("pvscsi")
+		if err != nil {
+			return err
+		}
+		devices = append(devices, scsi)
+		disk := devices.CreateDisk(scsi.(types.BaseVirtualController), types.ManagedObjectReference{},
+			"[LocalDS_0] "+path.Join(spec.Name, "disk1.vmdk"))
+		disk.CapacityInKB = 20 * 1024 * 1024 // 20 GiB, a plausible base image
+		nic, err := devices.CreateEthernetCard("vmxnet3", backing)
+		if err != nil {
+			return err
+		}
+		devices = append(devices, disk, nic)
+		change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+		if err != nil {
+			return err
+		}
+		config := types.VirtualMachineConfigSpec{
+			Name:         spec.Name,
+			GuestId:      spec.GuestID,
+			NumCPUs:      2,
+			MemoryMB:     2048,
+			Annotation:   "vmportal test template",
+			Files:        &types.VirtualMachineFileInfo{VmPathName: "[LocalDS_0]"},
+			DeviceChange: change,
+		}
+		task, err := templates.CreateVM(ctx, config, pool, host)
+		if err != nil {
+			return err
+		}
+		info, err := task.WaitForResult(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("create template %s: %v", spec.Name, err)
+		}
+		vm := object.NewVirtualMachine(c, info.Result.(types.ManagedObjectReference))
+		if err := vm.MarkAsTemplate(ctx); err != nil {
+			return fmt.Errorf("mark %s as template: %v", spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// selfSignedTLS returns a TLS config with a fresh P-256 certificate for the loopback addresses.
+// The simulator's built-in test certificate is RSA-1024, which OpenSSL's default security level
+// rejects as too weak; clients could then never trust it, not even through a CA file.
+func selfSignedTLS() (*tls.Config, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "vcsim.vmportal.test", Organization: []string{"vmportal tests"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, "", err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, "", err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}}, string(certPEM), nil
+}
+
+// endpoint is the one line printed on stdout once the simulator is serving.
+type endpoint struct {
+	URL       string   `json:"url"`
+	Host      string   `json:"host"`
+	Port      int      `json:"port"`
+	Username  string   `json:"username"`
+	Password  string   `json:"password"`
+	TLS       bool     `json:"tls"`
+	CertPEM   string   `json:"cert_pem,omitempty"`
+	VMs       int      `json:"vms"`
+	Hosts     int      `json:"hosts"`
+	Clusters  int      `json:"clusters"`
+	Templates []string `json:"templates"`
+	PID       int      `json:"pid"`
+}
+
+func main() {
+	log.SetPrefix("vcsim: ")
+	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
+	datacenters := flag.Int("datacenter", 1, "number of datacenters")
+	clusters := flag.Int("clusters", 2, "clusters per datacenter")
+	hosts := flag.Int("hosts", 2, "hosts per cluster")
+	standalone := flag.Int("standalone", 1, "standalone hosts per datacenter")
+	vms := flag.Int("vms", 3, "VMs per cluster and per standalone host")
+	pools := flag.Int("pools", 1, "child resource pools per cluster (empty)")
+	datastores := flag.Int("datastores", 1, "local datastores per datacenter")
+	templatesFlag := flag.String("templates", "tpl-debian12:debian10_64Guest,tpl-win2019:windows9Server64Guest",
+		"comma-separated name:guestId templates to create in DC0/vm/Templates")
+	autostart := flag.Bool("autostart", true, "power on the model's VMs")
+	username := flag.String("username", "administrator@vsphere.local", "the only user that may log in")
+	password := flag.String("password", "vcsim-pass", "that user's password")
+	useTLS := flag.Bool("tls", false, "serve https with a fresh self-signed certificate")
+	flag.IntVar(&pageCap, "page-cap", 0, "server-side PropertyCollector page limit (0: client's maxObjects only)")
+	flag.Parse()
+
+	specs, err := parseTemplates(*templatesFlag)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if len(specs) > 0 && *datastores < 1 {
+		log.Fatal("templates need at least one datastore")
+	}
+
+	model := simulator.VPX()
+	model.Datacenter = *datacenters
+	model.Cluster = *clusters
+	model.ClusterHost = *hosts
+	model.Host = *standalone
+	model.Machine = *vms
+	model.Pool = *pools
+	model.Datastore = *datastores
+	model.Autostart = *autostart
+	if err := model.Create(); err != nil {
+		log.Fatal(err)
+	}
+	defer model.Remove()
+
+	// In-process client: requests go through Service.RoundTrip with the simulator's internal session.
+	ctx := context.Background()
+	client, err := vim25.NewClient(ctx, model.Service)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := addTemplates(ctx, client, specs); err != nil {
+		log.Fatal(err)
+	}
+
+	// Replace the root PropertyCollector; per-session collectors are cloned from its type.
+	root := simulator.Map.Get(client.ServiceContent.PropertyCollector).(*simulator.PropertyCollector)
+	pc := &pagingCollector{}
+	pc.Self = root.Self
+	simulator.Map.Put(pc)
+
+	var certPEM string
+	if *useTLS {
+		cfg, pemText, err := selfSignedTLS()
+		if err != nil {
+			log.Fatal(err)
+		}
+		model.Service.TLS = cfg
+		certPEM = pemText
+	}
+	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
+	server := model.Service.NewServer()
+	defer server.Close()
+
+	// NewServer reports a non-loopback address when listening on 0.0.0.0; report what was bound.
+	addr := server.Listener.Addr().(*net.TCPAddr)
+	scheme := "http"
+	if *useTLS {
+		scheme = "https"
+	}
+	host := addr.IP.String()
+	count := model.Count()
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	out := endpoint{
+		URL:       fmt.Sprintf("%s://%s/sdk", scheme, net.JoinHostPort(host, strconv.Itoa(addr.Port))),
+		Host:      host,
+		Port:      addr.Port,
+		Username:  *username,
+		Password:  *password,
+		TLS:       *useTLS,
+		CertPEM:   certPEM,
+		VMs:       count.Machine,
+		Hosts:     count.Host,
+		Clusters:  count.Cluster,
+		Templates: names,
+		PID:       os.Getpid(),
+	}
+	line, err := json.Marshal(out)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(line))
+
+	done := make(chan struct{})
+	go func() {
+		// EOF on stdin means the parent went away (or asked us to stop).
+		reader := bufio.NewReader(os.Stdin)
+		for {
+			if _, err := reader.ReadByte(); err != nil {
+				close(done)
+				return
+			}
+		}
+	}()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-signals:
+	}
+}

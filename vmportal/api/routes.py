@@ -1,0 +1,28 @@
+"""Every router of the API, mounted under /api/v1. Each domain package owns its ``api.py``."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import APIRouter, FastAPI
+
+# Domain modules that expose ``router``, in the order their tags appear in /docs.
+ROUTER_MODULES = [
+    "vmportal.identity.api",
+    "vmportal.unit.api",
+    "vmportal.center.api",
+    "vmportal.connection.api",
+    "vmportal.network.api",
+    "vmportal.request.api",
+    "vmportal.vm.api",
+    "vmportal.vm.credentials",
+    "vmportal.quota.api",
+    "vmportal.audit.api",
+]
+
+
+def include_all(app: FastAPI, prefix: str) -> None:
+    for name in ROUTER_MODULES:
+        module = importlib.import_module(name)
+        router: APIRouter = module.router
+        app.include_router(router, prefix=prefix)

@@ -1,0 +1,139 @@
+"""Typed settings. Every variable has the ``VMPORTAL_`` prefix; the README lists them all.
+
+The defaults are the embedded mode: an SQLite file and the simulator under ``data_dir``, tasks run
+inside the portal's own process. Setting ``VMPORTAL_DATABASE_URL`` and ``VMPORTAL_BROKER_URL``
+switches to the production path (PostgreSQL, Redis, Celery workers) with no code change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VMPORTAL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded database, uploads and keys live.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
+    broker_url: str = Field("", description="Celery broker (redis://…); empty runs tasks in-process.")
+    result_backend: str = Field("", description="Celery result backend; empty disables results.")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key for national ID, mobile and hypervisor secrets. Empty in embedded mode "
+        "means a key generated once into data_dir/encryption.key.",
+    )
+    previous_encryption_keys: list[SecretStr] = Field(
+        default_factory=list, description="Older keys still accepted for decryption during rotation."
+    )
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    token_ttl_minutes: int = 8 * 60
+    lockout_threshold: int = Field(5, description="Failed logins in a row before the account locks.")
+    lockout_minutes: int = 15
+
+    endorsement_required: bool = Field(
+        False, description="Initial value of the center setting: requests need the unit lead's endorsement."
+    )
+    upload_max_bytes: int = 10 * 1024 * 1024
+    upload_types: list[str] = Field(
+        default_factory=lambda: ["application/pdf", "image/png", "image/jpeg"],
+        description="Content types accepted for signed documents and rectification attachments.",
+    )
+    simulator_url: str = Field("", description="Simulator state URL; empty means data_dir/simulator.json.")
+    demo: bool = Field(False, description="Seed demo data on start (the embedded run command sets it).")
+    task_mode: str = Field(
+        "",
+        description="celery | thread | inline. Empty: celery when a broker is set, else thread "
+        "(in-process pool). inline runs each task right after its transaction commits (tests).",
+    )
+    task_time_limit: int = Field(900, description="Hard limit in seconds for one task run.")
+    task_max_retries: int = Field(8, description="Retries of a retriable hypervisor error before failing.")
+    outbox_redrive_seconds: int = Field(
+        60, description="An outbox task not completed this long after dispatch is sent again."
+    )
+    task_workers: int = Field(4, description="Threads for in-process tasks in embedded mode.")
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def effective_task_mode(self) -> str:
+        if self.task_mode:
+            return self.task_mode
+        return "celery" if self.broker_url else "thread"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'vmportal.sqlite3').resolve()}"
+
+    @property
+    def simulator_state_url(self) -> str:
+        if self.simulator_url:
+            return self.simulator_url
+        return f"simulator://{(self.data_dir / 'simulator.json').resolve()}"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    def fernet_keys(self) -> list[str]:
+        """Current key first. In embedded mode a missing key is generated once and kept on disk."""
+        if self.encryption_key is not None:
+            current = self.encryption_key.get_secret_value()
+        else:
+            if not self.embedded:
+                raise RuntimeError("VMPORTAL_ENCRYPTION_KEY must be set when a broker is configured")
+            current = _embedded_key(self.data_dir)
+        return [current, *(k.get_secret_value() for k in self.previous_encryption_keys)]
+
+
+def _embedded_key(data_dir: Path) -> str:
+    from cryptography.fernet import Fernet
+
+    path = data_dir / "encryption.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    tmp.write_text(key)
+    tmp.chmod(0o600)
+    try:
+        # link() refuses to overwrite: when two processes start at once, the first key wins
+        os.link(tmp, path)
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return key
+
+
+_override: Settings | None = None
+
+
+@lru_cache(maxsize=1)
+def _from_environment() -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    return _override if _override is not None else _from_environment()
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Make ``settings`` the process's settings (tests, and commands given explicit options)."""
+    global _override
+    _override = settings

@@ -1,0 +1,78 @@
+"""The Celery application and the task base every vmportal task uses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+
+from hypervisors.base import Retriable
+from vmportal import context
+from vmportal.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+celery_app = Celery("vmportal")
+
+
+def configure(broker_url: str = "", result_backend: str = "") -> Celery:
+    settings = get_settings()
+    celery_app.conf.update(
+        broker_url=broker_url or settings.broker_url or "memory://",
+        result_backend=result_backend or settings.result_backend or None,
+        task_ignore_result=True,
+        # A task is acknowledged only after it finished, and re-queued if its worker dies:
+        # together with idempotent tasks this is what makes kill -9 of a worker harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(settings.task_time_limit - 30, 30),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+    )
+    return celery_app
+
+
+class PortalTask(Task):  # type: ignore[misc]
+    """Runs the task body with the request id it was started under, marks its outbox row done,
+    and turns :class:`Retriable` hypervisor errors into a retry with exponential backoff.
+
+    Task bodies open their own transaction (``db.transaction()``) and must be idempotent: the
+    state machine in the database decides whether there is still anything to do.
+    """
+
+    abstract = True
+    max_retries = 8
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from vmportal.tasks import outbox
+
+        outbox_id = kwargs.pop("outbox_id", None)
+        token = context.request_id.set(kwargs.pop("request_id", "") or "")
+        try:
+            try:
+                result = super().__call__(*args, **kwargs)
+            except Retriable as exc:
+                if self.request.called_directly:  # in-process runner retries by itself
+                    raise
+                retries = self.request.retries
+                countdown = min(max(exc.defer, 2.0**retries), 300.0)
+                log.warning("task %s retrying in %.0fs: %s", self.name, countdown, exc.message)
+                if outbox_id is not None:
+                    kwargs["outbox_id"] = outbox_id
+                kwargs["request_id"] = context.request_id.get()
+                raise self.retry(exc=exc, countdown=countdown, kwargs=kwargs) from exc
+            if outbox_id is not None:
+                outbox.mark_completed(outbox_id)
+            return result
+        finally:
+            context.request_id.reset(token)
+
+
+configure()

@@ -1,0 +1,4 @@
+"""Imports every module that defines tasks, so a worker (or the in-process runner) knows them all."""
+
+from vmportal.request import tasks as request_tasks  # noqa: F401
+from vmportal.vm import tasks as vm_tasks  # noqa: F401
