@@ -82,7 +82,8 @@ _ABOUT_NEWS_SITES = (
 )
 
 _NEWS_SITE_PHRASES: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(phrase + _ABOUT_NEWS_SITES)
+    # Atomic, so "新闻网站数据" cannot backtrack to "新闻网" and slip past the guard on "站数据".
+    re.compile(f"(?>{phrase}){_ABOUT_NEWS_SITES}")
     for phrase in (
         r"新闻网站?(?!络)",
         r"新闻(?:中心|门户|主页|首页)",

@@ -11,6 +11,7 @@
 //   - PropertyCollector paging: RetrievePropertiesEx honours options.maxObjects (and an optional
 //     server-side cap, -page-cap, as vCenter applies one of its own) and hands out a token that
 //     ContinueRetrievePropertiesEx / CancelRetrievePropertiesEx accept.
+//   - VirtualMachine.RebootGuest, answered by rebootGuestShim below.
 //   - Fixed credentials: the stock simulator accepts any non-empty user and password, which would
 //     make "wrong password" untestable.
 //
@@ -21,6 +22,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -32,13 +34,17 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/signal"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,6 +137,80 @@ func (pc *pagingCollector) CancelRetrievePropertiesEx(ctx *simulator.Context, r 
 	return &methods.CancelRetrievePropertiesExBody{Res: &types.CancelRetrievePropertiesExResponse{}}
 }
 
+// rebootGuestThis finds the VM of a RebootGuest call (pyVmomi and govmomi both put _this first).
+var rebootGuestThis = regexp.MustCompile(`<(?:\w+:)?RebootGuest\b[^>]*>\s*<(?:\w+:)?_this\b[^>]*>\s*([^<\s]+)\s*</`)
+
+const rebootGuestResponse = `<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" ` +
+	`xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" ` +
+	`xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">` +
+	`<soapenv:Body><RebootGuestResponse xmlns="urn:vim25"></RebootGuestResponse></soapenv:Body></soapenv:Envelope>`
+
+// renameMethod rewrites the SOAP method element of a request body (opening and closing tag).
+func renameMethod(body []byte, from, to string) []byte {
+	re := regexp.MustCompile(`(</?(?:\w+:)?)` + from + `\b`)
+	return re.ReplaceAll(body, []byte("${1}"+to))
+}
+
+// rebootGuestShim answers VirtualMachine.RebootGuest, which govmomi 0.24's simulator lacks.
+//
+// Everything but the reboot itself is left to the simulator so faults stay genuine: the call is
+// first replayed as RefreshStorageInfo (same session and _this: NotAuthenticated and
+// ManagedObjectNotFound come back exactly as vCenter words them), and a VM that is not powered on
+// is replayed as ShutdownGuest, which yields the InvalidPowerState fault vCenter raises. A running
+// VM "reboots" instantly and stays poweredOn, as a guest reboot looks from the API.
+func rebootGuestShim(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		replay := func(w http.ResponseWriter, b []byte) {
+			clone := r.Clone(r.Context())
+			clone.Body = io.NopCloser(bytes.NewReader(b))
+			clone.ContentLength = int64(len(b))
+			next.ServeHTTP(w, clone)
+		}
+		match := rebootGuestThis.FindSubmatch(body)
+		if match == nil {
+			replay(w, body)
+			return
+		}
+
+		probe := httptest.NewRecorder()
+		replay(probe, renameMethod(body, "RebootGuest", "RefreshStorageInfo"))
+		if probe.Code != http.StatusOK {
+			for k, v := range probe.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(probe.Code)
+			_, _ = w.Write(probe.Body.Bytes())
+			return
+		}
+
+		ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: string(match[1])}
+		poweredOn := false
+		if vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine); ok {
+			simulator.Map.WithLock(vm, func() {
+				poweredOn = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+			})
+		}
+		if !poweredOn {
+			replay(w, renameMethod(body, "RebootGuest", "ShutdownGuest"))
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, rebootGuestResponse)
+	})
+}
+
 // templateSpec is one -templates entry: "name:guestId".
 type templateSpec struct {
 	Name    string
@@ -156,61 +236,62 @@ func parseTemplates(s string) ([]templateSpec, error) {
 
 // addTemplates creates each template in DC0's "Templates" VM folder, on the first cluster (or the
 // first standalone host) and marks it as a template, as an administrator would prepare one.
-func addTemplates(ctx context.Context, c *vim25.Client, specs []templateSpec) error {
+func addTemplates(ctx context.Context, c *vim25.Client, specs []templateSpec) (map[string]string, error) {
+	refs := make(map[string]string, len(specs))
 	if len(specs) == 0 {
-		return nil
+		return refs, nil
 	}
 	finder := find.NewFinder(c, false)
 	dc, err := finder.Datacenter(ctx, "DC0")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	finder.SetDatacenter(dc)
 	folders, err := dc.Folders(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	templates, err := folders.VmFolder.CreateFolder(ctx, "Templates")
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	var pool *object.ResourcePool
 	var host *object.HostSystem
 	if cluster, cerr := finder.ClusterComputeResource(ctx, "DC0_C0"); cerr == nil {
 		if pool, err = cluster.ResourcePool(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		hosts, herr := cluster.Hosts(ctx)
 		if herr != nil || len(hosts) == 0 {
-			return fmt.Errorf("cluster DC0_C0 has no hosts: %v", herr)
+			return nil, fmt.Errorf("cluster DC0_C0 has no hosts: %v", herr)
 		}
 		host = hosts[0]
 	} else {
 		if host, err = finder.HostSystem(ctx, "DC0_H0"); err != nil {
-			return fmt.Errorf("templates need a cluster or a standalone host: %v", err)
+			return nil, fmt.Errorf("templates need a cluster or a standalone host: %v", err)
 		}
 		if pool, err = host.ResourcePool(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	network, err := finder.Network(ctx, "DC0_DVPG0")
 	if err != nil {
 		if network, err = finder.Network(ctx, "VM Network"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	backing, err := network.EthernetCardBackingInfo(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	for _, spec := range specs {
 		var devices object.VirtualDeviceList
 		scsi, err := devices.CreateSCSIController("pvscsi")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		devices = append(devices, scsi)
 		disk := devices.CreateDisk(scsi.(types.BaseVirtualController), types.ManagedObjectReference{},
@@ -218,12 +299,12 @@ func addTemplates(ctx context.Context, c *vim25.Client, specs []templateSpec) er
 		disk.CapacityInKB = 20 * 1024 * 1024 // 20 GiB, a plausible base image
 		nic, err := devices.CreateEthernetCard("vmxnet3", backing)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		devices = append(devices, disk, nic)
 		change, err := devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		config := types.VirtualMachineConfigSpec{
 			Name:         spec.Name,
@@ -236,18 +317,22 @@ func addTemplates(ctx context.Context, c *vim25.Client, specs []templateSpec) er
 		}
 		task, err := templates.CreateVM(ctx, config, pool, host)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		info, err := task.WaitForResult(ctx, nil)
 		if err != nil {
-			return fmt.Errorf("create template %s: %v", spec.Name, err)
+			return nil, fmt.Errorf("create template %s: %v", spec.Name, err)
 		}
 		vm := object.NewVirtualMachine(c, info.Result.(types.ManagedObjectReference))
 		if err := vm.MarkAsTemplate(ctx); err != nil {
-			return fmt.Errorf("mark %s as template: %v", spec.Name, err)
+			return nil, fmt.Errorf("mark %s as template: %v", spec.Name, err)
+		}
+		// The instance UUID is what the adapter uses as a VM's ref.
+		if sim, ok := simulator.Map.Get(vm.Reference()).(*simulator.VirtualMachine); ok {
+			refs[spec.Name] = sim.Config.InstanceUuid
 		}
 	}
-	return nil
+	return refs, nil
 }
 
 // selfSignedTLS returns a TLS config with a fresh P-256 certificate for the loopback addresses.
@@ -293,18 +378,18 @@ func selfSignedTLS() (*tls.Config, string, error) {
 
 // endpoint is the one line printed on stdout once the simulator is serving.
 type endpoint struct {
-	URL       string   `json:"url"`
-	Host      string   `json:"host"`
-	Port      int      `json:"port"`
-	Username  string   `json:"username"`
-	Password  string   `json:"password"`
-	TLS       bool     `json:"tls"`
-	CertPEM   string   `json:"cert_pem,omitempty"`
-	VMs       int      `json:"vms"`
-	Hosts     int      `json:"hosts"`
-	Clusters  int      `json:"clusters"`
-	Templates []string `json:"templates"`
-	PID       int      `json:"pid"`
+	URL       string            `json:"url"`
+	Host      string            `json:"host"`
+	Port      int               `json:"port"`
+	Username  string            `json:"username"`
+	Password  string            `json:"password"`
+	TLS       bool              `json:"tls"`
+	CertPEM   string            `json:"cert_pem,omitempty"`
+	VMs       int               `json:"vms"` // templates not included
+	Hosts     int               `json:"hosts"`
+	Clusters  int               `json:"clusters"`
+	Templates map[string]string `json:"templates"` // name -> instance UUID
+	PID       int               `json:"pid"`
 }
 
 func main() {
@@ -354,7 +439,8 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := addTemplates(ctx, client, specs); err != nil {
+	templateRefs, err := addTemplates(ctx, client, specs)
+	if err != nil {
 		log.Fatal(err)
 	}
 
@@ -376,6 +462,8 @@ func main() {
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 	server := model.Service.NewServer()
 	defer server.Close()
+	// Swapped before the URL is printed, so no client can have connected yet.
+	server.Config.Handler = rebootGuestShim(server.Config.Handler)
 
 	// NewServer reports a non-loopback address when listening on 0.0.0.0; report what was bound.
 	addr := server.Listener.Addr().(*net.TCPAddr)
@@ -385,10 +473,6 @@ func main() {
 	}
 	host := addr.IP.String()
 	count := model.Count()
-	names := make([]string, 0, len(specs))
-	for _, s := range specs {
-		names = append(names, s.Name)
-	}
 	out := endpoint{
 		URL:       fmt.Sprintf("%s://%s/sdk", scheme, net.JoinHostPort(host, strconv.Itoa(addr.Port))),
 		Host:      host,
@@ -397,10 +481,10 @@ func main() {
 		Password:  *password,
 		TLS:       *useTLS,
 		CertPEM:   certPEM,
-		VMs:       count.Machine,
+		VMs:       count.Machine - len(templateRefs),
 		Hosts:     count.Host,
 		Clusters:  count.Cluster,
-		Templates: names,
+		Templates: templateRefs,
 		PID:       os.Getpid(),
 	}
 	line, err := json.Marshal(out)

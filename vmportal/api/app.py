@@ -48,16 +48,31 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, fields = _validation_fields(exc)
         if status == 400:
-            return _error(400, {"code": "malformed_json", "message": "request body is not valid JSON",
-                                "message_zh": "请求体不是合法的 JSON", "fields": fields})
+            return _error(
+                400,
+                {
+                    "code": "malformed_json",
+                    "message": "request body is not valid JSON",
+                    "message_zh": "请求体不是合法的 JSON",
+                    "fields": fields,
+                },
+            )
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return _error(422, {"code": "validation_error", "message": summary,
-                            "message_zh": "输入校验失败：" + summary, "fields": fields})
+        return _error(
+            422,
+            {
+                "code": "validation_error",
+                "message": summary,
+                "message_zh": "输入校验失败：" + summary,
+                "fields": fields,
+            },
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, {"code": "http_error", "message": str(exc.detail),
-                                        "message_zh": str(exc.detail)})
+        return _error(
+            exc.status_code, {"code": "http_error", "message": str(exc.detail), "message_zh": str(exc.detail)}
+        )
 
 
 def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threading.Thread:

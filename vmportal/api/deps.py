@@ -4,7 +4,7 @@ and the unit-scoping guard every unit-owned record goes through."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -58,7 +58,7 @@ def get_who(user: CurrentUser) -> Who:
 CurrentWho = Annotated[Who, Depends(get_who)]
 
 
-def require(*roles: Role) -> object:
+def require(*roles: Role) -> Any:
     """A dependency refusing (403) anyone whose role is not listed."""
 
     def check(actor: CurrentActor) -> Actor:

@@ -17,6 +17,7 @@ ROUTER_MODULES = [
     "vmportal.vm.api",
     "vmportal.vm.credentials",
     "vmportal.quota.api",
+    "vmportal.inventory.api",
     "vmportal.audit.api",
 ]
 

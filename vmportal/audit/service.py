@@ -143,6 +143,9 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
     head = session.get(AuditHead, 1)
     if head is not None and (head.last_id != prev_id or head.last_hash != prev_hash):
         return VerifyResult(
-            False, checked, prev_id + 1, f"the chain ends at row {prev_id} but its tip says row {head.last_id}"
+            False,
+            checked,
+            prev_id + 1,
+            f"the chain ends at row {prev_id} but its tip says row {head.last_id}",
         )
     return VerifyResult(True, checked)

@@ -34,8 +34,17 @@ def adapter_for(conn: HypervisorConnection) -> HypervisorAdapter:
     cache: dict[tuple[object, ...], HypervisorAdapter] = getattr(_local, "adapters", None) or {}
     _local.adapters = cache
     cfg = config_of(conn)
-    key = (conn.id, cfg.kind, cfg.url, cfg.username, cfg.token_id, cfg.secret, cfg.verify_tls, cfg.ca_file,
-           tuple(sorted(cfg.defaults.items())))
+    key = (
+        conn.id,
+        cfg.kind,
+        cfg.url,
+        cfg.username,
+        cfg.token_id,
+        cfg.secret,
+        cfg.verify_tls,
+        cfg.ca_file,
+        tuple(sorted(cfg.defaults.items())),
+    )
     adapter = cache.get(key)
     if adapter is None:
         for old_key in [k for k in cache if k[0] == conn.id]:

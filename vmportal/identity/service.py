@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,32 +18,70 @@ from vmportal.audit.service import Who, record
 from vmportal.db import utcnow
 from vmportal.identity.models import AuthToken, User
 from vmportal.settings import get_settings
+from vmportal.unit.models import Contact, ContactRole, Unit
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 MIN_PASSWORD_LENGTH = 10
+#: argon2 hashes any length, but an unbounded input is a cheap way to burn the server's CPU.
+MAX_PASSWORD_LENGTH = 128
+_GENERATED_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789-_.!@#%+="
 
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def check_password_strength(password: str, field: str = "password") -> None:
+def generate_password(length: int = 16) -> str:
+    """A random initial password (secrets) that passes :func:`check_password_strength`; no
+    look-alike characters (0/O, 1/l/I), since it is read off a screen and typed in once."""
+    while True:
+        candidate = "".join(secrets.choice(_GENERATED_ALPHABET) for _ in range(length))
+        try:
+            check_password_strength(candidate)
+        except errors.InvalidField:
+            continue
+        return candidate
+
+
+def check_password_strength(password: str, field: str = "password", *, username: str | None = None) -> None:
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise errors.InvalidField(
+            field,
+            "max_length",
+            f"must be at most {MAX_PASSWORD_LENGTH} characters",
+            message_zh=f"最多 {MAX_PASSWORD_LENGTH} 个字符",
+        )
     if len(password) < MIN_PASSWORD_LENGTH:
         raise errors.InvalidField(
-            field, "min_length", f"must be at least {MIN_PASSWORD_LENGTH} characters",
+            field,
+            "min_length",
+            f"must be at least {MIN_PASSWORD_LENGTH} characters",
             message_zh=f"至少 {MIN_PASSWORD_LENGTH} 个字符",
         )
     classes = sum(
-        [any(c.islower() for c in password), any(c.isupper() for c in password),
-         any(c.isdigit() for c in password), any(not c.isalnum() for c in password)]
+        [
+            any(c.islower() for c in password),
+            any(c.isupper() for c in password),
+            any(c.isdigit() for c in password),
+            any(not c.isalnum() for c in password),
+        ]
     )
     if classes < 3:
         raise errors.InvalidField(
-            field, "complexity", "must mix at least three of: lower case, upper case, digits, symbols",
+            field,
+            "complexity",
+            "must mix at least three of: lower case, upper case, digits, symbols",
             message_zh="须包含小写字母、大写字母、数字、符号中的至少三类",
+        )
+    if username and len(username) >= 3 and username.casefold() in password.casefold():
+        raise errors.InvalidField(
+            field,
+            "contains_username",
+            "must not contain the username",
+            message_zh="不得包含用户名",
         )
 
 
@@ -70,7 +109,9 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     """Check a password; count failures and lock the account after too many in a row.
 
     The failure counter is committed even though login raises: the caller's transaction is
-    rolled back on errors, so the counter update runs in a nested savepoint that is kept.
+    rolled back on errors, so the counter update (and its audit row) is committed here first.
+    Nothing else has been written in the login's transaction at that point, so nothing half-done
+    is committed with it.
     """
     settings = get_settings()
     user = session.exec(select(User).where(User.username == username)).first()
@@ -97,8 +138,16 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
             user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
             user.failed_logins = 0
         session.add(user)
-        record(session, who(user), "login.failed", "user", user.id, result="denied",
-               detail="account locked" if locked else "", unit_id=user.unit_id)
+        record(
+            session,
+            who(user),
+            "login.failed",
+            "user",
+            user.id,
+            result="denied",
+            detail="account locked" if locked else "",
+            unit_id=user.unit_id,
+        )
         session.commit()  # the failure must count even though this request answers an error
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误") from None
     if _hasher.check_needs_rehash(user.password_hash):
@@ -124,19 +173,28 @@ def user_for_token(session: Session, token: str) -> User:
     return user
 
 
-def logout(session: Session, token: str) -> None:
+def logout(session: Session, token: str, by: Who | None = None) -> None:
     row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == _token_digest(token))).first()
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
+        if by is not None:
+            record(session, by, "logout", "user", row.user_id)
 
 
-def revoke_all(session: Session, user_id: int) -> None:
+def revoke_all(session: Session, user_id: int, *, keep_token: str | None = None) -> int:
+    """Revoke every live token of a user (but ``keep_token``, the caller's own); returns how many."""
+    keep = _token_digest(keep_token) if keep_token else None
+    count = 0
     for row in session.exec(
         select(AuthToken).where(AuthToken.user_id == user_id, col(AuthToken.revoked_at).is_(None))
     ):
+        if row.token_sha256 == keep:
+            continue
         row.revoked_at = utcnow()
         session.add(row)
+        count += 1
+    return count
 
 
 def create_user(
@@ -150,22 +208,319 @@ def create_user(
     display_name: str = "",
     email: str = "",
     contact_id: int | None = None,
+    detail: str = "",
 ) -> User:
     if role in (Role.UNIT_ADMIN, Role.UNIT_LEAD) and unit_id is None:
-        raise errors.InvalidField("unit_id", "required", "unit roles need a unit", message_zh="单位角色必须指定单位")
+        raise errors.InvalidField(
+            "unit_id", "required", "unit roles need a unit", message_zh="单位角色必须指定单位"
+        )
     if role not in (Role.UNIT_ADMIN, Role.UNIT_LEAD) and unit_id is not None:
-        raise errors.InvalidField("unit_id", "forbidden", "center roles belong to no unit",
-                                  message_zh="中心角色不属于任何单位")
+        raise errors.InvalidField(
+            "unit_id", "forbidden", "center roles belong to no unit", message_zh="中心角色不属于任何单位"
+        )
+    if unit_id is not None and session.get(Unit, unit_id) is None:
+        raise errors.InvalidField(
+            "unit_id", "not_found", f"unit {unit_id} does not exist", message_zh=f"单位 {unit_id} 不存在"
+        )
     if session.exec(select(User).where(User.username == username)).first() is not None:
-        raise errors.Conflict(f"username '{username}' is taken", message_zh=f"用户名“{username}”已被占用",
-                              field="username")
-    check_password_strength(password)
+        raise errors.Conflict(
+            f"username '{username}' is taken", message_zh=f"用户名“{username}”已被占用", field="username"
+        )
+    check_password_strength(password, username=username)
     user = User(
-        username=username, password_hash=hash_password(password), role=role, unit_id=unit_id,
-        display_name=display_name, email=email, contact_id=contact_id,
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        unit_id=unit_id,
+        display_name=display_name,
+        email=email,
+        contact_id=contact_id,
     )
     session.add(user)
     session.flush()
-    record(session, by, "user.create", "user", user.id, after={"username": username, "role": role,
-           "unit_id": unit_id}, unit_id=unit_id)
+    record(
+        session, by, "user.create", "user", user.id, after=user_snapshot(user), detail=detail, unit_id=unit_id
+    )
     return user
+
+
+# ---- account management ------------------------------------------------------------------------
+
+
+def user_snapshot(user: User) -> dict[str, object]:
+    """What the audit log keeps of an account (never the hash)."""
+    return {
+        "username": user.username,
+        "role": user.role,
+        "unit_id": user.unit_id,
+        "display_name": user.display_name,
+        "email": user.email,
+        "active": user.active,
+        "contact_id": user.contact_id,
+    }
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise errors.NotFound("user", user_id)
+    return user
+
+
+def list_users(
+    session: Session,
+    *,
+    unit_id: int | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[User]:
+    query = select(User)
+    if unit_id is not None:
+        query = query.where(User.unit_id == unit_id)
+    if role is not None:
+        query = query.where(User.role == role.value)
+    if active is not None:
+        query = query.where(User.active == active)
+    return list(session.exec(query.order_by(col(User.id)).offset(offset).limit(limit)))
+
+
+def _active_center_admins(session: Session) -> int:
+    return len(
+        session.exec(
+            select(User.id).where(User.role == Role.CENTER_ADMIN.value, User.active == True)  # noqa: E712
+        ).all()
+    )
+
+
+def update_user(
+    session: Session,
+    by: Who,
+    user: User,
+    *,
+    display_name: str | None = None,
+    email: str | None = None,
+    active: bool | None = None,
+) -> User:
+    """Edit an account; deactivating one revokes its tokens at once (its sessions end now)."""
+    before = user_snapshot(user)
+    if active is False and user.active:
+        if by.actor_id == user.id:
+            raise errors.InvalidField(
+                "active", "self", "you cannot deactivate your own account", message_zh="不能停用自己的账号"
+            )
+        if user.role == Role.CENTER_ADMIN and _active_center_admins(session) <= 1:
+            raise errors.Conflict(
+                "the last active center_admin cannot be deactivated",
+                message_zh="不能停用最后一个有效的信息中心管理员账号",
+                field="active",
+            )
+    if display_name is not None:
+        user.display_name = display_name
+    if email is not None:
+        user.email = email
+    if active is not None:
+        user.active = active
+    after = user_snapshot(user)
+    if after == before:
+        return user
+    session.add(user)
+    revoked = 0
+    if before["active"] and not user.active:
+        assert user.id is not None
+        revoked = revoke_all(session, user.id)
+    if before["active"] != user.active:
+        action = "user.activate" if user.active else "user.deactivate"
+    else:
+        action = "user.update"
+    record(
+        session,
+        by,
+        action,
+        "user",
+        user.id,
+        before=before,
+        after=after,
+        unit_id=user.unit_id,
+        detail=f"{revoked} token(s) revoked" if revoked else "",
+    )
+    return user
+
+
+def reset_password(session: Session, by: Who, user: User, new_password: str) -> None:
+    """A center_admin sets another user's password: every session of that user ends."""
+    check_password_strength(new_password, "new_password", username=user.username)
+    user.password_hash = hash_password(new_password)
+    user.failed_logins = 0
+    user.locked_until = None
+    session.add(user)
+    assert user.id is not None
+    revoked = revoke_all(session, user.id)
+    record(
+        session,
+        by,
+        "user.password_reset",
+        "user",
+        user.id,
+        unit_id=user.unit_id,
+        detail=f"{revoked} token(s) revoked",
+    )
+
+
+def change_own_password(
+    session: Session, user: User, old_password: str, new_password: str, *, keep_token: str | None = None
+) -> None:
+    """A user changes their own password, proving the old one; their other sessions end."""
+    try:
+        _hasher.verify(user.password_hash, old_password)
+    except (VerificationError, InvalidHashError):
+        raise errors.InvalidField(
+            "old_password", "mismatch", "is not your current password", message_zh="与当前密码不符"
+        ) from None
+    if new_password == old_password:
+        raise errors.InvalidField(
+            "new_password",
+            "unchanged",
+            "must differ from the current password",
+            message_zh="不能与当前密码相同",
+        )
+    check_password_strength(new_password, "new_password", username=user.username)
+    user.password_hash = hash_password(new_password)
+    session.add(user)
+    assert user.id is not None
+    revoked = revoke_all(session, user.id, keep_token=keep_token)
+    record(
+        session,
+        who(user),
+        "user.password_change",
+        "user",
+        user.id,
+        unit_id=user.unit_id,
+        detail=f"{revoked} other token(s) revoked",
+    )
+
+
+def unlock(session: Session, by: Who, user: User) -> User:
+    before = {
+        "failed_logins": user.failed_logins,
+        "locked_until": user.locked_until.isoformat() if user.locked_until else None,
+    }
+    user.failed_logins = 0
+    user.locked_until = None
+    session.add(user)
+    record(
+        session,
+        by,
+        "user.unlock",
+        "user",
+        user.id,
+        before=before,
+        after={"failed_logins": 0, "locked_until": None},
+        unit_id=user.unit_id,
+    )
+    return user
+
+
+# ---- accounts from the contact registry -----------------------------------------------------------
+
+#: plan 二(二)4: "信息中心依据单位上报的《网络安全联络通讯录》为网络安全管理员分配账号".
+CONTACT_ACCOUNT_ROLE: dict[ContactRole, Role] = {
+    ContactRole.SECURITY_ADMIN: Role.UNIT_ADMIN,
+    ContactRole.SECURITY_LEAD: Role.UNIT_LEAD,
+}
+_CONTACT_NAMES_ZH = {
+    ContactRole.SECURITY_ADMIN: "网络安全管理员",
+    ContactRole.SECURITY_LEAD: "网络安全负责人",
+}
+
+
+@dataclass(frozen=True)
+class CreatedAccount:
+    contact_role: ContactRole
+    user: User
+    initial_password: str  # shown once in the answer, never stored in clear
+
+
+def _username_candidates(unit: Unit, contact: Contact, role: ContactRole) -> list[str]:
+    """Staff number first (it is what the university's other systems log people in with), then the
+    e-mail's local part, then ``<unit code>-admin`` / ``<unit code>-lead``."""
+    found: list[str] = []
+    for raw in (contact.staff_no, contact.email.partition("@")[0] if contact.email else ""):
+        name = re.sub(r"[^a-z0-9._-]", "", (raw or "").lower()).lstrip("._-")
+        if len(name) >= 2:
+            found.append(name[:64])
+    found.append(f"{unit.code.lower()}-{'admin' if role == ContactRole.SECURITY_ADMIN else 'lead'}"[:64])
+    return found
+
+
+def _free_username(session: Session, candidates: list[str]) -> str:
+    def taken(name: str) -> bool:
+        return session.exec(select(User.id).where(User.username == name)).first() is not None
+
+    for name in candidates:
+        if not taken(name):
+            return name
+    base = candidates[-1][:60]
+    n = 2
+    while taken(f"{base}-{n}"):
+        n += 1
+    return f"{base}-{n}"
+
+
+def create_unit_accounts(
+    session: Session, by: Who, unit: Unit, wanted: list[tuple[ContactRole, str | None]]
+) -> list[CreatedAccount]:
+    """Create the unit_admin / unit_lead accounts of ``unit`` from its contact registry.
+
+    Every requested contact must be in the registry (422 naming it otherwise) and must not
+    already have an active account (409 naming it). Each account gets a random initial password
+    the caller shows once.
+    """
+    assert unit.id is not None
+    created: list[CreatedAccount] = []
+    seen: set[ContactRole] = set()
+    for contact_role, username in wanted:
+        if contact_role in seen:
+            raise errors.InvalidField(
+                "accounts", "duplicate", f"{contact_role} is listed twice", message_zh=f"{contact_role} 重复"
+            )
+        seen.add(contact_role)
+        contact = session.exec(
+            select(Contact).where(Contact.unit_id == unit.id, Contact.role == contact_role.value)
+        ).first()
+        if contact is None:
+            raise errors.InvalidField(
+                f"contacts.{contact_role.value}",
+                "missing_contact",
+                f"the unit's contact registry has no {contact_role.value.replace('_', ' ')}; "
+                "record it (PUT /units/{id}/contacts/" + contact_role.value + ") first",
+                message_zh=f"该单位的《网络安全联络通讯录》中没有{_CONTACT_NAMES_ZH[contact_role]}，请先登记",
+            )
+        existing = session.exec(
+            select(User).where(User.contact_id == contact.id, User.active == True)  # noqa: E712
+        ).first()
+        if existing is not None:
+            raise errors.Conflict(
+                f"the {contact_role.value} already has the active account '{existing.username}'",
+                message_zh=f"{_CONTACT_NAMES_ZH[contact_role]}已有有效账号“{existing.username}”",
+                field=f"contacts.{contact_role.value}",
+                username=existing.username,
+            )
+        if username is None:
+            username = _free_username(session, _username_candidates(unit, contact, contact_role))
+        password = generate_password()
+        user = create_user(
+            session,
+            by,
+            username=username,
+            password=password,
+            role=CONTACT_ACCOUNT_ROLE[contact_role],
+            unit_id=unit.id,
+            display_name=contact.name,
+            email=contact.email,
+            contact_id=contact.id,
+            detail=f"from the contact registry ({contact_role.value})",
+        )
+        created.append(CreatedAccount(contact_role, user, password))
+    return created

@@ -17,7 +17,7 @@ class OutboxTask(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     task: str = Field(max_length=100)
-    kwargs: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    arguments: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)

@@ -34,7 +34,7 @@ _futures_lock = threading.Lock()
 
 
 def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
-    row = OutboxTask(task=task, kwargs=kwargs, request_id=context.request_id.get())
+    row = OutboxTask(task=task, arguments=kwargs, request_id=context.request_id.get())
     session.add(row)
     session.info.setdefault(_SESSION_KEY, []).append(row)
     return row
@@ -44,7 +44,7 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
 def _after_commit(session: Session) -> None:
     rows: list[OutboxTask] = session.info.pop(_SESSION_KEY, [])
     if rows:
-        dispatch([(r.id, r.task, dict(r.kwargs), r.request_id) for r in rows if r.id is not None])
+        dispatch([(r.id, r.task, dict(r.arguments), r.request_id) for r in rows if r.id is not None])
 
 
 @event.listens_for(Session, "after_rollback")
@@ -163,6 +163,6 @@ def redrive(now_offset: timedelta | None = None) -> int:
             .order_by(col(OutboxTask.id))
             .limit(500)
         ).all()
-        batch = [(r.id, r.task, dict(r.kwargs), r.request_id) for r in rows if r.id is not None]
+        batch = [(r.id, r.task, dict(r.arguments), r.request_id) for r in rows if r.id is not None]
     dispatch(batch)
     return len(batch)

@@ -1,4 +1,5 @@
 """Imports every module that defines tasks, so a worker (or the in-process runner) knows them all."""
 
+from vmportal.inventory import tasks as inventory_tasks  # noqa: F401
 from vmportal.request import tasks as request_tasks  # noqa: F401
 from vmportal.vm import tasks as vm_tasks  # noqa: F401

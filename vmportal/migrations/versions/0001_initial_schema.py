@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 08:14:05.428041
+Create Date: 2026-11-25 08:20:40.747239
 """
 
 from collections.abc import Sequence
@@ -74,14 +74,17 @@ def upgrade() -> None:
     op.create_table('outbox_task',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('task', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-    sa.Column('kwargs', sa.JSON(), nullable=False),
+    sa.Column('arguments', sa.JSON(), nullable=False),
     sa.Column('created_at', vmportal.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('dispatched_at', vmportal.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', vmportal.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('request_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('outbox_task', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_task_completed_at'), ['completed_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_task_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_task_dispatched_at'), ['dispatched_at'], unique=False)
 
@@ -412,6 +415,7 @@ def downgrade() -> None:
     with op.batch_alter_table('outbox_task', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_task_dispatched_at'))
         batch_op.drop_index(batch_op.f('ix_outbox_task_created_at'))
+        batch_op.drop_index(batch_op.f('ix_outbox_task_completed_at'))
 
     op.drop_table('outbox_task')
     op.drop_table('hypervisor_connection')

@@ -1,0 +1,138 @@
+"""What the VM and power-operation endpoints accept and answer."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hypervisors.base import PowerAction, PowerState
+from policies.power import SecurityState
+from vmportal.vm.models import Lifecycle, PowerOpState
+
+API = "/api/v1"
+
+# Power actions the API accepts: the hypervisor contract's own (an unknown one is a 422 naming
+# ``action``). Network and suspension actions belong to the security workflow, not to this endpoint.
+__all__ = [
+    "DecommissionIn",
+    "LifecycleFilter",
+    "OperationList",
+    "PowerAction",
+    "PowerIn",
+    "PowerOperationOut",
+    "PowerState",
+    "SecurityState",
+    "VMList",
+    "VMOut",
+    "VMSort",
+]
+
+
+class LifecycleFilter(enum.StrEnum):
+    ACTIVE = Lifecycle.ACTIVE.value
+    DECOMMISSIONED = Lifecycle.DECOMMISSIONED.value
+    MISSING = Lifecycle.MISSING.value
+    ALL = "all"
+
+
+class VMSort(enum.StrEnum):
+    ID = "id"
+    ID_DESC = "-id"
+    NAME = "name"
+    NAME_DESC = "-name"
+    CREATED = "created_at"
+    CREATED_DESC = "-created_at"
+    IP = "ip_address"
+    IP_DESC = "-ip_address"
+
+
+class PowerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: PowerAction = Field(description="start | stop (hard) | restart (hard reset) | shutdown | reboot (guest)")
+    reason: str = Field("", max_length=500, description="Why; kept with the operation and in the audit log.")
+
+
+class DecommissionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why the VM is retired (kept in the audit log).")
+
+
+class Links(BaseModel):
+    self: str
+    vm: str | None = None
+    operations: str | None = None
+
+
+class VMOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    hostname: str
+    unit_id: int | None
+    unit_code: str | None = None
+    unit_name: str | None = None
+    system_id: int | None
+    request_id: int | None
+    connection_id: int
+    template_name: str
+    vcpus: int
+    memory_gib: int
+    disk_gib: int
+    ip_address: str | None
+    ips: list[str]
+    macs: list[str]
+    admin_account: str
+    power_state: str
+    network_connected: bool
+    security_state: str
+    lifecycle: str
+    registered: bool
+    created_at: datetime
+    synced_at: datetime | None
+    decommissioned_at: datetime | None
+    version: int
+    links: Links
+
+
+class VMList(BaseModel):
+    items: list[VMOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class PowerOperationOut(BaseModel):
+    id: int
+    vm_id: int
+    action: str
+    state: PowerOpState
+    reason: str
+    requested_by: int | None = Field(description="User id; null when the portal itself acted (containment).")
+    requested_by_username: str | None
+    requested_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    power_before: str
+    power_after: str
+    error: str
+    links: Links
+
+
+class OperationList(BaseModel):
+    items: list[PowerOperationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DecommissionOut(BaseModel):
+    vm_id: int
+    lifecycle: str
+    state: str = Field(description="pending until the hypervisor confirmed the deletion, then done")
+    decommissioned_at: datetime | None
+    links: Links

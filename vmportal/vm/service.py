@@ -1,0 +1,665 @@
+"""VMs: listing and reading them (unit-scoped), power operations and decommissioning.
+
+Power operations are a queue per VM. A request records a ``PowerOperation`` (pending) and its audit
+row in the request's transaction and enqueues ``vmportal.vm.power`` through the outbox; the task
+(:func:`execute_power`) applies it through the VM's adapter. The guarantees, and how they are kept:
+
+* **In order, one at a time per VM.** The executing transaction locks the VM row (``SELECT … FOR NO
+  KEY UPDATE`` on PostgreSQL; SQLite serialises writers already) for the length of the adapter call
+  and always runs the *earliest* unfinished operation of that VM first, so a task delivered early or
+  twice still applies operations in id order. Ids follow commit order per VM because requests for
+  one VM take a transaction-scoped advisory lock before inserting (on PostgreSQL two concurrent
+  requests could otherwise commit ids 8 before 7, and 8 would run first).
+* **Never twice.** A finished operation (succeeded/failed) is never applied again: a redelivered
+  task finds it finished and does nothing. A ``running`` operation found by a redelivery was left by
+  a worker that died mid-call; it is applied again, which the adapters treat idempotently (start of a
+  running VM, stop of a stopped one are no-ops).
+* **Rules re-checked when applied.** Between the request and its execution the center may have
+  suspended the VM or decommissioned it; the task re-asks the policy (``power_ops``,
+  ``suspended_lock``) and the lifecycle, and fails the operation with the reason if they now refuse.
+
+Row locks are ``FOR NO KEY UPDATE`` rather than ``FOR UPDATE`` so that inserting rows that reference
+the VM (operations, allocations) is not blocked behind a running adapter call; a ``FOR UPDATE`` taken
+by other code on the VM still waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, or_, select
+
+from hypervisors.base import (
+    POWER_ACTION_ALLOWED_FROM,
+    HypervisorError,
+    PowerAction,
+    PowerState,
+    Retriable,
+    VMInfo,
+)
+from policies.power import SecurityState, check_power
+from policies.roles import Actor, Role, is_center
+from vmportal import db, errors
+from vmportal.api.deps import can_see_unit, ensure_unit_visible
+from vmportal.audit.service import Who, record
+from vmportal.connection.service import adapter_for, get_connection
+from vmportal.identity.models import User
+from vmportal.tasks import outbox
+from vmportal.unit.models import Unit
+from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
+from vmportal.vm.schemas import LifecycleFilter, VMSort
+
+log = logging.getLogger(__name__)
+
+POWER_TASK = "vmportal.vm.power"
+DECOMMISSION_TASK = "vmportal.vm.decommission"
+
+FINISHED: frozenset[str] = frozenset({PowerOpState.SUCCEEDED, PowerOpState.FAILED})
+UNFINISHED: tuple[str, ...] = (PowerOpState.PENDING, PowerOpState.RUNNING)
+
+# Namespace of the advisory locks that order power requests per VM (pg_advisory_xact_lock(ns, vm)).
+_POWER_LOCK_NAMESPACE = 0x564D50  # "VMP"
+
+_ACTION_ZH = {
+    PowerAction.START: "开机",
+    PowerAction.STOP: "关机",
+    PowerAction.RESTART: "重启",
+    PowerAction.SHUTDOWN: "关闭操作系统",
+    PowerAction.REBOOT: "重启操作系统",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VMFilters:
+    unit_id: int | None = None
+    power_state: PowerState | None = None
+    security_state: SecurityState | None = None
+    lifecycle: LifecycleFilter = LifecycleFilter.ACTIVE
+    q: str | None = None
+    sort: VMSort = VMSort.ID
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class VMRow:
+    vm: VM
+    unit_code: str | None
+    unit_name: str | None
+
+
+_SORT_COLUMNS: dict[str, Any] = {
+    "id": VM.id,
+    "name": VM.name,
+    "created_at": VM.created_at,
+    "ip_address": VM.ip_address,
+}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
+    conditions: list[Any] = []
+    if actor.role in (Role.UNIT_ADMIN, Role.UNIT_LEAD):
+        # Unit scoping lives in the query itself: a unit's users never receive another unit's rows.
+        conditions.append(col(VM.unit_id) == actor.unit_id)
+    if filters.unit_id is not None:
+        conditions.append(col(VM.unit_id) == filters.unit_id)
+    if filters.power_state is not None:
+        conditions.append(col(VM.power_state) == filters.power_state.value)
+    if filters.security_state is not None:
+        conditions.append(col(VM.security_state) == filters.security_state.value)
+    if filters.lifecycle is not LifecycleFilter.ALL:
+        conditions.append(col(VM.lifecycle) == filters.lifecycle.value)
+    if filters.q:
+        pattern = f"%{_escape_like(filters.q.strip())}%"
+        conditions.append(
+            or_(
+                col(VM.name).ilike(pattern, escape="\\"),
+                col(VM.hostname).ilike(pattern, escape="\\"),
+                col(VM.ip_address).ilike(pattern, escape="\\"),
+            )
+        )
+    return conditions
+
+
+def list_vms(session: Session, actor: Actor, filters: VMFilters) -> tuple[list[VMRow], int]:
+    """One page of the VMs the actor may see, with the total, in a single query (the total is a
+    window count over the filtered rows; only a page past the end needs a second, counting query)."""
+    conditions = _vm_conditions(actor, filters)
+    key = filters.sort.value.lstrip("-")
+    column = _SORT_COLUMNS[key]
+    descending = filters.sort.value.startswith("-")
+    order = [column.desc() if descending else column.asc()]
+    if key != "id":
+        order.append(col(VM.id).desc() if descending else col(VM.id).asc())  # stable pages
+    stmt = (
+        select(VM, Unit.code, Unit.name_zh, func.count().over().label("total"))
+        .outerjoin(Unit, col(Unit.id) == col(VM.unit_id))
+        .where(*conditions)
+        .order_by(*order)
+        .limit(filters.limit)
+        .offset(filters.offset)
+    )
+    rows = session.exec(stmt).all()
+    if rows:
+        total = int(rows[0][3])
+    elif filters.offset:
+        total = int(session.exec(select(func.count()).select_from(VM).where(*conditions)).one())
+    else:
+        total = 0
+    return [VMRow(vm, code, name) for vm, code, name, _ in rows], total
+
+
+def find_vm(session: Session, actor: Actor, vm_id: int) -> VM:
+    """The VM if the actor may see it; 404 for a missing VM and for another unit's alike."""
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    ensure_unit_visible(actor, vm.unit_id, "vm", vm_id)
+    return vm
+
+
+def get_vm(session: Session, actor: Actor, vm_id: int) -> VMRow:
+    vm = find_vm(session, actor, vm_id)
+    unit = session.get(Unit, vm.unit_id) if vm.unit_id is not None else None
+    return VMRow(vm, unit.code if unit else None, unit.name_zh if unit else None)
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    op: PowerOperation
+    username: str | None
+
+
+def list_operations(
+    session: Session, actor: Actor, vm_id: int, *, limit: int = 50, offset: int = 0
+) -> tuple[list[OperationRow], int]:
+    """The VM's power history, newest first: who, what, when, result, error."""
+    find_vm(session, actor, vm_id)
+    stmt = (
+        select(PowerOperation, User.username, func.count().over())
+        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
+        .where(col(PowerOperation.vm_id) == vm_id)
+        .order_by(col(PowerOperation.id).desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = session.exec(stmt).all()
+    if rows:
+        total = int(rows[0][2])
+    else:
+        total = int(
+            session.exec(
+                select(func.count()).select_from(PowerOperation).where(col(PowerOperation.vm_id) == vm_id)
+            ).one()
+        )
+    return [OperationRow(op, username) for op, username, _ in rows], total
+
+
+def get_operation(session: Session, actor: Actor, operation_id: int) -> OperationRow:
+    row = session.exec(
+        select(PowerOperation, User.username, VM.unit_id)
+        .join(VM, col(VM.id) == col(PowerOperation.vm_id))
+        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
+        .where(col(PowerOperation.id) == operation_id)
+    ).first()
+    if row is None or not can_see_unit(actor, row[2]):
+        raise errors.NotFound("power operation", operation_id)
+    return OperationRow(row[0], row[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Locks and shared checks
+# ------------------------------------------------------------------------------------------------
+
+
+def lock_vm(session: Session, vm_id: int) -> VM | None:
+    """Re-read the VM with its row locked until the caller's transaction ends (PostgreSQL; SQLite's
+    ``BEGIN IMMEDIATE`` already gives the transaction the database's single write lock).
+
+    Whoever changes a VM's power, network or security state takes this lock first, so those changes
+    and the adapter calls behind them happen one at a time per VM.
+    """
+    stmt = (
+        select(VM)
+        .where(col(VM.id) == vm_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return session.exec(stmt).first()
+
+
+def _order_power_requests(session: Session, vm_id: int) -> None:
+    # See the module docstring: per VM, operation ids are handed out in commit order.
+    if db.is_postgres(session):
+        session.exec(
+            sa.text("SELECT pg_advisory_xact_lock(:ns, :vm)"),  # type: ignore[call-overload]
+            params={"ns": _POWER_LOCK_NAMESPACE, "vm": vm_id},
+        )
+
+
+def _ensure_active(vm: VM, action: str) -> None:
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        raise errors.StateConflict(
+            "vm",
+            vm.lifecycle,
+            action,
+            message=f"VM {vm.id} ({vm.name}) is {vm.lifecycle}; it can no longer be {_past(action)}",
+        )
+
+
+def _past(action: str) -> str:
+    return {"start": "started", "stop": "stopped", "shutdown": "shut down", "decommission": "decommissioned"}.get(
+        action, f"{action}ed"
+    )
+
+
+def _ensure_power_state_allows(vm: VM, action: PowerAction) -> None:
+    allowed = POWER_ACTION_ALLOWED_FROM[action]
+    try:
+        current = PowerState(vm.power_state)
+    except ValueError:
+        current = PowerState.UNKNOWN
+    if current not in allowed:
+        needs = " or ".join(sorted(s.value for s in allowed))
+        raise errors.StateConflict(
+            "vm",
+            current.value,
+            action.value,
+            message=(
+                f"cannot {action.value} VM {vm.id} ({vm.name}): its power state is '{current.value}', "
+                f"{action.value} needs it {needs}"
+            ),
+        )
+
+
+def _policy_decision(actor: Actor, vm: VM, action: PowerAction) -> Any:
+    # An unregistered VM (no unit yet) is nobody's but the center's: -1 matches no unit.
+    return check_power(actor, vm.unit_id if vm.unit_id is not None else -1, vm.security_state, action.value)
+
+
+def _record_denial(who: Who, vm_id: int, unit_id: int | None, action: str, reason: str, detail: str) -> None:
+    """Keep a refused attempt in the audit log. The request's transaction is rolled back by the error
+    about to be raised, so the row is written in a transaction of its own."""
+    with db.transaction() as s:
+        record(s, who, "vm.power.request", "vm", vm_id, after={"action": action, "reason": reason},
+               result="denied", detail=detail, unit_id=unit_id)
+
+
+def _denial_detail(decision: Any) -> str:
+    return " ".join(f"[{d.rule}] {d.message_en}" for d in decision.denials)
+
+
+# ------------------------------------------------------------------------------------------------
+# Power operations: request
+# ------------------------------------------------------------------------------------------------
+
+
+def request_power(
+    session: Session, actor: Actor, who: Who, vm_id: int, action: PowerAction, reason: str = ""
+) -> PowerOperation:
+    """A user asks for a power action: scoping (404), policy (403), lifecycle and power state (409),
+    then a pending operation, its audit row and its task, all in the caller's transaction."""
+    action = PowerAction(action)
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    unit_id = vm.unit_id
+    if not can_see_unit(actor, unit_id):
+        # Answered exactly like a missing VM, but the center sees the probe in the audit log.
+        session.rollback()  # ends the request's (read-only) transaction: SQLite has one writer
+        _record_denial(who, vm_id, unit_id, action.value, reason, "VM of another unit (answered 404)")
+        raise errors.NotFound("vm", vm_id)
+    decision = _policy_decision(actor, vm, action)
+    if not decision.allowed:
+        session.rollback()
+        _record_denial(who, vm_id, unit_id, action.value, reason, _denial_detail(decision))
+        raise errors.PolicyDenied(decision)
+
+    _order_power_requests(session, vm_id)
+    session.refresh(vm)  # the state as of now, after any operation that finished meanwhile
+    _ensure_active(vm, action.value)
+    _ensure_power_state_allows(vm, action)
+    return _new_operation(session, vm, action, who=who, reason=reason, requested_by=actor.user_id)
+
+
+def enqueue_power(
+    session: Session, vm_id: int, action: PowerAction, *, who: Who, reason: str, requested_by: int | None = None
+) -> PowerOperation:
+    """Queue a power action decided by the center or the portal itself (no policy check: the caller
+    is the authority). Runs after the VM's earlier operations, like any request."""
+    action = PowerAction(action)
+    _order_power_requests(session, vm_id)
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    _ensure_active(vm, action.value)
+    return _new_operation(session, vm, action, who=who, reason=reason, requested_by=requested_by)
+
+
+def _new_operation(
+    session: Session, vm: VM, action: PowerAction, *, who: Who, reason: str, requested_by: int | None
+) -> PowerOperation:
+    assert vm.id is not None
+    op = PowerOperation(vm_id=vm.id, action=action.value, requested_by=requested_by, reason=reason,
+                        state=PowerOpState.PENDING, power_before=vm.power_state)
+    session.add(op)
+    session.flush()
+    record(session, who, "vm.power.request", "vm", vm.id,
+           before={"power_state": vm.power_state},
+           after={"operation_id": op.id, "action": action.value, "reason": reason},
+           unit_id=vm.unit_id)
+    outbox.enqueue(session, POWER_TASK, operation_id=op.id)
+    return op
+
+
+# ------------------------------------------------------------------------------------------------
+# Power operations: execution (the task body)
+# ------------------------------------------------------------------------------------------------
+
+
+def execute_power(operation_id: int) -> str:
+    """Apply one power operation, after every earlier unfinished operation of the same VM.
+
+    Idempotent; safe to run twice or concurrently. Returns what happened, for logs. Raises
+    :class:`Retriable` when the hypervisor is temporarily unavailable (the task base retries).
+    """
+    # Claim: pending -> running, committed, so pollers see the work has started. A finished
+    # operation stops here; a running one (its worker died mid-call) goes on and is re-applied.
+    with db.transaction() as s:
+        s.exec(
+            sa.update(PowerOperation)
+            .where(col(PowerOperation.id) == operation_id, col(PowerOperation.state) == PowerOpState.PENDING)
+            .values(state=PowerOpState.RUNNING, started_at=db.utcnow())
+        )
+        op = s.get(PowerOperation, operation_id)
+        if op is None:
+            return "unknown operation"
+        if op.state in FINISHED:
+            return f"already {op.state}"
+        vm_id = op.vm_id
+
+    while True:
+        outcome = _run_next(vm_id, up_to=operation_id)
+        if outcome is None or outcome[0] == operation_id:
+            return outcome[1] if outcome else "already finished"
+
+
+def _run_next(vm_id: int, *, up_to: int) -> tuple[int, str] | None:
+    """Apply the earliest unfinished operation of the VM with id <= ``up_to``, in one transaction
+    holding the VM's lock. None when there is none left."""
+    try:
+        with db.transaction() as s:
+            vm = lock_vm(s, vm_id)
+            op = s.exec(
+                select(PowerOperation)
+                .where(col(PowerOperation.vm_id) == vm_id, col(PowerOperation.id) <= up_to,
+                       col(PowerOperation.state).in_(UNFINISHED))
+                .order_by(col(PowerOperation.id))
+                .limit(1)
+                .execution_options(populate_existing=True)
+            ).first()
+            if op is None:
+                return None
+            assert op.id is not None
+            if vm is None:  # cannot happen with the foreign key; keep the op from hanging anyway
+                _finish(s, op, None, error=f"VM {vm_id} no longer exists")
+                return op.id, "failed"
+            return op.id, _apply(s, vm, op)
+    except Retriable as exc:
+        # The transaction rolled back (the operation stays pending or running); say why it waits.
+        _note_retry(vm_id, up_to, exc)
+        raise
+
+
+def _note_retry(vm_id: int, up_to: int, exc: Retriable) -> None:
+    with db.transaction() as s:
+        op = s.exec(
+            select(PowerOperation)
+            .where(col(PowerOperation.vm_id) == vm_id, col(PowerOperation.id) <= up_to,
+                   col(PowerOperation.state).in_(UNFINISHED))
+            .order_by(col(PowerOperation.id))
+            .limit(1)
+        ).first()
+        if op is not None:
+            op.error = f"hypervisor temporarily unavailable, retrying: {exc.message}"[:2000]
+            s.add(op)
+
+
+def _requester(session: Session, op: PowerOperation) -> tuple[Who, Actor | None]:
+    if op.requested_by is None:
+        return Who.system(), None
+    user = session.get(User, op.requested_by)
+    if user is None or user.id is None:
+        return Who(actor=f"user:{op.requested_by}", actor_id=op.requested_by), None
+    actor = Actor(user_id=user.id, role=Role(user.role), unit_id=user.unit_id)
+    return Who(actor=user.username, actor_id=user.id, role=user.role), actor
+
+
+def _apply(session: Session, vm: VM, op: PowerOperation) -> str:
+    """Run one operation on a locked VM and record the outcome. Retriable errors propagate."""
+    who, actor = _requester(session, op)
+    action = PowerAction(op.action)
+    op.state = PowerOpState.RUNNING
+    op.started_at = op.started_at or db.utcnow()
+    op.power_before = vm.power_state
+
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        return _finish(session, op, vm, who=who, error=f"VM {vm.id} is {vm.lifecycle}; the operation was not applied")
+    if actor is not None and not is_center(actor.role):
+        # The VM may have been suspended (or the user's role changed) since the request was accepted.
+        decision = _policy_decision(actor, vm, action)
+        if not decision.allowed:
+            return _finish(session, op, vm, who=who, error=_denial_detail(decision), result="denied")
+
+    conn = get_connection(session, vm.connection_id)
+    try:
+        info = adapter_for(conn).power(vm.hypervisor_ref, action)
+    except Retriable:
+        raise
+    except HypervisorError as exc:
+        log.info("power %s of VM %s failed: %s", action.value, vm.id, exc.message)
+        return _finish(session, op, vm, who=who, error=exc.message)
+    return _finish(session, op, vm, who=who, info=info)
+
+
+def _finish(
+    session: Session,
+    op: PowerOperation,
+    vm: VM | None,
+    *,
+    who: Who | None = None,
+    info: VMInfo | None = None,
+    error: str = "",
+    result: str = "failed",
+) -> str:
+    op.finished_at = db.utcnow()
+    before = {"power_state": op.power_before}
+    if info is not None and vm is not None:
+        _store_observed(vm, info)
+        op.state = PowerOpState.SUCCEEDED
+        op.power_after = str(info.power_state)
+        op.error = ""
+        result = "ok"
+    else:
+        op.state = PowerOpState.FAILED
+        op.error = error[:2000]
+        op.power_after = vm.power_state if vm is not None else ""
+    session.add(op)
+    if vm is not None:
+        session.add(vm)
+    record(session, who or Who.system(), "vm.power", "vm", op.vm_id, before=before,
+           after={"operation_id": op.id, "action": op.action, "state": op.state, "power_state": op.power_after,
+                  "version": vm.version if vm is not None else None},
+           result=result, detail=op.error, unit_id=vm.unit_id if vm is not None else None)
+    return str(op.state)
+
+
+def _store_observed(vm: VM, info: VMInfo) -> None:
+    """What the hypervisor reported after a change: power and network state, addresses."""
+    vm.power_state = str(info.power_state)
+    vm.network_connected = info.network_connected
+    if info.ips:
+        vm.ips = list(info.ips)
+    macs = [n.mac for n in info.nics if n.mac]
+    if macs:
+        vm.macs = macs
+    vm.synced_at = db.utcnow()
+    vm.version += 1
+
+
+def apply_power(
+    session: Session, vm_id: int, action: PowerAction, *, who: Who, reason: str, requested_by: int | None = None
+) -> PowerOperation:
+    """Power a VM now, in the caller's transaction (for tasks such as containment and restore).
+
+    Locks the VM, records an operation (``requested_by`` None: the portal itself), calls the adapter
+    and records the confirmed result; the returned operation is ``succeeded`` or ``failed`` with the
+    adapter's message. No policy check: the caller is the center's own workflow. It does not wait for
+    the VM's queued operations: containment must not sit behind a unit's pending start, which the
+    queue then re-checks against the new security state. :class:`Retriable` propagates (the caller's
+    transaction rolls back, the caller retries).
+    """
+    action = PowerAction(action)
+    vm = lock_vm(session, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    _ensure_active(vm, action.value)
+    assert vm.id is not None
+    op = PowerOperation(vm_id=vm.id, action=action.value, requested_by=requested_by, reason=reason,
+                        state=PowerOpState.RUNNING, started_at=db.utcnow(), power_before=vm.power_state)
+    session.add(op)
+    session.flush()
+    record(session, who, "vm.power.request", "vm", vm.id, before={"power_state": vm.power_state},
+           after={"operation_id": op.id, "action": action.value, "reason": reason}, unit_id=vm.unit_id)
+    conn = get_connection(session, vm.connection_id)
+    try:
+        info = adapter_for(conn).power(vm.hypervisor_ref, action)
+    except Retriable:
+        raise
+    except HypervisorError as exc:
+        _finish(session, op, vm, who=who, error=exc.message)
+        return op
+    _finish(session, op, vm, who=who, info=info)
+    return op
+
+
+# ------------------------------------------------------------------------------------------------
+# Security state (set by the security workflow)
+# ------------------------------------------------------------------------------------------------
+
+
+def set_security_state(
+    session: Session, vm_id: int, state: SecurityState, *, who: Who, reason: str = "", detail: str = ""
+) -> VM:
+    """Move the VM's security state (normal, suspended, rectification_submitted, restored) under the
+    VM's lock, bump its version and audit the change. The caller decides whether the move is allowed
+    (the incident workflow); this only records it consistently."""
+    state = SecurityState(state)
+    vm = lock_vm(session, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    before = vm.security_state
+    if before == state:
+        return vm
+    vm.security_state = state.value
+    vm.version += 1
+    session.add(vm)
+    record(session, who, "vm.security_state", "vm", vm_id, before={"security_state": before},
+           after={"security_state": state.value, "reason": reason, "version": vm.version},
+           detail=detail or reason, unit_id=vm.unit_id)
+    return vm
+
+
+def observe(session: Session, vm: VM, info: VMInfo) -> None:
+    """Store what the hypervisor reported for a VM (for tasks that changed it, e.g. NIC isolation).
+    The caller holds :func:`lock_vm`."""
+    _store_observed(vm, info)
+    session.add(vm)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decommission
+# ------------------------------------------------------------------------------------------------
+
+
+def request_decommission(session: Session, actor: Actor, who: Who, vm_id: int, reason: str) -> VM:
+    """The center retires a VM. It is closed to power operations at once (lifecycle decommissioned);
+    the task deletes it on the hypervisor, releases its address and stamps ``decommissioned_at``.
+    Asking again while the deletion is unfinished (e.g. it failed) re-queues it."""
+    if not is_center(actor.role):
+        raise errors.Forbidden("only the center decommissions VMs", message_zh="只有信息中心可以回收虚拟机")
+    _order_power_requests(session, vm_id)
+    vm = lock_vm(session, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    if vm.lifecycle == Lifecycle.DECOMMISSIONED and vm.decommissioned_at is not None:
+        raise errors.StateConflict("vm", vm.lifecycle, "decommission",
+                                   message=f"VM {vm.id} ({vm.name}) is already decommissioned")
+    before = {"lifecycle": vm.lifecycle, "power_state": vm.power_state}
+    vm.lifecycle = Lifecycle.DECOMMISSIONED
+    vm.version += 1
+    session.add(vm)
+    record(session, who, "vm.decommission.request", "vm", vm_id, before=before,
+           after={"lifecycle": vm.lifecycle, "reason": reason}, detail=reason, unit_id=vm.unit_id)
+    outbox.enqueue(session, DECOMMISSION_TASK, vm_id=vm_id)
+    return vm
+
+
+def execute_decommission(vm_id: int) -> str:
+    """Delete the VM on its hypervisor (idempotent: an absent VM counts as deleted), release its IP
+    allocation, erase any uncollected initial password, stamp ``decommissioned_at``. Idempotent."""
+    from vmportal.network import service as network
+
+    with db.transaction() as s:
+        vm = lock_vm(s, vm_id)
+        if vm is None:
+            return "unknown vm"
+        if vm.lifecycle != Lifecycle.DECOMMISSIONED:
+            return f"not decommissioned ({vm.lifecycle})"
+        if vm.decommissioned_at is not None:
+            return "already done"
+        conn = get_connection(s, vm.connection_id)
+        try:
+            adapter_for(conn).delete(vm.hypervisor_ref)
+        except Retriable:
+            raise
+        except HypervisorError as exc:
+            record(s, Who.system(), "vm.decommission", "vm", vm_id, result="failed", detail=exc.message,
+                   unit_id=vm.unit_id)
+            return "failed"
+        network.release_for_vm(s, vm_id)
+        credential = s.get(DeliveryCredential, vm_id)
+        if credential is not None and credential.password is not None:
+            credential.password = None
+            s.add(credential)
+        vm.decommissioned_at = db.utcnow()
+        vm.power_state = PowerState.STOPPED.value
+        vm.network_connected = False
+        vm.version += 1
+        s.add(vm)
+        # Operations still queued for the VM will never run: close them with the reason.
+        for op in s.exec(
+            select(PowerOperation).where(col(PowerOperation.vm_id) == vm_id,
+                                         col(PowerOperation.state).in_(UNFINISHED))
+        ):
+            op.state = PowerOpState.FAILED
+            op.finished_at = db.utcnow()
+            op.error = f"VM {vm_id} was decommissioned before the operation ran"
+            s.add(op)
+        record(s, Who.system(), "vm.decommission", "vm", vm_id,
+               before={"lifecycle": vm.lifecycle}, after={"lifecycle": vm.lifecycle,
+               "decommissioned_at": vm.decommissioned_at.isoformat(), "ip_address": vm.ip_address},
+               detail="deleted on the hypervisor, address released", unit_id=vm.unit_id)
+        return "done"
