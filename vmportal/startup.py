@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 SIMULATOR_CONNECTION = "simulator"
 
 
-def prepare(settings: Settings, *, migrate: bool = True) -> None:
+def prepare(settings: Settings, *, migrate: bool = True, seed: bool = True) -> None:
     crypto.configure(settings.fernet_keys())
     db.init(settings)
     if migrate:
@@ -23,7 +23,7 @@ def prepare(settings: Settings, *, migrate: bool = True) -> None:
         migrations.upgrade()
     if settings.embedded:
         ensure_simulator_connection(settings)
-    if settings.demo:
+    if seed and settings.demo:
         from vmportal import demo
 
         demo.seed(settings)

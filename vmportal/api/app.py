@@ -116,6 +116,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         docs_url="/docs",
     )
     install_error_handlers(app)
+    from vmportal import observability
+
+    observability.install(app)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, Task
@@ -55,6 +56,9 @@ class PortalTask(Task):  # type: ignore[misc]
 
         outbox_id = kwargs.pop("outbox_id", None)
         token = context.request_id.set(kwargs.pop("request_id", "") or "")
+        from vmportal.observability import TASK_LATENCY, TASKS
+
+        started = time.perf_counter()
         try:
             try:
                 result = super().__call__(*args, **kwargs)
@@ -67,11 +71,17 @@ class PortalTask(Task):  # type: ignore[misc]
                 if outbox_id is not None:
                     kwargs["outbox_id"] = outbox_id
                 kwargs["request_id"] = context.request_id.get()
+                TASKS.labels(self.name, "retry").inc()
                 raise self.retry(exc=exc, countdown=countdown, kwargs=kwargs) from exc
+            except Exception:
+                TASKS.labels(self.name, "error").inc()
+                raise
             if outbox_id is not None:
                 outbox.mark_completed(outbox_id)
+            TASKS.labels(self.name, "ok").inc()
             return result
         finally:
+            TASK_LATENCY.labels(self.name).observe(time.perf_counter() - started)
             context.request_id.reset(token)
 
 

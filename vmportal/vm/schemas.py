@@ -7,27 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hypervisors.base import PowerAction, PowerState
-from policies.power import SecurityState
+from hypervisors.base import PowerAction
 from vmportal.vm.models import Lifecycle, PowerOpState
-
-API = "/api/v1"
-
-# Power actions the API accepts: the hypervisor contract's own (an unknown one is a 422 naming
-# ``action``). Network and suspension actions belong to the security workflow, not to this endpoint.
-__all__ = [
-    "DecommissionIn",
-    "LifecycleFilter",
-    "OperationList",
-    "PowerAction",
-    "PowerIn",
-    "PowerOperationOut",
-    "PowerState",
-    "SecurityState",
-    "VMList",
-    "VMOut",
-    "VMSort",
-]
 
 
 class LifecycleFilter(enum.StrEnum):
@@ -51,14 +32,18 @@ class VMSort(enum.StrEnum):
 class PowerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: PowerAction = Field(description="start | stop (hard) | restart (hard reset) | shutdown | reboot (guest)")
+    action: PowerAction = Field(
+        description="start | stop (hard) | restart (hard reset) | shutdown | reboot (guest)"
+    )
     reason: str = Field("", max_length=500, description="Why; kept with the operation and in the audit log.")
 
 
 class DecommissionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=1000, description="Why the VM is retired (kept in the audit log).")
+    reason: str = Field(
+        min_length=1, max_length=1000, description="Why the VM is retired (kept in the audit log)."
+    )
 
 
 class Links(BaseModel):

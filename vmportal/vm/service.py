@@ -249,20 +249,20 @@ def _order_power_requests(session: Session, vm_id: int) -> None:
         )
 
 
+def _conflict(state: str, action: str, message_en: str, message_zh: str) -> errors.StateConflict:
+    exc = errors.StateConflict("vm", state, action, message=message_en)
+    exc.message_zh = message_zh
+    return exc
+
+
 def _ensure_active(vm: VM, action: str) -> None:
     if vm.lifecycle != Lifecycle.ACTIVE:
-        raise errors.StateConflict(
-            "vm",
+        raise _conflict(
             vm.lifecycle,
             action,
-            message=f"VM {vm.id} ({vm.name}) is {vm.lifecycle}; it can no longer be {_past(action)}",
+            f"VM {vm.id} ({vm.name}) is {vm.lifecycle}: it takes no more power operations",
+            f"虚拟机 {vm.id}（{vm.name}）的状态为“{vm.lifecycle}”，不能再执行“{action}”操作",
         )
-
-
-def _past(action: str) -> str:
-    return {"start": "started", "stop": "stopped", "shutdown": "shut down", "decommission": "decommissioned"}.get(
-        action, f"{action}ed"
-    )
 
 
 def _ensure_power_state_allows(vm: VM, action: PowerAction) -> None:
@@ -273,14 +273,13 @@ def _ensure_power_state_allows(vm: VM, action: PowerAction) -> None:
         current = PowerState.UNKNOWN
     if current not in allowed:
         needs = " or ".join(sorted(s.value for s in allowed))
-        raise errors.StateConflict(
-            "vm",
+        raise _conflict(
             current.value,
             action.value,
-            message=(
-                f"cannot {action.value} VM {vm.id} ({vm.name}): its power state is '{current.value}', "
-                f"{action.value} needs it {needs}"
-            ),
+            f"cannot {action.value} VM {vm.id} ({vm.name}): its power state is '{current.value}', "
+            f"{action.value} needs it {needs}",
+            f"虚拟机 {vm.id}（{vm.name}）当前电源状态为“{current.value}”，不能{_ACTION_ZH[action]}"
+            f"（需要处于 {needs} 状态）",
         )
 
 
@@ -293,8 +292,17 @@ def _record_denial(who: Who, vm_id: int, unit_id: int | None, action: str, reaso
     """Keep a refused attempt in the audit log. The request's transaction is rolled back by the error
     about to be raised, so the row is written in a transaction of its own."""
     with db.transaction() as s:
-        record(s, who, "vm.power.request", "vm", vm_id, after={"action": action, "reason": reason},
-               result="denied", detail=detail, unit_id=unit_id)
+        record(
+            s,
+            who,
+            "vm.power.request",
+            "vm",
+            vm_id,
+            after={"action": action, "reason": reason},
+            result="denied",
+            detail=detail,
+            unit_id=unit_id,
+        )
 
 
 def _denial_detail(decision: Any) -> str:
@@ -335,7 +343,13 @@ def request_power(
 
 
 def enqueue_power(
-    session: Session, vm_id: int, action: PowerAction, *, who: Who, reason: str, requested_by: int | None = None
+    session: Session,
+    vm_id: int,
+    action: PowerAction,
+    *,
+    who: Who,
+    reason: str,
+    requested_by: int | None = None,
 ) -> PowerOperation:
     """Queue a power action decided by the center or the portal itself (no policy check: the caller
     is the authority). Runs after the VM's earlier operations, like any request."""
@@ -352,14 +366,26 @@ def _new_operation(
     session: Session, vm: VM, action: PowerAction, *, who: Who, reason: str, requested_by: int | None
 ) -> PowerOperation:
     assert vm.id is not None
-    op = PowerOperation(vm_id=vm.id, action=action.value, requested_by=requested_by, reason=reason,
-                        state=PowerOpState.PENDING, power_before=vm.power_state)
+    op = PowerOperation(
+        vm_id=vm.id,
+        action=action.value,
+        requested_by=requested_by,
+        reason=reason,
+        state=PowerOpState.PENDING,
+        power_before=vm.power_state,
+    )
     session.add(op)
     session.flush()
-    record(session, who, "vm.power.request", "vm", vm.id,
-           before={"power_state": vm.power_state},
-           after={"operation_id": op.id, "action": action.value, "reason": reason},
-           unit_id=vm.unit_id)
+    record(
+        session,
+        who,
+        "vm.power.request",
+        "vm",
+        vm.id,
+        before={"power_state": vm.power_state},
+        after={"operation_id": op.id, "action": action.value, "reason": reason},
+        unit_id=vm.unit_id,
+    )
     outbox.enqueue(session, POWER_TASK, operation_id=op.id)
     return op
 
@@ -404,8 +430,11 @@ def _run_next(vm_id: int, *, up_to: int) -> tuple[int, str] | None:
             vm = lock_vm(s, vm_id)
             op = s.exec(
                 select(PowerOperation)
-                .where(col(PowerOperation.vm_id) == vm_id, col(PowerOperation.id) <= up_to,
-                       col(PowerOperation.state).in_(UNFINISHED))
+                .where(
+                    col(PowerOperation.vm_id) == vm_id,
+                    col(PowerOperation.id) <= up_to,
+                    col(PowerOperation.state).in_(UNFINISHED),
+                )
                 .order_by(col(PowerOperation.id))
                 .limit(1)
                 .execution_options(populate_existing=True)
@@ -427,8 +456,11 @@ def _note_retry(vm_id: int, up_to: int, exc: Retriable) -> None:
     with db.transaction() as s:
         op = s.exec(
             select(PowerOperation)
-            .where(col(PowerOperation.vm_id) == vm_id, col(PowerOperation.id) <= up_to,
-                   col(PowerOperation.state).in_(UNFINISHED))
+            .where(
+                col(PowerOperation.vm_id) == vm_id,
+                col(PowerOperation.id) <= up_to,
+                col(PowerOperation.state).in_(UNFINISHED),
+            )
             .order_by(col(PowerOperation.id))
             .limit(1)
         ).first()
@@ -456,7 +488,9 @@ def _apply(session: Session, vm: VM, op: PowerOperation) -> str:
     op.power_before = vm.power_state
 
     if vm.lifecycle != Lifecycle.ACTIVE:
-        return _finish(session, op, vm, who=who, error=f"VM {vm.id} is {vm.lifecycle}; the operation was not applied")
+        return _finish(
+            session, op, vm, who=who, error=f"VM {vm.id} is {vm.lifecycle}; the operation was not applied"
+        )
     if actor is not None and not is_center(actor.role):
         # The VM may have been suspended (or the user's role changed) since the request was accepted.
         decision = _policy_decision(actor, vm, action)
@@ -499,10 +533,24 @@ def _finish(
     session.add(op)
     if vm is not None:
         session.add(vm)
-    record(session, who or Who.system(), "vm.power", "vm", op.vm_id, before=before,
-           after={"operation_id": op.id, "action": op.action, "state": op.state, "power_state": op.power_after,
-                  "version": vm.version if vm is not None else None},
-           result=result, detail=op.error, unit_id=vm.unit_id if vm is not None else None)
+    record(
+        session,
+        who or Who.system(),
+        "vm.power",
+        "vm",
+        op.vm_id,
+        before=before,
+        after={
+            "operation_id": op.id,
+            "action": op.action,
+            "state": op.state,
+            "power_state": op.power_after,
+            "version": vm.version if vm is not None else None,
+        },
+        result=result,
+        detail=op.error,
+        unit_id=vm.unit_id if vm is not None else None,
+    )
     return str(op.state)
 
 
@@ -520,7 +568,13 @@ def _store_observed(vm: VM, info: VMInfo) -> None:
 
 
 def apply_power(
-    session: Session, vm_id: int, action: PowerAction, *, who: Who, reason: str, requested_by: int | None = None
+    session: Session,
+    vm_id: int,
+    action: PowerAction,
+    *,
+    who: Who,
+    reason: str,
+    requested_by: int | None = None,
 ) -> PowerOperation:
     """Power a VM now, in the caller's transaction (for tasks such as containment and restore).
 
@@ -537,12 +591,27 @@ def apply_power(
         raise errors.NotFound("vm", vm_id)
     _ensure_active(vm, action.value)
     assert vm.id is not None
-    op = PowerOperation(vm_id=vm.id, action=action.value, requested_by=requested_by, reason=reason,
-                        state=PowerOpState.RUNNING, started_at=db.utcnow(), power_before=vm.power_state)
+    op = PowerOperation(
+        vm_id=vm.id,
+        action=action.value,
+        requested_by=requested_by,
+        reason=reason,
+        state=PowerOpState.RUNNING,
+        started_at=db.utcnow(),
+        power_before=vm.power_state,
+    )
     session.add(op)
     session.flush()
-    record(session, who, "vm.power.request", "vm", vm.id, before={"power_state": vm.power_state},
-           after={"operation_id": op.id, "action": action.value, "reason": reason}, unit_id=vm.unit_id)
+    record(
+        session,
+        who,
+        "vm.power.request",
+        "vm",
+        vm.id,
+        before={"power_state": vm.power_state},
+        after={"operation_id": op.id, "action": action.value, "reason": reason},
+        unit_id=vm.unit_id,
+    )
     conn = get_connection(session, vm.connection_id)
     try:
         info = adapter_for(conn).power(vm.hypervisor_ref, action)
@@ -576,9 +645,17 @@ def set_security_state(
     vm.security_state = state.value
     vm.version += 1
     session.add(vm)
-    record(session, who, "vm.security_state", "vm", vm_id, before={"security_state": before},
-           after={"security_state": state.value, "reason": reason, "version": vm.version},
-           detail=detail or reason, unit_id=vm.unit_id)
+    record(
+        session,
+        who,
+        "vm.security_state",
+        "vm",
+        vm_id,
+        before={"security_state": before},
+        after={"security_state": state.value, "reason": reason, "version": vm.version},
+        detail=detail or reason,
+        unit_id=vm.unit_id,
+    )
     return vm
 
 
@@ -605,14 +682,27 @@ def request_decommission(session: Session, actor: Actor, who: Who, vm_id: int, r
     if vm is None:
         raise errors.NotFound("vm", vm_id)
     if vm.lifecycle == Lifecycle.DECOMMISSIONED and vm.decommissioned_at is not None:
-        raise errors.StateConflict("vm", vm.lifecycle, "decommission",
-                                   message=f"VM {vm.id} ({vm.name}) is already decommissioned")
+        raise _conflict(
+            vm.lifecycle,
+            "decommission",
+            f"VM {vm.id} ({vm.name}) is already decommissioned",
+            f"虚拟机 {vm.id}（{vm.name}）已经回收",
+        )
     before = {"lifecycle": vm.lifecycle, "power_state": vm.power_state}
     vm.lifecycle = Lifecycle.DECOMMISSIONED
     vm.version += 1
     session.add(vm)
-    record(session, who, "vm.decommission.request", "vm", vm_id, before=before,
-           after={"lifecycle": vm.lifecycle, "reason": reason}, detail=reason, unit_id=vm.unit_id)
+    record(
+        session,
+        who,
+        "vm.decommission.request",
+        "vm",
+        vm_id,
+        before=before,
+        after={"lifecycle": vm.lifecycle, "reason": reason},
+        detail=reason,
+        unit_id=vm.unit_id,
+    )
     outbox.enqueue(session, DECOMMISSION_TASK, vm_id=vm_id)
     return vm
 
@@ -636,14 +726,23 @@ def execute_decommission(vm_id: int) -> str:
         except Retriable:
             raise
         except HypervisorError as exc:
-            record(s, Who.system(), "vm.decommission", "vm", vm_id, result="failed", detail=exc.message,
-                   unit_id=vm.unit_id)
+            record(
+                s,
+                Who.system(),
+                "vm.decommission",
+                "vm",
+                vm_id,
+                result="failed",
+                detail=exc.message,
+                unit_id=vm.unit_id,
+            )
             return "failed"
         network.release_for_vm(s, vm_id)
         credential = s.get(DeliveryCredential, vm_id)
         if credential is not None and credential.password is not None:
             credential.password = None
             s.add(credential)
+        before = {"power_state": vm.power_state, "decommissioned_at": None}
         vm.decommissioned_at = db.utcnow()
         vm.power_state = PowerState.STOPPED.value
         vm.network_connected = False
@@ -651,15 +750,27 @@ def execute_decommission(vm_id: int) -> str:
         s.add(vm)
         # Operations still queued for the VM will never run: close them with the reason.
         for op in s.exec(
-            select(PowerOperation).where(col(PowerOperation.vm_id) == vm_id,
-                                         col(PowerOperation.state).in_(UNFINISHED))
+            select(PowerOperation).where(
+                col(PowerOperation.vm_id) == vm_id, col(PowerOperation.state).in_(UNFINISHED)
+            )
         ):
             op.state = PowerOpState.FAILED
             op.finished_at = db.utcnow()
             op.error = f"VM {vm_id} was decommissioned before the operation ran"
             s.add(op)
-        record(s, Who.system(), "vm.decommission", "vm", vm_id,
-               before={"lifecycle": vm.lifecycle}, after={"lifecycle": vm.lifecycle,
-               "decommissioned_at": vm.decommissioned_at.isoformat(), "ip_address": vm.ip_address},
-               detail="deleted on the hypervisor, address released", unit_id=vm.unit_id)
+        record(
+            s,
+            Who.system(),
+            "vm.decommission",
+            "vm",
+            vm_id,
+            before=before,
+            after={
+                "power_state": vm.power_state,
+                "decommissioned_at": vm.decommissioned_at.isoformat(),
+                "ip_address": vm.ip_address,
+            },
+            detail="deleted on the hypervisor, address released",
+            unit_id=vm.unit_id,
+        )
         return "done"

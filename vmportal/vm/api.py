@@ -1,0 +1,157 @@
+"""VMs, their power operations and decommissioning.
+
+Unit scoping: a unit's users see and act on their own unit's VMs only; any other VM answers 404,
+exactly like a VM that does not exist. Center staff and auditors see every VM.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from hypervisors.base import PowerState
+from policies.power import SecurityState
+from vmportal.api.deps import CENTER, CurrentActor, CurrentWho, SessionDep, require
+from vmportal.vm import service
+from vmportal.vm.schemas import (
+    DecommissionIn,
+    DecommissionOut,
+    LifecycleFilter,
+    Links,
+    OperationList,
+    PowerIn,
+    PowerOperationOut,
+    VMList,
+    VMOut,
+    VMSort,
+)
+
+router = APIRouter(tags=["vms"])
+
+PREFIX = "/api/v1"
+MAX_ID = 2**31 - 1  # integer columns on PostgreSQL; a larger id is a 422, not a database error
+
+VMId = Annotated[int, Path(ge=1, le=MAX_ID, description="VM id")]
+
+
+def vm_links(vm_id: int) -> Links:
+    return Links(self=f"{PREFIX}/vms/{vm_id}", operations=f"{PREFIX}/vms/{vm_id}/operations")
+
+
+def operation_links(op_id: int, vm_id: int) -> Links:
+    return Links(self=f"{PREFIX}/operations/{op_id}", vm=f"{PREFIX}/vms/{vm_id}")
+
+
+def vm_out(row: service.VMRow) -> VMOut:
+    vm = row.vm
+    assert vm.id is not None
+    return VMOut.model_validate(
+        {**vm.model_dump(), "unit_code": row.unit_code, "unit_name": row.unit_name, "links": vm_links(vm.id)}
+    )
+
+
+def operation_out(row: service.OperationRow) -> PowerOperationOut:
+    op = row.op
+    assert op.id is not None
+    return PowerOperationOut.model_validate(
+        {**op.model_dump(), "requested_by_username": row.username, "links": operation_links(op.id, op.vm_id)}
+    )
+
+
+@router.get("/vms", response_model=VMList, summary="List VMs (a unit's users: their own unit's only)")
+def list_vms(
+    session: SessionDep,
+    actor: CurrentActor,
+    unit_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    power_state: PowerState | None = None,
+    security_state: SecurityState | None = None,
+    lifecycle: LifecycleFilter = LifecycleFilter.ACTIVE,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=100, description="part of name, hostname or IP")
+    ] = None,
+    sort: VMSort = VMSort.ID,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> VMList:
+    filters = service.VMFilters(
+        unit_id=unit_id,
+        power_state=power_state,
+        security_state=security_state,
+        lifecycle=lifecycle,
+        q=q,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+    )
+    rows, total = service.list_vms(session, actor, filters)
+    return VMList(items=[vm_out(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/vms/{vm_id}", response_model=VMOut, summary="One VM (another unit's answers 404)")
+def get_vm(vm_id: VMId, session: SessionDep, actor: CurrentActor) -> VMOut:
+    return vm_out(service.get_vm(session, actor, vm_id))
+
+
+@router.get(
+    "/vms/{vm_id}/operations", response_model=OperationList, summary="The VM's power history, newest first"
+)
+def list_operations(
+    vm_id: VMId,
+    session: SessionDep,
+    actor: CurrentActor,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> OperationList:
+    rows, total = service.list_operations(session, actor, vm_id, limit=limit, offset=offset)
+    return OperationList(items=[operation_out(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+@router.post(
+    "/vms/{vm_id}/power",
+    response_model=PowerOperationOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Start, stop, restart, shut down or reboot a VM",
+    description=(
+        "Answers 202 with the queued operation; poll its `links.self` until `state` is `succeeded` or "
+        "`failed`. Refusals: 404 for another unit's VM; 403 `power_ops` (only the unit's security "
+        "administrators and the center) or `suspended_lock` (a VM suspended for security is brought back "
+        "by the center only); 409 naming the state when the VM is decommissioned or its power state does "
+        "not allow the action (e.g. restart of a stopped VM)."
+    ),
+)
+def power(
+    vm_id: VMId, body: PowerIn, session: SessionDep, actor: CurrentActor, who: CurrentWho, response: Response
+) -> PowerOperationOut:
+    op = service.request_power(session, actor, who, vm_id, body.action, body.reason)
+    username = who.actor
+    assert op.id is not None
+    response.headers["Location"] = f"{PREFIX}/operations/{op.id}"
+    return operation_out(service.OperationRow(op, username))
+
+
+@router.get("/operations/{operation_id}", response_model=PowerOperationOut, summary="One power operation")
+def get_operation(
+    operation_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, actor: CurrentActor
+) -> PowerOperationOut:
+    return operation_out(service.get_operation(session, actor, operation_id))
+
+
+@router.post(
+    "/vms/{vm_id}/decommission",
+    response_model=DecommissionOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[require(*CENTER)],
+    summary="Retire a VM (center): delete it on the hypervisor and release its address",
+)
+def decommission(
+    vm_id: VMId, body: DecommissionIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> DecommissionOut:
+    vm = service.request_decommission(session, actor, who, vm_id, body.reason)
+    return DecommissionOut(
+        vm_id=vm_id,
+        lifecycle=vm.lifecycle,
+        state="done" if vm.decommissioned_at else "pending",
+        decommissioned_at=vm.decommissioned_at,
+        links=vm_links(vm_id),
+    )
