@@ -4,7 +4,16 @@ import re
 
 import pytest
 
-from policies import compromise, credentials, forbidden_services, maintenance, paperwork, power, purpose, quota
+from policies import (
+    compromise,
+    credentials,
+    forbidden_services,
+    maintenance,
+    paperwork,
+    power,
+    purpose,
+    quota,
+)
 from policies.catalog import RULES
 
 # The table "The rules (the policy layer)" of DESIGN.md: id and the clause it cites.

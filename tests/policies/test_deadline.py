@@ -86,4 +86,6 @@ def test_delivered_requests_met_or_missed_whenever_asked(delivered: datetime, st
 
 
 def test_the_at_risk_window_is_configurable() -> None:
-    assert deadline_status(DUE, DUE - timedelta(hours=60), at_risk=timedelta(hours=72)) is DeadlineStatus.AT_RISK
+    assert (
+        deadline_status(DUE, DUE - timedelta(hours=60), at_risk=timedelta(hours=72)) is DeadlineStatus.AT_RISK
+    )

@@ -71,8 +71,17 @@ def test_every_missing_item_is_listed_in_both_languages() -> None:
         check_paperwork(facts),
         "paperwork",
         field="security_lead.title",
-        zh=["网络安全负责人的职务、移动电话", "网络安全管理员的QQ、身份证号", "《虚拟机服务协议书》", "二（一）"],
-        en=["the security lead's title, mobile phone", "the security admin's QQ, national ID number", "VM service agreement"],
+        zh=[
+            "网络安全负责人的职务、移动电话",
+            "网络安全管理员的QQ、身份证号",
+            "《虚拟机服务协议书》",
+            "二（一）",
+        ],
+        en=[
+            "the security lead's title, mobile phone",
+            "the security admin's QQ, national ID number",
+            "VM service agreement",
+        ],
     )
 
 
@@ -89,14 +98,23 @@ def test_a_missing_contact_lists_each_of_its_items() -> None:
 
 
 @pytest.mark.parametrize(
-    ("on_file", "item", "zh", "en"),
+    ("facts", "item", "zh", "en"),
     [
-        ("commitment_letter_on_file", "commitment_letter", "《网络安全承诺书》", "security commitment letter"),
-        ("vm_agreement_on_file", "vm_agreement", "《虚拟机服务协议书》", "VM service agreement"),
+        (
+            replace(COMPLETE, commitment_letter_on_file=False),
+            "commitment_letter",
+            "《网络安全承诺书》",
+            "security commitment letter",
+        ),
+        (
+            replace(COMPLETE, vm_agreement_on_file=False),
+            "vm_agreement",
+            "《虚拟机服务协议书》",
+            "VM service agreement",
+        ),
     ],
 )
-def test_an_unsigned_document_is_named(on_file: str, item: str, zh: str, en: str) -> None:
-    facts = replace(COMPLETE, **{on_file: False})
+def test_an_unsigned_document_is_named(facts: PaperworkFacts, item: str, zh: str, en: str) -> None:
     assert missing_paperwork(facts) == [item]
     assert_denied(check_paperwork(facts), "paperwork", field=item, zh=[zh], en=[en])
 

@@ -89,7 +89,9 @@ def test_a_unit_may_still_power_a_suspended_vm_down(state: SecurityState, action
 @pytest.mark.parametrize("action", list(VMAction))
 def test_the_center_acts_on_a_suspended_vm(actor: Actor, action: VMAction) -> None:
     assert_allowed(
-        check_suspended_lock(actor, SecurityState.SUSPENDED, action), "suspended_lock", en=["rectification report"]
+        check_suspended_lock(actor, SecurityState.SUSPENDED, action),
+        "suspended_lock",
+        en=["rectification report"],
     )
 
 
@@ -141,7 +143,9 @@ _actors = st.sampled_from([OWN_ADMIN, OWN_LEAD, OTHER_ADMIN, OTHER_LEAD, CENTER_
 
 
 @given(_actors, st.sampled_from(list(SecurityState)), st.sampled_from(list(VMAction)))
-def test_only_the_center_ever_brings_a_locked_vm_back(actor: Actor, state: SecurityState, action: VMAction) -> None:
+def test_only_the_center_ever_brings_a_locked_vm_back(
+    actor: Actor, state: SecurityState, action: VMAction
+) -> None:
     decision = check_power(actor, UNIT, state, action)
     if state in LOCKED_STATES and action not in ALLOWED_WHILE_LOCKED:
         assert decision.allowed is (actor in (CENTER_ADMIN, OPERATOR))

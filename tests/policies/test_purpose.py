@@ -23,12 +23,16 @@ def facts(
     return PurposeFacts(purpose, beneficiary, system_name, description, domains)
 
 
-@pytest.mark.parametrize(("purpose", "zh"), [("teaching", "教学"), ("research", "科研"), ("management", "管理")])
+@pytest.mark.parametrize(
+    ("purpose", "zh"), [("teaching", "教学"), ("research", "科研"), ("management", "管理")]
+)
 def test_a_units_teaching_research_or_management_system_is_allowed(purpose: str, zh: str) -> None:
     assert_allowed(check_purpose(facts(purpose=purpose)), "purpose", zh=[zh], en=[purpose])
 
 
-@pytest.mark.parametrize(("purpose", "zh", "en"), [("news", "新闻", "News"), ("publicity", "宣传", "Publicity")])
+@pytest.mark.parametrize(
+    ("purpose", "zh", "en"), [("news", "新闻", "News"), ("publicity", "宣传", "Publicity")]
+)
 def test_news_and_publicity_are_sent_to_the_site_cluster_platform(purpose: str, zh: str, en: str) -> None:
     assert_denied(
         check_purpose(facts(purpose=purpose)),
@@ -71,17 +75,25 @@ def test_other_purposes_are_refused_naming_the_three_allowed() -> None:
 
 def test_a_news_site_for_a_person_is_answered_with_the_site_cluster_pointer() -> None:
     # The more useful answer: a person can't get a VM, but the site has a home on the platform.
-    verdict = assert_denied(check_purpose(facts(purpose="news", beneficiary="person")), "purpose", field="purpose")
+    verdict = assert_denied(
+        check_purpose(facts(purpose="news", beneficiary="person")), "purpose", field="purpose"
+    )
     assert SITE_CLUSTER_ZH in verdict.message_zh
 
 
 def test_an_unknown_purpose_is_refused_by_name() -> None:
-    assert_denied(check_purpose(facts(purpose="gaming")), "purpose", field="purpose", zh=["gaming"], en=["gaming"])
+    assert_denied(
+        check_purpose(facts(purpose="gaming")), "purpose", field="purpose", zh=["gaming"], en=["gaming"]
+    )
 
 
 def test_an_unknown_beneficiary_is_refused_by_name() -> None:
     assert_denied(
-        check_purpose(facts(beneficiary="family")), "purpose", field="beneficiary", zh=["family"], en=["family"]
+        check_purpose(facts(beneficiary="family")),
+        "purpose",
+        field="beneficiary",
+        zh=["family"],
+        en=["family"],
     )
 
 
@@ -115,7 +127,11 @@ def test_a_name_that_describes_a_news_or_publicity_site_is_refused(text: str, ph
 def test_a_description_that_describes_a_news_site_is_refused_whatever_the_purpose_says() -> None:
     verdict = assert_denied(
         check_purpose(
-            facts(purpose="teaching", system_name="学院门户", description="用于发布学院新闻的新闻网站，展示学院风采")
+            facts(
+                purpose="teaching",
+                system_name="学院门户",
+                description="用于发布学院新闻的新闻网站，展示学院风采",
+            )
         ),
         "purpose",
         field="description",
@@ -159,7 +175,9 @@ def test_a_news_sites_domain_is_refused(domain: str) -> None:
     )
 
 
-@pytest.mark.parametrize("domain", ["newton.example.edu.cn", "www.example.edu.cn/news/", "jwc.example.edu.cn"])
+@pytest.mark.parametrize(
+    "domain", ["newton.example.edu.cn", "www.example.edu.cn/news/", "jwc.example.edu.cn"]
+)
 def test_other_domains_are_not_news_sites(domain: str) -> None:
     assert news_site_domain((domain,)) is None
     assert_allowed(check_purpose(facts(domains=(domain,))), "purpose")

@@ -60,7 +60,10 @@ def test_over_quota_is_refused_naming_each_dimension_and_its_numbers() -> None:
 def test_pending_requests_count_against_the_quota() -> None:
     # 2 used + 1 pending + 3 requested = 6 VMs > 5, though 2 + 3 alone would fit.
     assert_denied(
-        check_quota(quota(Resources(vms=3)), Role.UNIT_ADMIN, None), "quota", field="requested", en=["1 pending"]
+        check_quota(quota(Resources(vms=3)), Role.UNIT_ADMIN, None),
+        "quota",
+        field="requested",
+        en=["1 pending"],
     )
 
 
@@ -97,7 +100,9 @@ def test_nobody_but_a_center_admin_overrides(role: Role) -> None:
 
 
 def test_an_override_within_quota_is_not_recorded_as_one() -> None:
-    assert_allowed(check_quota(quota(Resources(vcpus=1)), Role.CENTER_ADMIN, REASON), "quota", en=["no override"])
+    assert_allowed(
+        check_quota(quota(Resources(vcpus=1)), Role.CENTER_ADMIN, REASON), "quota", en=["no override"]
+    )
 
 
 def test_negative_requests_are_refused() -> None:
