@@ -10,15 +10,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher, profiles
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlmodel import Session, SQLModel
 
 from vmportal import crypto, db
 from vmportal import migrate as migrations
+from vmportal.identity import service as identity_service
 from vmportal.settings import Settings, use_settings
 
 pytest_plugins = ["tests.factories"]
+
+# argon2's production cost is the point in production and only a slowdown here: tests hash with
+# the cheapest parameters (the verification logic is the same; the parameters live in the hash).
+identity_service._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+identity_service._DUMMY_HASH = identity_service._hasher.hash("not-a-real-password")
 
 TEST_KEY = Fernet.generate_key().decode()
 PG_BASE = os.environ.get("VMPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")

@@ -44,6 +44,10 @@ CONTAINMENT_LATENCY = Histogram(
 class SharedStateCollector(Collector):
     """Gauges read at scrape time from the database and the broker."""
 
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # Registering must not touch the database (it may not be configured yet at import time).
+        return []
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
         from vmportal.request.models import VMRequest
         from vmportal.tasks.models import OutboxTask

@@ -29,9 +29,17 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = config.get_main_option("sqlalchemy.url")
-    engine = db.make_engine(url) if url else db.engine()
-    with engine.connect() as conn:
-        _run(conn)
+    if not url:
+        with db.engine().connect() as conn:
+            _run(conn)
+        return
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:
+        # Close the pool: on SQLite this checkpoints the WAL, so the file alone holds the schema.
+        engine.dispose()
 
 
 def _run(connection: object) -> None:
