@@ -23,6 +23,11 @@ Configuration (:class:`~hypervisors.base.ConnectionConfig`):
 * ``defaults``: ``node`` (clone target; the template's node otherwise), ``storage`` (alias
   ``datastore``; the template's storage otherwise), ``pool``, ``bridge`` (alias ``network``;
   the template's bridge otherwise). ``CloneSpec.placement`` overrides the same keys per clone.
+
+Cloud-init on Proxmox takes the guest's hostname from the VM name, so ``CloneSpec.hostname`` has no
+separate setting here: name the VM as the host should be called. Account, password, address and DNS
+servers are written as ``ciuser``/``cipassword``/``ipconfig0``/``nameserver``; PVE rebuilds the
+cloud-init drive when the VM starts, which is why the clone is configured before it is powered on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import ipaddress
 import logging
 import re
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +46,7 @@ from urllib.parse import urlsplit
 import requests
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import AuthenticationError, ResourceException
+from urllib3.exceptions import InsecureRequestWarning
 
 from hypervisors.base import (
     AuthFailed,
@@ -115,7 +122,9 @@ _NIC_MODELS = frozenset(
     }
 )
 # PVE's "dns-name" format, checked locally so a bad name is refused before anything is created.
-_DNS_NAME = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?")
+_DNS_NAME = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?"
+)
 # Messages of errors a retry can cure: a concurrent edit, a held lock, a busy node.
 _TRANSIENT = ("detected modified configuration", "can't lock file", "got timeout", "is locked", "try again")
 
@@ -306,6 +315,11 @@ class ProxmoxAdapter:
         self._api: Any = None
         self._host, self._port, self._path_prefix = self._endpoint(config.url)
         self._defaults = dict(config.defaults)
+        if not config.verify_tls:
+            # The operator chose an unverified connection (recorded in the connection settings);
+            # urllib3 would otherwise warn on every request, and under warnings-as-errors fail it.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+            log.info("TLS verification is off for Proxmox at %s", self._where)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -314,7 +328,9 @@ class ProxmoxAdapter:
         split = urlsplit(url if "://" in url else f"https://{url}")
         if split.scheme != "https":
             # The Proxmox API is served over HTTPS only (pveproxy); proxmoxer speaks nothing else.
-            raise InvalidSpec(f"Proxmox VE is reached over https, not {split.scheme}: {url}", detail={"url": url})
+            raise InvalidSpec(
+                f"Proxmox VE is reached over https, not {split.scheme}: {url}", detail={"url": url}
+            )
         if not split.hostname:
             raise InvalidSpec(f"no host in Proxmox URL {url!r}", detail={"url": url})
         host = f"[{split.hostname}]" if ":" in split.hostname else split.hostname
@@ -350,7 +366,9 @@ class ProxmoxAdapter:
                     self._host, user=user, token_name=token_name, token_value=self.config.secret, **common
                 )
             elif self.config.username and self.config.secret:
-                self._api = ProxmoxAPI(self._host, user=self.config.username, password=self.config.secret, **common)
+                self._api = ProxmoxAPI(
+                    self._host, user=self.config.username, password=self.config.secret, **common
+                )
             else:
                 raise AuthFailed("no Proxmox API token (token_id + secret) or username/password configured")
         return self._api
@@ -370,7 +388,9 @@ class ProxmoxAdapter:
                 detail={"url": self._where},
             ) from exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise Unreachable(f"{self._where} unreachable ({what}): {exc}", detail={"url": self._where}) from exc
+            raise Unreachable(
+                f"{self._where} unreachable ({what}): {exc}", detail={"url": self._where}
+            ) from exc
         except AuthenticationError as exc:
             raise AuthFailed(f"{self._where} refused the login ({what}): {exc}") from exc
         except ResourceException as exc:
@@ -383,7 +403,7 @@ class ProxmoxAdapter:
         text = str(exc.content or exc.status_message or "").strip()
         detail: dict[str, Any] = {"status": status, "operation": what}
         if status == 401:
-            return AuthFailed(f"{self._where} refused the API token: {text}", detail=detail)
+            return AuthFailed(f"{self._where} refused the API token or login: {text}", detail=detail)
         if status == 403:
             return AuthFailed(f"the API token lacks a privilege ({what}): {text}", detail=detail)
         if status == 400:
@@ -392,7 +412,12 @@ class ProxmoxAdapter:
             fields = ", ".join(f"{k} ({str(v).splitlines()[0]})" for k, v in errors.items()) or text
             return InvalidSpec(f"Proxmox refused the parameters of {what}: {fields}", detail=detail)
         lowered = text.lower()
-        if status == 404 or "does not exist" in lowered or "hostname lookup" in lowered or "no such" in lowered:
+        if (
+            status == 404
+            or "does not exist" in lowered
+            or "hostname lookup" in lowered
+            or "no such" in lowered
+        ):
             return NotFound(f"{what}: {text}", detail=detail)
         if status == 501:
             return NotSupported(f"{what}: this Proxmox VE does not offer {text}", detail=detail)
@@ -501,7 +526,8 @@ class ProxmoxAdapter:
     def _info(self, guest: _Guest, web_blocked: bool | None = None) -> VMInfo:
         config = guest.config
         disks = tuple(
-            DiskInfo(key=k, capacity_gib=_size_gib(_prop_get(str(config[k]), "size"))) for k in _disk_keys(config)
+            DiskInfo(key=k, capacity_gib=_size_gib(_prop_get(str(config[k]), "size")))
+            for k in _disk_keys(config)
         )
         placement = {"node": guest.node}
         if config.get("pool") or guest.status.get("pool"):
@@ -658,7 +684,8 @@ class ProxmoxAdapter:
         current = _size_gib(_prop_get(str(template[disks[0]]), "size"))
         if spec.disk_gib < current:
             raise InvalidSpec(
-                f"disk_gib {spec.disk_gib} is smaller than the template's {current:g} GiB; Proxmox cannot shrink disks",
+                f"disk_gib {spec.disk_gib} is smaller than the template's {current:g} GiB "
+                "(Proxmox cannot shrink disks)",
                 detail={"errors": {"disk_gib": f"at least {current:g}"}},
             )
 
@@ -696,7 +723,9 @@ class ProxmoxAdapter:
         for attempt in range(3):
             newid = int(self._get("cluster/nextid", "reserve a VM id"))
             try:
-                upid = self._post(f"nodes/{node}/qemu/{vmid}/clone", f"clone {node}/{vmid}", newid=newid, **params)
+                upid = self._post(
+                    f"nodes/{node}/qemu/{vmid}/clone", f"clone {node}/{vmid}", newid=newid, **params
+                )
                 break
             except HypervisorError as exc:
                 # Another client took the id between nextid and clone; ask again.
@@ -777,7 +806,9 @@ class ProxmoxAdapter:
             if config.get("lock") not in ("clone", "create"):
                 return node, vmid, config
             if time.monotonic() >= deadline:
-                raise Retriable(f"VM {ref} is still locked ({config['lock']})", defer=30.0, detail={"ref": ref})
+                raise Retriable(
+                    f"VM {ref} is still locked ({config['lock']})", defer=30.0, detail={"ref": ref}
+                )
             time.sleep(0.5)
 
     # -- power --------------------------------------------------------------------------------
@@ -836,7 +867,8 @@ class ProxmoxAdapter:
         if not int(cluster.get("enable", 0)):
             # With the datacenter firewall off no VM rule is ever loaded: a "block" would be a lie.
             raise NotSupported(
-                "the Proxmox datacenter firewall is disabled, so VM rules have no effect; cut the network instead"
+                "the Proxmox datacenter firewall is disabled, so VM rules have no effect; "
+                "cut the network instead"
             )
         options = self._get(f"{base}/options", f"read VM {vmid} firewall options")
         ours = self._web_rules(node, vmid)
@@ -847,7 +879,9 @@ class ProxmoxAdapter:
                 "enable": "1" if int(options.get("enable", 0)) else "0",
                 "policy_in": str(options.get("policy_in", "-")),
                 "nics": ";".join(
-                    k for k in sorted(config) if _NET_KEY.fullmatch(k) and _prop_get(str(config[k]), "firewall") != "1"
+                    k
+                    for k in sorted(config)
+                    if _NET_KEY.fullmatch(k) and _prop_get(str(config[k]), "firewall") != "1"
                 )
                 or "-",
             }
