@@ -81,8 +81,10 @@ class TaggedAddress:
 class ParseError(Exception):
     """Why a record was not understood, in words a center operator can act on.
 
-    ``code`` is ``malformed_json`` when the bytes are not JSON at all (the API answers 400) and
-    ``not_understood`` when they are JSON no parser can turn into an alert (kept raw, answered 422).
+    ``code`` is ``malformed_json`` when the bytes are not JSON at all (the API answers 400),
+    ``not_understood`` when they are JSON no parser can turn into an alert (kept raw, answered 422),
+    ``too_many_records`` for a body over the record limit (413), and for Nmap reports
+    ``malformed_xml`` (400) or ``not_understood`` (422, which includes refused DTD/entity tricks).
     ``index`` is the record's position in a batch (array element or JSON line), ``field`` the field at
     fault when there is one, ``raw`` the record as received (for the caller to store, size-limited).
     """
@@ -116,7 +118,8 @@ class ParseError(Exception):
 
 @dataclass(frozen=True)
 class Alert:
-    received_at: datetime  # the portal's clock (timezone-aware); the sender's own time is evidence["event_time"]
+    # The portal's clock (timezone-aware); the sender's own time is evidence["event_time"].
+    received_at: datetime
     source: str  # the registered source's name
     format: AlertFormat
     category: Category
@@ -130,6 +133,9 @@ class Alert:
     resolved: bool  # the sender says the condition ended (Alertmanager); never releases a VM by itself
     title: str
     evidence: dict[str, Any] = field(default_factory=dict, hash=False)  # JSON-safe, size-limited
+    # Repeats of one event that the sender numbers apart: alerts sharing it within a time window are one
+    # event (Wazuh: rule.id, agent.id, and the file or remote address). None when the format needs none.
+    window_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.received_at.tzinfo is None or self.received_at.utcoffset() is None:
@@ -144,9 +150,7 @@ class Alert:
         data = dataclasses.asdict(self)
         data["received_at"] = self.received_at.isoformat()
         data["subject_roles"] = sorted(self.subject_roles)
-        data["addresses"] = [
-            {"ip": a.ip, "role": str(a.role), "field": a.field} for a in self.addresses
-        ]
+        data["addresses"] = [{"ip": a.ip, "role": str(a.role), "field": a.field} for a in self.addresses]
         for key in ("format", "category", "severity", "confidence", "target_host_role"):
             value = data[key]
             data[key] = None if value is None else str(value)
@@ -196,8 +200,9 @@ def split_host_port(value: str) -> tuple[str, str | None]:
 def normalise_host(value: object) -> str | None:
     """A hostname or domain as the inventory stores it: lowercase, no trailing dot, no port, no URL parts.
 
-    ``https://WWW.Lib.example.edu.cn:8443/x`` → ``www.lib.example.edu.cn``. An IP address is not a
-    hostname (None): IPs go through :func:`normalise_ip`.
+    ``https://WWW.Lib.example.edu.cn:8443/x`` → ``www.lib.example.edu.cn``; an internationalised
+    name becomes its ``xn--`` form. An IP address is not a hostname (None): IPs go through
+    :func:`normalise_ip`.
     """
     if not isinstance(value, str):
         return None
@@ -215,6 +220,13 @@ def normalise_host(value: object) -> str | None:
         return None
     if any(c.isspace() or c in "@[]<>\"'\\" for c in text):
         return None
+    if not text.isascii():
+        # An internationalised name (教务处.example.edu.cn) compares in its ASCII form, so the
+        # inventory and the alert match however each wrote it.
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
     return text
 
 

@@ -71,7 +71,10 @@ class Reader:
         if required and not text:
             raise self.fail(path, "is empty")
         if len(text) > max_len:
-            raise self.fail(path, f"is longer than {max_len} characters")
+            # An identifier cut short could collide with another; an optional detail is just cut.
+            if required:
+                raise self.fail(path, f"is longer than {max_len} characters")
+            text = text[:max_len]
         return text or None
 
     def req_text(self, path: str, *, max_len: int = 4096) -> str:
@@ -118,7 +121,11 @@ class Reader:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
-            return [str(item).strip() for item in value if isinstance(item, str | int | float) and str(item).strip()]
+            return [
+                str(item).strip()
+                for item in value
+                if isinstance(item, str | int | float) and str(item).strip()
+            ]
         raise self.fail(path, f"must be a string or a list of strings, got {type(value).__name__}")
 
 

@@ -102,9 +102,7 @@ def _server_role(direction: str | None, src_port: int | None, dest_port: int | N
     return AddressRole.DST
 
 
-def _subject_roles(
-    category: Category, reader: Reader, src_ip: str, dest_ip: str
-) -> frozenset[AddressRole]:
+def _subject_roles(category: Category, reader: Reader, src_ip: str, dest_ip: str) -> frozenset[AddressRole]:
     def role_of(path: str) -> AddressRole | None:
         ip = normalise_ip(reader.get(path))
         if ip is None or src_ip == dest_ip:
