@@ -85,21 +85,25 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
     updates: list[dict[str, Any]] = []
     for info in inventory:
         row = rows.get(info.ref)
-        observed = _observed(info)
         if row is None:
             continue
-        changes = {k: v for k, v in observed.items() if getattr(row, k) != v}
+        observed = _observed(info)
+        changed = {k for k, v in observed.items() if getattr(row, k) != v}
+        lifecycle = row.lifecycle
         if row.lifecycle == Lifecycle.MISSING:
-            changes["lifecycle"] = Lifecycle.ACTIVE
+            lifecycle = Lifecycle.ACTIVE
             report.reappeared.append(row.id or 0)
-        if "power_state" in changes and row.registered and row.lifecycle != Lifecycle.DECOMMISSIONED:
-            drift = {
-                "vm_id": row.id,
-                "name": row.name,
-                "portal": row.power_state,
-                "hypervisor": observed["power_state"],
-            }
-            report.drift.append(drift)
+        elif not changed:
+            continue
+        if "power_state" in changed and row.registered and row.lifecycle != Lifecycle.DECOMMISSIONED:
+            report.drift.append(
+                {
+                    "vm_id": row.id,
+                    "name": row.name,
+                    "portal": row.power_state,
+                    "hypervisor": observed["power_state"],
+                }
+            )
             record(
                 session,
                 who,
@@ -111,13 +115,26 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
                 unit_id=row.unit_id,
                 detail="power state corrected from the hypervisor's inventory",
             )
-        if changes:
-            if "power_state" in changes:
-                changes["version"] = row.version + 1
-            updates.append({"id": row.id, "synced_at": now, **changes})
+        updates.append(
+            {
+                "b_id": row.id,
+                "b_version": row.version,
+                "version": row.version + 1,
+                "lifecycle": lifecycle,
+                "synced_at": now,
+                **observed,
+            }
+        )
     if updates:
-        # Executemany by primary key; rows without changes cost nothing but the comparison above.
-        session.execute(sa.update(VM), updates)
+        # One executemany, guarded by the version read above: a power operation or containment
+        # that changed the VM meanwhile wins, and this sync's older reading is dropped.
+        table = VM.__table__  # type: ignore[attr-defined]
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"), table.c.version == sa.bindparam("b_version"))
+            .values({k: sa.bindparam(k) for k in updates[0] if not k.startswith("b_")})
+        )
+        session.connection().execute(stmt, updates)
         report.updated = len(updates)
 
     seen_refs = {info.ref for info in inventory}

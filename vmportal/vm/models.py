@@ -19,7 +19,11 @@ class Lifecycle(enum.StrEnum):
 
 class VM(SQLModel, table=True):
     __tablename__ = "vm"
-    __table_args__ = (sa.UniqueConstraint("connection_id", "hypervisor_ref", name="uq_vm_connection_ref"),)
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "hypervisor_ref", name="uq_vm_connection_ref"),
+        # "List my VMs": a unit's active VMs in id order, straight from the index.
+        sa.Index("ix_vm_unit_lifecycle_id", "unit_id", "lifecycle", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)  # None: unregistered

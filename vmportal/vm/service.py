@@ -40,6 +40,7 @@ from hypervisors.base import (
     Retriable,
     VMInfo,
 )
+from policies.base import Decision
 from policies.power import SecurityState, check_power
 from policies.roles import Actor, Role, is_center
 from vmportal import db, errors
@@ -59,6 +60,9 @@ DECOMMISSION_TASK = "vmportal.vm.decommission"
 
 FINISHED: frozenset[str] = frozenset({PowerOpState.SUCCEEDED, PowerOpState.FAILED})
 UNFINISHED: tuple[str, ...] = (PowerOpState.PENDING, PowerOpState.RUNNING)
+
+# A VM deleted behind the portal's back (missing) can still be retired: deletion is idempotent.
+_DECOMMISSIONABLE: frozenset[str] = frozenset({Lifecycle.ACTIVE, Lifecycle.MISSING, Lifecycle.DECOMMISSIONED})
 
 # Namespace of the advisory locks that order power requests per VM (pg_advisory_xact_lock(ns, vm)).
 _POWER_LOCK_NAMESPACE = 0x564D50  # "VMP"
@@ -283,7 +287,7 @@ def _ensure_power_state_allows(vm: VM, action: PowerAction) -> None:
         )
 
 
-def _policy_decision(actor: Actor, vm: VM, action: PowerAction) -> Any:
+def _policy_decision(actor: Actor, vm: VM, action: PowerAction) -> Decision:
     # An unregistered VM (no unit yet) is nobody's but the center's: -1 matches no unit.
     return check_power(actor, vm.unit_id if vm.unit_id is not None else -1, vm.security_state, action.value)
 
@@ -305,7 +309,7 @@ def _record_denial(who: Who, vm_id: int, unit_id: int | None, action: str, reaso
         )
 
 
-def _denial_detail(decision: Any) -> str:
+def _denial_detail(decision: Decision) -> str:
     return " ".join(f"[{d.rule}] {d.message_en}" for d in decision.denials)
 
 
@@ -681,6 +685,14 @@ def request_decommission(session: Session, actor: Actor, who: Who, vm_id: int, r
     vm = lock_vm(session, vm_id)
     if vm is None:
         raise errors.NotFound("vm", vm_id)
+    if vm.lifecycle not in _DECOMMISSIONABLE:
+        # A delivery still in progress owns its placeholder row; retiring it now would orphan the clone.
+        raise _conflict(
+            vm.lifecycle,
+            "decommission",
+            f"VM {vm.id} ({vm.name}) is {vm.lifecycle}: wait until its delivery has finished or failed",
+            f"虚拟机 {vm.id}（{vm.name}）的状态为“{vm.lifecycle}”，请待交付完成或失败后再回收",
+        )
     if vm.lifecycle == Lifecycle.DECOMMISSIONED and vm.decommissioned_at is not None:
         raise _conflict(
             vm.lifecycle,

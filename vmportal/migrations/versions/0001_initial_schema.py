@@ -46,12 +46,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_entry_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_entry_unit_id'), ['unit_id'], unique=False)
 
-    op.create_table('audit_head',
+    audit_head = op.create_table('audit_head',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('last_id', sa.Integer(), nullable=False),
     sa.Column('last_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    # The chain's tip exists from the start, so concurrent first writers only ever lock it.
+    op.bulk_insert(audit_head, [{'id': 1, 'last_id': 0, 'last_hash': '0' * 64}])
     op.create_table('hypervisor_connection',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -306,6 +308,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_vm_ip_address'), ['ip_address'], unique=False)
         batch_op.create_index(batch_op.f('ix_vm_lifecycle'), ['lifecycle'], unique=False)
         batch_op.create_index(batch_op.f('ix_vm_unit_id'), ['unit_id'], unique=False)
+        batch_op.create_index('ix_vm_unit_lifecycle_id', ['unit_id', 'lifecycle', 'id'], unique=False)
 
     op.create_table('delivery_credential',
     sa.Column('vm_id', sa.Integer(), nullable=False),
@@ -376,6 +379,7 @@ def downgrade() -> None:
     op.drop_table('delivery_credential')
     with op.batch_alter_table('vm', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_vm_unit_id'))
+        batch_op.drop_index('ix_vm_unit_lifecycle_id')
         batch_op.drop_index(batch_op.f('ix_vm_lifecycle'))
         batch_op.drop_index(batch_op.f('ix_vm_ip_address'))
         batch_op.drop_index(batch_op.f('ix_vm_connection_id'))

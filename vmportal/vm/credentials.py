@@ -1,0 +1,128 @@
+"""The one-time hand-over of a delivered VM's address, admin account and initial password
+(rule ``credentials_once``, agreement §4).
+
+``POST /vms/{vm_id}/credentials``: POST, because the first call consumes them. Only the unit admins
+of the VM's unit may fetch; in the same transaction the stored password is erased (set NULL) and
+who fetched it when is recorded, so a second call answers 410 with the rule and its reasons. The
+erasure is a compare-and-set (``… WHERE fetched_at IS NULL``): two simultaneous fetches give the
+password once and one 410. The answer carries ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+from sqlmodel import col, update
+
+from policies import combine
+from policies.base import Deny
+from policies.credentials import check_credentials_once
+from policies.roles import Role
+from vmportal import errors
+from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep, ensure_unit_visible
+from vmportal.audit.service import record
+from vmportal.db import utcnow
+from vmportal.network import service as network
+from vmportal.network.models import IPPool
+from vmportal.vm.models import VM, DeliveryCredential, Lifecycle
+
+router = APIRouter(tags=["vms"])
+
+NOTICE_ZH = "初始密码只显示这一次，信息中心不保存、也不能恢复该密码。请立即妥善保管，并尽快修改密码。"
+NOTICE_EN = (
+    "The initial password is shown this once; the center keeps no copy and cannot recover it. "
+    "Store it safely now and change it soon."
+)
+
+
+class CredentialsOut(BaseModel):
+    vm_id: int
+    hostname: str
+    ip_address: str | None
+    prefix_length: int | None
+    gateway: str | None
+    dns: list[str]
+    admin_account: str
+    password: str = Field(description="Shown once; not stored after this answer.")
+    fetched_at: datetime
+    notice_zh: str = NOTICE_ZH
+    notice_en: str = NOTICE_EN
+
+
+def _gone(denial: Deny) -> errors.Gone:
+    return errors.Gone(
+        denial.message_en,
+        message_zh=denial.message_zh,
+        rule=denial.rule,
+        rules=[denial.rule],
+        denials=[denial.as_dict()],
+    )
+
+
+@router.post(
+    "/vms/{vm_id}/credentials",
+    summary="Collect a delivered VM's IP, admin account and initial password: once, by the unit's admin",
+    responses={410: {"description": "Already collected (rule credentials_once)"}},
+)
+def fetch_credentials(
+    vm_id: int, response: Response, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> CredentialsOut:
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    ensure_unit_visible(actor, vm.unit_id, "vm", vm_id)
+    credential = session.get(DeliveryCredential, vm_id)
+    if credential is None or vm.unit_id is None:
+        raise errors.NotFound("delivery credentials of vm", vm_id)
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        raise errors.StateConflict("vm", vm.lifecycle, "fetch credentials")
+
+    verdict = check_credentials_once(
+        actor, vm.unit_id, already_fetched=credential.fetched_at is not None or credential.password is None
+    )
+    if isinstance(verdict, Deny):
+        if actor.role is Role.UNIT_ADMIN and actor.unit_id == vm.unit_id:
+            raise _gone(verdict)  # the right person, too late: gone for good
+        raise errors.PolicyDenied(combine(verdict))
+
+    password, account = credential.password, credential.account
+    now = utcnow()
+    result = session.exec(
+        update(DeliveryCredential)
+        .where(col(DeliveryCredential.vm_id) == vm_id, col(DeliveryCredential.fetched_at).is_(None))
+        .values(password=None, fetched_at=now, fetched_by=actor.user_id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1 or password is None:
+        # Another fetch committed between our read and our write.
+        again = check_credentials_once(actor, vm.unit_id, already_fetched=True)
+        assert isinstance(again, Deny)
+        raise _gone(again)
+    session.expire(credential)  # the row changed under the ORM's feet; never reuse the loaded password
+
+    allocation = network.live_allocation_for_vm(session, vm_id)
+    pool = session.get(IPPool, allocation.pool_id) if allocation is not None else None
+    record(
+        session,
+        who,
+        "vm.credentials_fetch",
+        "vm",
+        vm_id,
+        after={"admin_account": account, "fetched_by": actor.user_id, "password_erased": True},
+        unit_id=vm.unit_id,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return CredentialsOut(
+        vm_id=vm_id,
+        hostname=vm.hostname,
+        ip_address=vm.ip_address,
+        prefix_length=network.parse_cidr(pool.cidr).prefixlen if pool is not None else None,
+        gateway=pool.gateway if pool is not None else None,
+        dns=list(pool.dns or []) if pool is not None else [],
+        admin_account=account,
+        password=password,
+        fetched_at=now,
+    )
