@@ -79,7 +79,7 @@ class Factory:
                         office_phone="0516-83590000", mobile="13800000000", email=f"lead{n}@example.edu.cn"),
                 Contact(unit_id=unit.id, role="security_admin", name=f"管理员{n}", title="工程师",
                         office_phone="0516-83590001", mobile="13900000001", email=f"admin{n}@example.edu.cn",
-                        qq="12345678", staff_no=f"T{n:05d}", national_id="320301199001011234"),
+                        qq="12345678", staff_no=f"T{n:05d}", national_id="320301199001011237"),
                 self.document_row(unit.id, "commitment_letter", agreement_filed_days_ago),
             ]
             if agreement:

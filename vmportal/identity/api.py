@@ -43,9 +43,17 @@ def user_out(user: User) -> UserOut:
     assert user.id is not None
     locked = user.locked_until is not None and user.locked_until > utcnow()
     return UserOut(
-        id=user.id, username=user.username, role=Role(user.role), unit_id=user.unit_id,
-        display_name=user.display_name, email=user.email, contact_id=user.contact_id, active=user.active,
-        locked=locked, locked_until=user.locked_until if locked else None, last_login_at=user.last_login_at,
+        id=user.id,
+        username=user.username,
+        role=Role(user.role),
+        unit_id=user.unit_id,
+        display_name=user.display_name,
+        email=user.email,
+        contact_id=user.contact_id,
+        active=user.active,
+        locked=locked,
+        locked_until=user.locked_until if locked else None,
+        last_login_at=user.last_login_at,
         created_at=user.created_at,
     )
 
@@ -73,9 +81,15 @@ def login(body: LoginIn, session: SessionDep, response: Response) -> TokenOut:
     user = issued.user
     assert user.id is not None
     return TokenOut(
-        access_token=issued.token, expires_in=issued.expires_in,
-        user=UserBrief(id=user.id, username=user.username, role=Role(user.role), unit_id=user.unit_id,
-                       display_name=user.display_name),
+        access_token=issued.token,
+        expires_in=issued.expires_in,
+        user=UserBrief(
+            id=user.id,
+            username=user.username,
+            role=Role(user.role),
+            unit_id=user.unit_id,
+            display_name=user.display_name,
+        ),
     )
 
 
@@ -96,8 +110,14 @@ def me(user: CurrentUser) -> UserOut:
 @router.post("/users", response_model=UserOut, status_code=201, dependencies=[CENTER_ADMIN])
 def create_user(body: UserCreate, session: SessionDep, who: CurrentWho) -> UserOut:
     user = service.create_user(
-        session, who, username=body.username, password=body.password, role=body.role, unit_id=body.unit_id,
-        display_name=body.display_name, email=body.email or "",
+        session,
+        who,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        unit_id=body.unit_id,
+        display_name=body.display_name,
+        email=body.email or "",
     )
     return user_out(user)
 
@@ -125,53 +145,89 @@ def get_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserOut:
     return user_out(_visible_user(session, actor, user_id))
 
 
-@router.patch("/users/{user_id}", response_model=UserOut,
-              summary="Edit an account (center_admin); users may edit their own name and e-mail")
-def update_user(user_id: int, body: UserPatch, session: SessionDep, actor: CurrentActor,
-                who: CurrentWho) -> UserOut:
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserOut,
+    summary="Edit an account (center_admin); users may edit their own name and e-mail",
+)
+def update_user(
+    user_id: int, body: UserPatch, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> UserOut:
     user = _visible_user(session, actor, user_id)
-    if actor.role != Role.CENTER_ADMIN:
-        if user.id != actor.user_id or body.active is not None:
-            raise errors.Forbidden(
-                "only a center_admin may edit other accounts or (de)activate accounts",
-                message_zh="只有信息中心管理员可以修改他人账号或启用/停用账号",
-                role=actor.role.value,
-            )
-    service.update_user(session, who, user, display_name=body.display_name, email=body.email,
-                        active=body.active)
+    own_profile = user.id == actor.user_id and body.active is None
+    if actor.role != Role.CENTER_ADMIN and not own_profile:
+        raise errors.Forbidden(
+            "only a center_admin may edit other accounts or (de)activate accounts",
+            message_zh="只有信息中心管理员可以修改他人账号或启用/停用账号",
+            role=actor.role.value,
+        )
+    service.update_user(
+        session, who, user, display_name=body.display_name, email=body.email, active=body.active
+    )
     return user_out(user)
 
 
-@router.post("/users/{user_id}/password", status_code=204,
-             summary="Change your own password (old one required) or, as center_admin, reset another's")
-def set_password(user_id: int, body: PasswordChange, request: Request, session: SessionDep,
-                 actor: CurrentActor, who: CurrentWho) -> Response:
+@router.post(
+    "/users/{user_id}/password",
+    status_code=204,
+    summary="Change your own password (old one required) or, as center_admin, reset another's",
+)
+def set_password(
+    user_id: int,
+    body: PasswordChange,
+    request: Request,
+    session: SessionDep,
+    actor: CurrentActor,
+    who: CurrentWho,
+) -> Response:
     user = _visible_user(session, actor, user_id)
     if user.id == actor.user_id:
         if body.old_password is None:
-            raise errors.InvalidField("old_password", "required", "is required to change your own password",
-                                      message_zh="修改本人密码须提供当前密码")
-        service.change_own_password(session, user, body.old_password, body.new_password,
-                                    keep_token=_bearer_token(request))
+            raise errors.InvalidField(
+                "old_password",
+                "required",
+                "is required to change your own password",
+                message_zh="修改本人密码须提供当前密码",
+            )
+        service.change_own_password(
+            session, user, body.old_password, body.new_password, keep_token=_bearer_token(request)
+        )
     elif actor.role == Role.CENTER_ADMIN:
         service.reset_password(session, who, user, body.new_password)
     else:
-        raise errors.Forbidden("only a center_admin may reset another user's password",
-                               message_zh="只有信息中心管理员可以重置他人密码", role=actor.role.value)
+        raise errors.Forbidden(
+            "only a center_admin may reset another user's password",
+            message_zh="只有信息中心管理员可以重置他人密码",
+            role=actor.role.value,
+        )
     return Response(status_code=204)
 
 
-@router.post("/users/{user_id}/unlock", response_model=UserOut, dependencies=[CENTER_ADMIN],
-             summary="Lift a lock-out after failed log-ins")
+@router.post(
+    "/users/{user_id}/unlock",
+    response_model=UserOut,
+    dependencies=[CENTER_ADMIN],
+    summary="Lift a lock-out after failed log-ins",
+)
 def unlock(user_id: int, session: SessionDep, who: CurrentWho) -> UserOut:
     return user_out(service.unlock(session, who, service.get_user(session, user_id)))
 
 
-@router.post("/units/{unit_id}/accounts", response_model=UnitAccountsOut, status_code=201,
-             dependencies=[CENTER_ADMIN],
-             summary="Create the unit's unit_admin / unit_lead accounts from its contact registry")
-def create_unit_accounts(unit_id: int, session: SessionDep, actor: CurrentActor, who: CurrentWho,
-                         response: Response, body: UnitAccountsIn | None = None) -> UnitAccountsOut:
+@router.post(
+    "/units/{unit_id}/accounts",
+    response_model=UnitAccountsOut,
+    status_code=201,
+    dependencies=[CENTER_ADMIN],
+    summary="Create the unit's unit_admin / unit_lead accounts from its contact registry",
+)
+def create_unit_accounts(
+    unit_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    who: CurrentWho,
+    response: Response,
+    body: UnitAccountsIn | None = None,
+) -> UnitAccountsOut:
     response.headers["Cache-Control"] = "no-store"  # the answer carries initial passwords
     unit = session.get(Unit, unit_id)
     if unit is None:
@@ -179,7 +235,11 @@ def create_unit_accounts(unit_id: int, session: SessionDep, actor: CurrentActor,
     ensure_unit_visible(actor, unit_id, "unit", unit_id)
     wanted = (body or UnitAccountsIn()).accounts
     created = service.create_unit_accounts(session, who, unit, [(a.contact, a.username) for a in wanted])
-    return UnitAccountsOut(accounts=[
-        CreatedAccountOut(contact=c.contact_role, user=user_out(c.user), initial_password=c.initial_password)
-        for c in created
-    ])
+    return UnitAccountsOut(
+        accounts=[
+            CreatedAccountOut(
+                contact=c.contact_role, user=user_out(c.user), initial_password=c.initial_password
+            )
+            for c in created
+        ]
+    )

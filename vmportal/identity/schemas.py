@@ -21,8 +21,9 @@ def _username(value: str) -> str:
     value = value.strip().lower()
     if not _USERNAME.fullmatch(value):
         raise PydanticCustomError(
-            "format", "must be 2–64 characters: lower-case letters, digits, '.', '_' or '-', starting "
-            "with a letter or digit"
+            "format",
+            "must be 2–64 characters: lower-case letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit",
         )
     return value
 
@@ -57,7 +58,7 @@ class UserOut(UserBrief):
 
 class TokenOut(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the scheme's name, not a secret
     expires_in: int = Field(description="Seconds until the token expires.")
     user: UserBrief
 
@@ -104,9 +105,12 @@ class UnitAccountsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: list[AccountWanted] = Field(
-        default_factory=lambda: [AccountWanted(contact=ContactRole.SECURITY_ADMIN),
-                                 AccountWanted(contact=ContactRole.SECURITY_LEAD)],
-        min_length=1, max_length=2,
+        default_factory=lambda: [
+            AccountWanted(contact=ContactRole.SECURITY_ADMIN),
+            AccountWanted(contact=ContactRole.SECURITY_LEAD),
+        ],
+        min_length=1,
+        max_length=2,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -10,6 +11,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from policies.roles import Actor, Role
@@ -19,6 +21,7 @@ from vmportal.db import utcnow
 from vmportal.identity.models import AuthToken, User
 from vmportal.settings import get_settings
 from vmportal.unit.models import Contact, ContactRole, Unit
+from vmportal.unit.service import lock_unit
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
@@ -117,10 +120,8 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     user = session.exec(select(User).where(User.username == username)).first()
     now = utcnow()
     if user is None or not user.active:
-        try:
+        with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误")
     if user.locked_until is not None and user.locked_until > now:
         raise errors.Locked(
@@ -237,7 +238,12 @@ def create_user(
         contact_id=contact_id,
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same name was taken concurrently since the check above
+        raise errors.Conflict(
+            f"username '{username}' is taken", message_zh=f"用户名“{username}”已被占用", field="username"
+        ) from None
     record(
         session, by, "user.create", "user", user.id, after=user_snapshot(user), detail=detail, unit_id=unit_id
     )
@@ -478,6 +484,7 @@ def create_unit_accounts(
     the caller shows once.
     """
     assert unit.id is not None
+    lock_unit(session, unit.id)  # two clicks on "create accounts" must not make two pairs
     created: list[CreatedAccount] = []
     seen: set[ContactRole] = set()
     for contact_role, username in wanted:

@@ -6,7 +6,6 @@ them), and only then is the role checked (403 naming it).
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -78,47 +77,79 @@ def _may_change(actor: Actor, unit_id: int, *unit_roles: Role, what: str) -> Non
 
 def unit_out(unit: Unit) -> UnitOut:
     assert unit.id is not None
-    return UnitOut(id=unit.id, code=unit.code, name_zh=unit.name_zh, name_en=unit.name_en, active=unit.active,
-                   created_at=unit.created_at)
+    return UnitOut(
+        id=unit.id,
+        code=unit.code,
+        name_zh=unit.name_zh,
+        name_en=unit.name_en,
+        active=unit.active,
+        created_at=unit.created_at,
+    )
 
 
 def contact_out(contact: Contact, actor: Actor) -> ContactOut:
     assert contact.id is not None
     clear = shows_personal_data(actor)
     return ContactOut(
-        id=contact.id, unit_id=contact.unit_id, role=ContactRole(contact.role), name=contact.name,
-        title=contact.title, office_phone=contact.office_phone,
+        id=contact.id,
+        unit_id=contact.unit_id,
+        role=ContactRole(contact.role),
+        name=contact.name,
+        title=contact.title,
+        office_phone=contact.office_phone,
         mobile=contact.mobile if clear else crypto.mask(contact.mobile),
-        email=contact.email, qq=contact.qq, staff_no=contact.staff_no,
+        email=contact.email,
+        qq=contact.qq,
+        staff_no=contact.staff_no,
         national_id=contact.national_id if clear else crypto.mask_national_id(contact.national_id),
-        masked=not clear, updated_at=contact.updated_at,
+        masked=not clear,
+        updated_at=contact.updated_at,
     )
 
 
 def document_out(doc: Document) -> DocumentOut:
     assert doc.id is not None
     return DocumentOut(
-        id=doc.id, unit_id=doc.unit_id, kind=DocumentKind(doc.kind), signer=doc.signer, signed_on=doc.signed_on,
-        filed_at=doc.filed_at, filed_by=doc.filed_by, filename=doc.filename, content_type=doc.content_type,
-        size=doc.size, sha256=doc.sha256, superseded_at=doc.superseded_at, current=doc.superseded_at is None,
+        id=doc.id,
+        unit_id=doc.unit_id,
+        kind=DocumentKind(doc.kind),
+        signer=doc.signer,
+        signed_on=doc.signed_on,
+        filed_at=doc.filed_at,
+        filed_by=doc.filed_by,
+        filename=doc.filename,
+        content_type=doc.content_type,
+        size=doc.size,
+        sha256=doc.sha256,
+        superseded_at=doc.superseded_at,
+        current=doc.superseded_at is None,
     )
 
 
 def system_out(system: InformationSystem) -> SystemOut:
     assert system.id is not None
     return SystemOut(
-        id=system.id, unit_id=system.unit_id, name=system.name, purpose=system.purpose,
-        description=system.description, domains=list(system.domains),
-        responsible_person=system.responsible_person, responsible_phone=system.responsible_phone,
+        id=system.id,
+        unit_id=system.unit_id,
+        name=system.name,
+        purpose=system.purpose,
+        description=system.description,
+        domains=list(system.domains),
+        responsible_person=system.responsible_person,
+        responsible_phone=system.responsible_phone,
         created_at=system.created_at,
     )
 
 
 def quota_out(quota: Quota) -> QuotaOut:
-    stored = quota.updated_at if quota.max_vms or quota.max_vcpus or quota.max_memory_gib or quota.max_disk_gib \
-        else quota.updated_at
-    return QuotaOut(unit_id=quota.unit_id, max_vms=quota.max_vms, max_vcpus=quota.max_vcpus,
-                    max_memory_gib=quota.max_memory_gib, max_disk_gib=quota.max_disk_gib, updated_at=stored)
+    return QuotaOut(
+        unit_id=quota.unit_id,
+        max_vms=quota.max_vms,
+        max_vcpus=quota.max_vcpus,
+        max_memory_gib=quota.max_memory_gib,
+        max_disk_gib=quota.max_disk_gib,
+        updated_at=quota.updated_at,
+    )
 
 
 # ---- units --------------------------------------------------------------------------------------------
@@ -126,7 +157,9 @@ def quota_out(quota: Quota) -> QuotaOut:
 
 @router.post("/units", response_model=UnitOut, status_code=201, dependencies=[CENTER_ADMIN])
 def create_unit(body: UnitIn, session: SessionDep, who: CurrentWho) -> UnitOut:
-    return unit_out(service.create_unit(session, who, code=body.code, name_zh=body.name_zh, name_en=body.name_en))
+    return unit_out(
+        service.create_unit(session, who, code=body.code, name_zh=body.name_zh, name_en=body.name_en)
+    )
 
 
 @router.get("/units", response_model=list[UnitOut], summary="All units (center, auditor) or your own unit")
@@ -141,27 +174,43 @@ def get_unit(unit_id: int, session: SessionDep, actor: CurrentActor) -> UnitOut:
 
 
 @router.patch("/units/{unit_id}", response_model=UnitOut, dependencies=[CENTER_ADMIN])
-def update_unit(unit_id: int, body: UnitPatch, session: SessionDep, actor: CurrentActor,
-                who: CurrentWho) -> UnitOut:
+def update_unit(
+    unit_id: int, body: UnitPatch, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> UnitOut:
     unit = _unit(session, actor, unit_id)
-    return unit_out(service.update_unit(session, who, unit, name_zh=body.name_zh, name_en=body.name_en,
-                                        active=body.active))
+    return unit_out(
+        service.update_unit(
+            session, who, unit, name_zh=body.name_zh, name_en=body.name_en, active=body.active
+        )
+    )
 
 
 # ---- contact registry -------------------------------------------------------------------------------------
 
 
-@router.get("/units/{unit_id}/contacts", response_model=list[ContactOut],
-            summary="The unit's contact registry; mobile and national ID masked except for center_admin")
+@router.get(
+    "/units/{unit_id}/contacts",
+    response_model=list[ContactOut],
+    summary="The unit's contact registry; mobile and national ID masked except for center_admin",
+)
 def list_contacts(unit_id: int, session: SessionDep, actor: CurrentActor) -> list[ContactOut]:
     _unit(session, actor, unit_id)
     return [contact_out(c, actor) for c in service.list_contacts(session, unit_id)]
 
 
-@router.put("/units/{unit_id}/contacts/{role}", response_model=ContactOut,
-            summary="Record the security lead or security admin (center staff, or the unit's unit_lead)")
-def put_contact(unit_id: int, role: ContactRole, body: ContactIn, session: SessionDep, actor: CurrentActor,
-                who: CurrentWho) -> ContactOut:
+@router.put(
+    "/units/{unit_id}/contacts/{role}",
+    response_model=ContactOut,
+    summary="Record the security lead or security admin (center staff, or the unit's unit_lead)",
+)
+def put_contact(
+    unit_id: int,
+    role: ContactRole,
+    body: ContactIn,
+    session: SessionDep,
+    actor: CurrentActor,
+    who: CurrentWho,
+) -> ContactOut:
     _unit(session, actor, unit_id)
     _may_change(actor, unit_id, Role.UNIT_LEAD, what="the contact registry")
     contact = service.put_contact(session, who, unit_id, role, body.model_dump())
@@ -182,8 +231,11 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
                         "kind": {"type": "string", "enum": [k.value for k in DocumentKind]},
                         "signer": {"type": "string", "maxLength": 100},
                         "signed_on": {"type": "string", "format": "date"},
-                        "file": {"type": "string", "format": "binary",
-                                 "description": "PDF, PNG or JPEG; type and size limits from settings"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "PDF, PNG or JPEG; type and size limits from settings",
+                        },
                     },
                 }
             }
@@ -201,11 +253,16 @@ def _form_fields(values: dict[str, Any]) -> DocumentForm:
         ) from None
 
 
-@router.post("/units/{unit_id}/documents", response_model=DocumentOut, status_code=201,
-             openapi_extra=_UPLOAD_SCHEMA,
-             summary="File a signed commitment letter or VM agreement (multipart: kind, signer, signed_on, file)")
-async def upload_document(unit_id: int, request: Request, session: SessionDep, actor: CurrentActor,
-                          who: CurrentWho) -> DocumentOut:
+@router.post(
+    "/units/{unit_id}/documents",
+    response_model=DocumentOut,
+    status_code=201,
+    openapi_extra=_UPLOAD_SCHEMA,
+    summary="File a signed commitment letter or VM agreement (multipart: kind, signer, signed_on, file)",
+)
+async def upload_document(
+    unit_id: int, request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> DocumentOut:
     def authorise() -> None:
         _unit(session, actor, unit_id)
         _may_change(actor, unit_id, Role.UNIT_LEAD, what="the unit's signed documents")
@@ -218,21 +275,33 @@ async def upload_document(unit_id: int, request: Request, session: SessionDep, a
         raise errors.PayloadTooLarge(
             f"file: larger than the limit of {settings.upload_max_bytes} bytes",
             message_zh=f"file：文件超过 {settings.upload_max_bytes} 字节的上限",
-            field="file", rule="max_size", limit=settings.upload_max_bytes,
+            field="file",
+            rule="max_size",
+            limit=settings.upload_max_bytes,
         )
     form = await request.form(max_files=1, max_fields=10)
     try:
-        fields = _form_fields({k: form.get(k) for k in ("kind", "signer", "signed_on") if isinstance(form.get(k), str)})
+        fields = _form_fields(
+            {k: form.get(k) for k in ("kind", "signer", "signed_on") if isinstance(form.get(k), str)}
+        )
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise errors.InvalidField("file", "required", "a file part named 'file' is required",
-                                      message_zh="缺少名为 file 的文件")
+            raise errors.InvalidField(
+                "file", "required", "a file part named 'file' is required", message_zh="缺少名为 file 的文件"
+            )
         file_part = upload
 
         def file_it() -> DocumentOut:
             doc = service.file_document(
-                session, who, unit_id, kind=fields.kind, signer=fields.signer, signed_on=fields.signed_on,
-                filename=file_part.filename, content_type=file_part.content_type or "", stream=file_part.file,
+                session,
+                who,
+                unit_id,
+                kind=fields.kind,
+                signer=fields.signer,
+                signed_on=fields.signed_on,
+                filename=file_part.filename,
+                content_type=file_part.content_type or "",
+                stream=file_part.file,
                 settings=settings,
             )
             return document_out(doc)
@@ -243,9 +312,12 @@ async def upload_document(unit_id: int, request: Request, session: SessionDep, a
 
 
 @router.get("/units/{unit_id}/documents", response_model=list[DocumentOut])
-def list_documents(unit_id: int, session: SessionDep, actor: CurrentActor,
-                   current: Annotated[bool, Query(description="Only documents not superseded")] = False,
-                   ) -> list[DocumentOut]:
+def list_documents(
+    unit_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    current: Annotated[bool, Query(description="Only documents not superseded")] = False,
+) -> list[DocumentOut]:
     _unit(session, actor, unit_id)
     return [document_out(d) for d in service.list_documents(session, unit_id, include_superseded=not current)]
 
@@ -256,8 +328,11 @@ def get_document(unit_id: int, doc_id: int, session: SessionDep, actor: CurrentA
     return document_out(service.get_document(session, unit_id, doc_id))
 
 
-@router.get("/units/{unit_id}/documents/{doc_id}/file", response_class=FileResponse,
-            summary="Download the scanned document")
+@router.get(
+    "/units/{unit_id}/documents/{doc_id}/file",
+    response_class=FileResponse,
+    summary="Download the scanned document",
+)
 def download_document(unit_id: int, doc_id: int, session: SessionDep, actor: CurrentActor) -> FileResponse:
     _unit(session, actor, unit_id)
     doc = service.get_document(session, unit_id, doc_id)
@@ -265,19 +340,29 @@ def download_document(unit_id: int, doc_id: int, session: SessionDep, actor: Cur
     if not path.is_file():
         raise errors.NotFound("document file", doc_id)
     return FileResponse(
-        path, media_type=doc.content_type, filename=doc.filename,
+        path,
+        media_type=doc.content_type,
+        filename=doc.filename,
         headers={"X-Content-Type-Options": "nosniff", "X-Content-SHA256": doc.sha256},
     )
 
 
-@router.get("/units/{unit_id}/paperwork", response_model=PaperworkOut,
-            summary="Is the unit's paperwork complete (rule paperwork), and what is missing")
+@router.get(
+    "/units/{unit_id}/paperwork",
+    response_model=PaperworkOut,
+    summary="Is the unit's paperwork complete (rule paperwork), and what is missing",
+)
 def paperwork(unit_id: int, session: SessionDep, actor: CurrentActor) -> PaperworkOut:
     _unit(session, actor, unit_id)
     status = service.paperwork_status(session, unit_id)
-    return PaperworkOut(unit_id=unit_id, complete=status.complete, missing=status.missing,
-                        agreement_filed_at=status.agreement_filed_at, message_zh=status.message_zh,
-                        message_en=status.message_en)
+    return PaperworkOut(
+        unit_id=unit_id,
+        complete=status.complete,
+        missing=status.missing,
+        agreement_filed_at=status.agreement_filed_at,
+        message_zh=status.message_zh,
+        message_en=status.message_en,
+    )
 
 
 # ---- information systems ------------------------------------------------------------------------------
@@ -292,8 +377,9 @@ def list_systems(unit_id: int, session: SessionDep, actor: CurrentActor) -> list
 
 
 @router.post("/units/{unit_id}/systems", response_model=SystemOut, status_code=201)
-def create_system(unit_id: int, body: SystemIn, session: SessionDep, actor: CurrentActor,
-                  who: CurrentWho) -> SystemOut:
+def create_system(
+    unit_id: int, body: SystemIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> SystemOut:
     _unit(session, actor, unit_id)
     _may_change(actor, unit_id, *_SYSTEM_WRITERS, what="the unit's information systems")
     return system_out(service.create_system(session, who, unit_id, body.model_dump()))
@@ -306,8 +392,9 @@ def get_system(unit_id: int, system_id: int, session: SessionDep, actor: Current
 
 
 @router.patch("/units/{unit_id}/systems/{system_id}", response_model=SystemOut)
-def update_system(unit_id: int, system_id: int, body: SystemPatch, session: SessionDep, actor: CurrentActor,
-                  who: CurrentWho) -> SystemOut:
+def update_system(
+    unit_id: int, system_id: int, body: SystemPatch, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> SystemOut:
     _unit(session, actor, unit_id)
     system = service.get_system(session, unit_id, system_id)
     _may_change(actor, unit_id, *_SYSTEM_WRITERS, what="the unit's information systems")
@@ -315,8 +402,9 @@ def update_system(unit_id: int, system_id: int, body: SystemPatch, session: Sess
 
 
 @router.delete("/units/{unit_id}/systems/{system_id}", status_code=204)
-def delete_system(unit_id: int, system_id: int, session: SessionDep, actor: CurrentActor,
-                  who: CurrentWho) -> Response:
+def delete_system(
+    unit_id: int, system_id: int, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> Response:
     _unit(session, actor, unit_id)
     system = service.get_system(session, unit_id, system_id)
     _may_change(actor, unit_id, *_SYSTEM_WRITERS, what="the unit's information systems")
@@ -334,9 +422,8 @@ def get_quota(unit_id: int, session: SessionDep, actor: CurrentActor) -> QuotaOu
 
 
 @router.put("/units/{unit_id}/quota", response_model=QuotaOut, dependencies=[CENTER_ADMIN])
-def set_quota(unit_id: int, body: QuotaIn, session: SessionDep, actor: CurrentActor, who: CurrentWho) -> QuotaOut:
+def set_quota(
+    unit_id: int, body: QuotaIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> QuotaOut:
     _unit(session, actor, unit_id)
     return quota_out(service.set_quota(session, who, unit_id, body.model_dump()))
-
-
-__all__ = ["date", "router"]

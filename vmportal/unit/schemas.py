@@ -89,7 +89,14 @@ def normalise_email(value: str) -> str:
 
 
 def normalise_hostname(value: str) -> str:
+    """A DNS name, lower-cased, without the final dot; Chinese labels (计算机.example.cn) are stored
+    in their ASCII (punycode) form, the one DNS, certificates and alerts carry."""
     name = value.strip().lower().removesuffix(".")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            name = "\x00"  # fails the label check below with the usual message
     labels = name.split(".")
     if (
         len(name) > 253
@@ -112,25 +119,39 @@ def _check(pattern: re.Pattern[str], rule: str, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-                 AfterValidator(_no_control)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_no_control)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_control)
+]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_no_control)
+]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Mobile = Annotated[str, StringConstraints(max_length=20), AfterValidator(normalise_mobile)]
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_email)]
 Phone = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=40),
-    _check(_PHONE, "format", "must be a telephone number (digits, spaces, +, -, parentheses; extension 转123)"),
+    _check(
+        _PHONE, "format", "must be a telephone number (digits, spaces, +, -, parentheses; extension 转123)"
+    ),
 ]
-QQ = Annotated[str, StringConstraints(strip_whitespace=True, max_length=12),
-               _check(_QQ, "format", "must be a QQ number: 5–12 digits, not starting with 0")]
-StaffNo = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40),
-                    _check(_STAFF_NO, "format", "must be letters, digits, '-' or '_' (at most 40)")]
+QQ = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=12),
+    _check(_QQ, "format", "must be a QQ number: 5–12 digits, not starting with 0"),
+]
+StaffNo = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=40),
+    _check(_STAFF_NO, "format", "must be letters, digits, '-' or '_' (at most 40)"),
+]
 NationalId = Annotated[str, StringConstraints(max_length=18 + 2), AfterValidator(normalise_national_id)]
 Hostname = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_hostname)]
-UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, max_length=32),
-                     _check(_UNIT_CODE, "format", "must be 1–32 letters, digits, '-' or '_'")]
+UnitCode = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=32),
+    _check(_UNIT_CODE, "format", "must be 1–32 letters, digits, '-' or '_'"),
+]
 
 
 class SystemPurpose(StrEnum):
@@ -155,7 +176,9 @@ class UnitIn(BaseModel):
 class UnitPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name_zh: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    name_zh: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = (
+        None
+    )
     name_en: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     active: bool | None = None
 
@@ -200,7 +223,9 @@ class ContactOut(BaseModel):
     qq: str
     staff_no: str
     national_id: str | None
-    masked: bool = Field(description="True when mobile and national_id are shown masked (all but center_admin).")
+    masked: bool = Field(
+        description="True when mobile and national_id are shown masked (all but center_admin)."
+    )
     updated_at: datetime
 
 

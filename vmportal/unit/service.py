@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from policies.base import Deny
@@ -58,12 +59,28 @@ def list_units(session: Session, *, only: int | None = None, active: bool | None
     return list(session.exec(query.order_by(col(Unit.code))))
 
 
+def lock_unit(session: Session, unit_id: int) -> Unit:
+    """Take the unit's row lock (PostgreSQL; SQLite serialises writers anyway) so that changes to
+    its one-per-kind records (registry rows, current documents, accounts) do not race."""
+    unit = session.exec(select(Unit).where(Unit.id == unit_id).with_for_update()).first()
+    if unit is None:
+        raise errors.NotFound("unit", unit_id)
+    return unit
+
+
 def create_unit(session: Session, who: Who, *, code: str, name_zh: str, name_en: str = "") -> Unit:
     if session.exec(select(Unit.id).where(Unit.code == code)).first() is not None:
-        raise errors.Conflict(f"unit code '{code}' is taken", message_zh=f"单位代码“{code}”已存在", field="code")
+        raise errors.Conflict(
+            f"unit code '{code}' is taken", message_zh=f"单位代码“{code}”已存在", field="code"
+        )
     unit = Unit(code=code, name_zh=name_zh, name_en=name_en)
     session.add(unit)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # created concurrently since the check above
+        raise errors.Conflict(
+            f"unit code '{code}' is taken", message_zh=f"单位代码“{code}”已存在", field="code"
+        ) from None
     assert unit.id is not None
     # Every unit has a quota row from the start (zero until the center grants one), so quota
     # checks never meet a missing row.
@@ -73,7 +90,12 @@ def create_unit(session: Session, who: Who, *, code: str, name_zh: str, name_en:
 
 
 def update_unit(
-    session: Session, who: Who, unit: Unit, *, name_zh: str | None = None, name_en: str | None = None,
+    session: Session,
+    who: Who,
+    unit: Unit,
+    *,
+    name_zh: str | None = None,
+    name_en: str | None = None,
     active: bool | None = None,
 ) -> Unit:
     before = unit_snapshot(unit)
@@ -103,9 +125,14 @@ _CONTACT_FIELDS = ("name", "title", "office_phone", "mobile", "email", "qq", "st
 def contact_snapshot(contact: Contact) -> dict[str, Any]:
     """A registry row for the audit log: mobile and national ID masked, never in clear."""
     return {
-        "role": contact.role, "name": contact.name, "title": contact.title,
-        "office_phone": contact.office_phone, "mobile": crypto.mask(contact.mobile),
-        "email": contact.email, "qq": contact.qq, "staff_no": contact.staff_no,
+        "role": contact.role,
+        "name": contact.name,
+        "title": contact.title,
+        "office_phone": contact.office_phone,
+        "mobile": crypto.mask(contact.mobile),
+        "email": contact.email,
+        "qq": contact.qq,
+        "staff_no": contact.staff_no,
         "national_id": crypto.mask_national_id(contact.national_id),
     }
 
@@ -118,19 +145,29 @@ def get_contact(session: Session, unit_id: int, role: ContactRole) -> Contact | 
     return session.exec(select(Contact).where(Contact.unit_id == unit_id, Contact.role == role.value)).first()
 
 
-def put_contact(session: Session, who: Who, unit_id: int, role: ContactRole, values: dict[str, str | None]) -> Contact:
+def put_contact(
+    session: Session, who: Who, unit_id: int, role: ContactRole, values: dict[str, str | None]
+) -> Contact:
     """Record (or replace) one row of the registry. Formats are checked by the schema; here each
     field the row needs must be present, and the lead's row collects no ID number at all."""
     for field in REQUIRED_FIELDS[role]:
         value = values.get(field)
         if value is None or not str(value).strip():
-            raise errors.InvalidField(field, "required", f"is required for the {role.value.replace('_', ' ')}",
-                                      message_zh="通讯录该项必填")
+            raise errors.InvalidField(
+                field,
+                "required",
+                f"is required for the {role.value.replace('_', ' ')}",
+                message_zh="通讯录该项必填",
+            )
     if role == ContactRole.SECURITY_LEAD and values.get("national_id"):
         # Data minimisation: the form asks the ID number of the admin only (附件1).
-        raise errors.InvalidField("national_id", "not_collected",
-                                  "the registry does not collect the security lead's ID number",
-                                  message_zh="通讯录不收集网络安全负责人的身份证号")
+        raise errors.InvalidField(
+            "national_id",
+            "not_collected",
+            "the registry does not collect the security lead's ID number",
+            message_zh="通讯录不收集网络安全负责人的身份证号",
+        )
+    lock_unit(session, unit_id)
     contact = get_contact(session, unit_id, role)
     before = contact_snapshot(contact) if contact is not None else None
     if contact is None:
@@ -146,8 +183,17 @@ def put_contact(session: Session, who: Who, unit_id: int, role: ContactRole, val
     session.flush()
     after = contact_snapshot(contact)
     if after != before:
-        record(session, who, "contact.update" if before else "contact.create", "contact", contact.id,
-               before=before, after=after, unit_id=unit_id, detail=role.value)
+        record(
+            session,
+            who,
+            "contact.update" if before else "contact.create",
+            "contact",
+            contact.id,
+            before=before,
+            after=after,
+            unit_id=unit_id,
+            detail=role.value,
+        )
     return contact
 
 
@@ -201,7 +247,9 @@ def store_upload(stream: IO[bytes], declared_type: str, settings: Settings | Non
         raise errors.UnsupportedMediaType(
             f"file: content type '{declared or 'none'}' is not accepted (allowed: {', '.join(allowed)})",
             message_zh=f"file：不接受的文件类型“{declared or '无'}”（允许：{', '.join(allowed)}）",
-            field="file", rule="content_type", allowed=allowed,
+            field="file",
+            rule="content_type",
+            allowed=allowed,
             fields=[{"field": "file", "rule": "content_type", "message": "content type not accepted"}],
         )
     settings.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +266,9 @@ def store_upload(stream: IO[bytes], declared_type: str, settings: Settings | Non
                     raise errors.PayloadTooLarge(
                         f"file: larger than the limit of {settings.upload_max_bytes} bytes",
                         message_zh=f"file：文件超过 {settings.upload_max_bytes} 字节的上限",
-                        field="file", rule="max_size", limit=settings.upload_max_bytes,
+                        field="file",
+                        rule="max_size",
+                        limit=settings.upload_max_bytes,
                     )
                 if len(head) < 16:
                     head += chunk[: 16 - len(head)]
@@ -230,12 +280,17 @@ def store_upload(stream: IO[bytes], declared_type: str, settings: Settings | Non
             raise errors.InvalidField("file", "empty", "the file is empty", message_zh="文件为空")
         sniffed = sniff(head)
         if sniffed != declared:
+            found_en = sniffed or "not a PDF, PNG or JPEG file"
+            found_zh = f"为 {sniffed}" if sniffed else "不是 PDF、PNG 或 JPEG"
             raise errors.UnsupportedMediaType(
-                f"file: declared as {declared} but its content is "
-                f"{sniffed or 'not a PDF, PNG or JPEG file'}",
-                message_zh=f"file：声明为 {declared}，但文件内容{'为 ' + sniffed if sniffed else '不是 PDF、PNG 或 JPEG'}",
-                field="file", rule="magic_bytes", allowed=allowed,
-                fields=[{"field": "file", "rule": "magic_bytes", "message": "content does not match its type"}],
+                f"file: declared as {declared} but its content is {found_en}",
+                message_zh=f"file：声明为 {declared}，但文件内容{found_zh}",
+                field="file",
+                rule="magic_bytes",
+                allowed=allowed,
+                fields=[
+                    {"field": "file", "rule": "magic_bytes", "message": "content does not match its type"}
+                ],
             )
         sha = digest.hexdigest()
         os.replace(tmp, settings.upload_dir / sha)
@@ -246,18 +301,31 @@ def store_upload(stream: IO[bytes], declared_type: str, settings: Settings | Non
 
 def document_snapshot(doc: Document) -> dict[str, Any]:
     return {
-        "kind": doc.kind, "signer": doc.signer, "signed_on": doc.signed_on.isoformat(),
-        "filename": doc.filename, "content_type": doc.content_type, "size": doc.size, "sha256": doc.sha256,
+        "kind": doc.kind,
+        "signer": doc.signer,
+        "signed_on": doc.signed_on.isoformat(),
+        "filename": doc.filename,
+        "content_type": doc.content_type,
+        "size": doc.size,
+        "sha256": doc.sha256,
     }
 
 
 def check_signed_on(signed_on: date) -> None:
     if signed_on > datetime.now(BEIJING).date():
-        raise errors.InvalidField("signed_on", "not_future", "a signature date cannot be in the future",
-                                  message_zh="签署日期不能晚于今天")
+        raise errors.InvalidField(
+            "signed_on",
+            "not_future",
+            "a signature date cannot be in the future",
+            message_zh="签署日期不能晚于今天",
+        )
     if signed_on < EARLIEST_SIGNATURE:
-        raise errors.InvalidField("signed_on", "too_old", f"must be on or after {EARLIEST_SIGNATURE}",
-                                  message_zh=f"签署日期不能早于 {EARLIEST_SIGNATURE}")
+        raise errors.InvalidField(
+            "signed_on",
+            "too_old",
+            f"must be on or after {EARLIEST_SIGNATURE}",
+            message_zh=f"签署日期不能早于 {EARLIEST_SIGNATURE}",
+        )
 
 
 def file_document(
@@ -276,29 +344,52 @@ def file_document(
     """File a signed paper; it supersedes the unit's current document of the same kind."""
     check_signed_on(signed_on)
     stored = store_upload(stream, content_type, settings)
+    lock_unit(session, unit_id)
     now = utcnow()
     previous = current_documents(session, unit_id, kind)
     for old in previous:
         old.superseded_at = now
         session.add(old)
     doc = Document(
-        unit_id=unit_id, kind=kind.value, signer=signer, signed_on=signed_on, filed_at=now,
-        filed_by=who.actor_id, filename=safe_filename(filename), content_type=stored.content_type,
-        size=stored.size, sha256=stored.sha256,
+        unit_id=unit_id,
+        kind=kind.value,
+        signer=signer,
+        signed_on=signed_on,
+        filed_at=now,
+        filed_by=who.actor_id,
+        filename=safe_filename(filename),
+        content_type=stored.content_type,
+        size=stored.size,
+        sha256=stored.sha256,
     )
     session.add(doc)
     session.flush()
-    record(session, who, "document.file", "document", doc.id, unit_id=unit_id,
-           before=document_snapshot(previous[-1]) if previous else None, after=document_snapshot(doc),
-           detail=f"supersedes document {', '.join(str(p.id) for p in previous)}" if previous else "")
+    record(
+        session,
+        who,
+        "document.file",
+        "document",
+        doc.id,
+        unit_id=unit_id,
+        before=document_snapshot(previous[-1]) if previous else None,
+        after=document_snapshot(doc),
+        detail=f"supersedes document {', '.join(str(p.id) for p in previous)}" if previous else "",
+    )
     return doc
 
 
 def current_documents(session: Session, unit_id: int, kind: DocumentKind) -> list[Document]:
-    return list(session.exec(
-        select(Document).where(Document.unit_id == unit_id, Document.kind == kind.value,
-                               col(Document.superseded_at).is_(None)).order_by(col(Document.id))
-    ))
+    return list(
+        session.exec(
+            select(Document)
+            .where(
+                Document.unit_id == unit_id,
+                Document.kind == kind.value,
+                col(Document.superseded_at).is_(None),
+            )
+            .order_by(col(Document.id))
+        )
+    )
 
 
 def list_documents(session: Session, unit_id: int, *, include_superseded: bool = True) -> list[Document]:
@@ -322,16 +413,24 @@ def _facts_of(contact: Contact | None) -> ContactFacts | None:
     if contact is None:
         return None
     return ContactFacts(
-        name=contact.name, title=contact.title, office_phone=contact.office_phone, mobile=contact.mobile,
-        email=contact.email, qq=contact.qq, staff_no=contact.staff_no, national_id=contact.national_id,
+        name=contact.name,
+        title=contact.title,
+        office_phone=contact.office_phone,
+        mobile=contact.mobile,
+        email=contact.email,
+        qq=contact.qq,
+        staff_no=contact.staff_no,
+        national_id=contact.national_id,
     )
 
 
 def paperwork_facts(session: Session, unit_id: int) -> PaperworkFacts:
     """The plain facts ``policies.paperwork.check_paperwork`` decides on, for one unit."""
-    on_file = set(session.exec(
-        select(Document.kind).where(Document.unit_id == unit_id, col(Document.superseded_at).is_(None))
-    ).all())
+    on_file = set(
+        session.exec(
+            select(Document.kind).where(Document.unit_id == unit_id, col(Document.superseded_at).is_(None))
+        ).all()
+    )
     return PaperworkFacts(
         security_lead=_facts_of(get_contact(session, unit_id, ContactRole.SECURITY_LEAD)),
         security_admin=_facts_of(get_contact(session, unit_id, ContactRole.SECURITY_ADMIN)),
@@ -345,10 +444,13 @@ def agreement_filed_at(session: Session, unit_id: int) -> datetime | None:
 
     The provisioning deadline runs from the later of a request's submission and this moment."""
     return session.exec(
-        select(Document.filed_at).where(
-            Document.unit_id == unit_id, Document.kind == DocumentKind.VM_AGREEMENT.value,
+        select(Document.filed_at)
+        .where(
+            Document.unit_id == unit_id,
+            Document.kind == DocumentKind.VM_AGREEMENT.value,
             col(Document.superseded_at).is_(None),
-        ).order_by(col(Document.filed_at).desc())
+        )
+        .order_by(col(Document.filed_at).desc())
     ).first()
 
 
@@ -379,16 +481,23 @@ def paperwork_status(session: Session, unit_id: int) -> PaperworkStatus:
 
 def system_snapshot(system: InformationSystem) -> dict[str, Any]:
     return {
-        "name": system.name, "purpose": system.purpose, "description": system.description,
-        "domains": list(system.domains), "responsible_person": system.responsible_person,
+        "name": system.name,
+        "purpose": system.purpose,
+        "description": system.description,
+        "domains": list(system.domains),
+        "responsible_person": system.responsible_person,
         "responsible_phone": system.responsible_phone,
     }
 
 
 def list_systems(session: Session, unit_id: int) -> list[InformationSystem]:
-    return list(session.exec(
-        select(InformationSystem).where(InformationSystem.unit_id == unit_id).order_by(col(InformationSystem.id))
-    ))
+    return list(
+        session.exec(
+            select(InformationSystem)
+            .where(InformationSystem.unit_id == unit_id)
+            .order_by(col(InformationSystem.id))
+        )
+    )
 
 
 def get_system(session: Session, unit_id: int, system_id: int) -> InformationSystem:
@@ -404,18 +513,31 @@ def _dedupe(domains: list[str]) -> list[str]:
 
 def create_system(session: Session, who: Who, unit_id: int, values: dict[str, Any]) -> InformationSystem:
     system = InformationSystem(
-        unit_id=unit_id, name=values["name"], purpose=str(values["purpose"]),
-        description=values.get("description") or "", domains=_dedupe(values.get("domains") or []),
-        responsible_person=values["responsible_person"], responsible_phone=values.get("responsible_phone") or "",
+        unit_id=unit_id,
+        name=values["name"],
+        purpose=str(values["purpose"]),
+        description=values.get("description") or "",
+        domains=_dedupe(values.get("domains") or []),
+        responsible_person=values["responsible_person"],
+        responsible_phone=values.get("responsible_phone") or "",
     )
     session.add(system)
     session.flush()
-    record(session, who, "system.create", "information_system", system.id, after=system_snapshot(system),
-           unit_id=unit_id)
+    record(
+        session,
+        who,
+        "system.create",
+        "information_system",
+        system.id,
+        after=system_snapshot(system),
+        unit_id=unit_id,
+    )
     return system
 
 
-def update_system(session: Session, who: Who, system: InformationSystem, changes: dict[str, Any]) -> InformationSystem:
+def update_system(
+    session: Session, who: Who, system: InformationSystem, changes: dict[str, Any]
+) -> InformationSystem:
     before = system_snapshot(system)
     for field, value in changes.items():
         if value is None:
@@ -428,8 +550,16 @@ def update_system(session: Session, who: Who, system: InformationSystem, changes
     after = system_snapshot(system)
     if after != before:
         session.add(system)
-        record(session, who, "system.update", "information_system", system.id, before=before, after=after,
-               unit_id=system.unit_id)
+        record(
+            session,
+            who,
+            "system.update",
+            "information_system",
+            system.id,
+            before=before,
+            after=after,
+            unit_id=system.unit_id,
+        )
     return system
 
 
@@ -447,8 +577,15 @@ def delete_system(session: Session, who: Who, system: InformationSystem) -> None
             message_zh=f"信息系统 {system.id} 已被虚拟机申请或虚拟机引用，不能删除",
             resource="information system",
         )
-    record(session, who, "system.delete", "information_system", system.id, before=system_snapshot(system),
-           unit_id=system.unit_id)
+    record(
+        session,
+        who,
+        "system.delete",
+        "information_system",
+        system.id,
+        before=system_snapshot(system),
+        unit_id=system.unit_id,
+    )
     session.delete(system)
 
 

@@ -1,0 +1,40 @@
+"""Center settings: read by every signed-in user (units need to know whether requests need
+endorsement), changed by center_admin only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, StrictBool
+
+from policies.roles import Role
+from vmportal.api.deps import CurrentUser, CurrentWho, SessionDep, require
+from vmportal.center import service
+
+router = APIRouter(tags=["center"])
+
+
+class CenterSettingsOut(BaseModel):
+    endorsement_required: bool
+
+
+class CenterSettingsUpdate(BaseModel):
+    """Only the keys given change; an unknown key is a 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endorsement_required: StrictBool | None = None
+
+
+@router.get("/settings", response_model=CenterSettingsOut)
+def read_settings(session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    return service.all_settings(session)
+
+
+@router.put("/settings", response_model=CenterSettingsOut, dependencies=[require(Role.CENTER_ADMIN)])
+def put_settings(body: CenterSettingsUpdate, session: SessionDep, who: CurrentWho) -> dict[str, Any]:
+    for key, value in body.model_dump(exclude_unset=True).items():
+        if value is not None:
+            service.set_setting(session, who, key, value)
+    return service.all_settings(session)

@@ -1,0 +1,103 @@
+"""Center-wide settings a center_admin changes at run time (e.g. whether requests need the unit
+lead's endorsement). Only known keys exist; each has a type and an initial value from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, select
+
+from vmportal import errors
+from vmportal.audit.service import Who, record
+from vmportal.center.models import CenterSetting
+from vmportal.db import utcnow
+from vmportal.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    key: str
+    type: type
+    initial: Callable[[Settings], Any]  # the value before any center_admin set one
+    description_en: str
+    description_zh: str
+
+
+KNOWN: dict[str, SettingSpec] = {
+    spec.key: spec
+    for spec in (
+        SettingSpec(
+            "endorsement_required",
+            bool,
+            lambda s: s.endorsement_required,
+            "Requests need the unit lead's endorsement before the center decides.",
+            "虚拟机申请须经单位网络安全负责人确认后再由信息中心审批。",
+        ),
+    )
+}
+
+_UNSET: Any = object()
+
+
+def _spec(key: str) -> SettingSpec:
+    spec = KNOWN.get(key)
+    if spec is None:
+        raise errors.InvalidField(
+            key,
+            "unknown_setting",
+            f"no such setting (known: {', '.join(sorted(KNOWN))})",
+            message_zh=f"没有这个设置项（已知：{', '.join(sorted(KNOWN))}）",
+        )
+    return spec
+
+
+def _check_type(spec: SettingSpec, value: Any) -> None:
+    # bool is a subclass of int: check bools exactly, and refuse bools where numbers are expected.
+    ok = (
+        type(value) is bool if spec.type is bool else isinstance(value, spec.type) and type(value) is not bool
+    )
+    if not ok:
+        raise errors.InvalidField(
+            spec.key,
+            "type",
+            f"must be of type {spec.type.__name__}",
+            message_zh=f"类型须为 {spec.type.__name__}",
+        )
+
+
+def get_setting(session: Session, key: str, default: Any = _UNSET) -> Any:
+    """The stored value; else ``default`` when given; else the known key's initial value."""
+    row = session.get(CenterSetting, key)
+    if row is not None:
+        return row.value
+    if default is not _UNSET:
+        return default
+    return _spec(key).initial(get_settings())
+
+
+def set_setting(session: Session, who: Who, key: str, value: Any) -> Any:
+    spec = _spec(key)
+    _check_type(spec, value)
+    row = session.exec(select(CenterSetting).where(CenterSetting.key == key).with_for_update()).first()
+    before = row.value if row is not None else spec.initial(get_settings())
+    if row is None:
+        row = CenterSetting(key=key, value=value)
+    elif row.value == value and type(row.value) is type(value):
+        return value
+    row.value = value
+    row.updated_by = who.actor_id
+    row.updated_at = utcnow()
+    session.add(row)
+    record(session, who, "setting.update", "center_setting", key, before={key: before}, after={key: value})
+    return value
+
+
+def all_settings(session: Session) -> dict[str, Any]:
+    return {key: get_setting(session, key) for key in KNOWN}
+
+
+def endorsement_required(session: Session) -> bool:
+    """Whether new requests wait for the unit lead's endorsement (the requests team's switch)."""
+    return bool(get_setting(session, "endorsement_required"))
