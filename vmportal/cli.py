@@ -30,8 +30,7 @@ app.add_typer(audit_app, name="audit")
 #: Modules that add commands: each exposes ``register(app)``. A module that does not exist (yet) is
 #: skipped, so a domain can land its commands independently.
 EXTENSIONS: list[str] = [
-    "vmportal.tasks.cli",  # worker, beat
-    "vmportal.connection.cli",  # sync
+    "vmportal.tasks.cli",  # worker, beat, sync
 ]
 
 
@@ -68,6 +67,7 @@ def serve(
         bool, typer.Option("--demo", help="Seed demo units, users and pools; print the logins.")
     ] = False,
     reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (development).")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes (production).")] = 1,
 ) -> None:
     """Run the portal (API, docs and pages) with uvicorn."""
     import uvicorn
@@ -95,12 +95,19 @@ def serve(
     )
     if settings.demo:
         typer.echo("demo mode: demo data is seeded at start-up and its logins are printed below.")
+    if workers > 1:
+        # Migrate and seed once here, not racing in every worker's start-up.
+        from vmportal import startup
+
+        startup.prepare(settings)
+        os.environ["VMPORTAL_STARTUP_PREPARED"] = "true"
     uvicorn.run(
         "vmportal.api.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         reload=reload,
+        workers=workers if not reload else None,
         log_level=settings.log_level.lower(),
     )
 

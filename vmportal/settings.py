@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         default_factory=lambda: ["application/pdf", "image/png", "image/jpeg"],
         description="Content types accepted for signed documents and rectification attachments.",
     )
+    alert_max_bytes: int = Field(
+        1024 * 1024, description="Largest alert post accepted (bytes); a larger body is answered 413."
+    )
     simulator_url: str = Field("", description="Simulator state URL; empty means data_dir/simulator.json.")
     demo: bool = Field(False, description="Seed demo data on start (the embedded run command sets it).")
     task_mode: str = Field(
@@ -60,6 +63,9 @@ class Settings(BaseSettings):
         60, description="An outbox task not completed this long after dispatch is sent again."
     )
     task_workers: int = Field(4, description="Threads for in-process tasks in embedded mode.")
+    startup_prepared: bool = Field(
+        False, description="Set by `serve --workers N`: the parent migrated and seeded, workers skip it."
+    )
     log_json: bool = False
     log_level: str = "INFO"
 

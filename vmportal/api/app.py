@@ -99,7 +99,10 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         from vmportal import startup
 
-        startup.prepare(settings, migrate=migrate)
+        if settings.startup_prepared:
+            startup.prepare(settings, migrate=False, seed=False)
+        else:
+            startup.prepare(settings, migrate=migrate)
         stop = threading.Event()
         if settings.effective_task_mode == "thread":
             _start_redrive_thread(settings, stop)

@@ -193,15 +193,13 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
     return report
 
 
-def sync_all(who: Who | None = None) -> list[SyncReport]:
+def sync_all(who: Who | None = None, connection_id: int | None = None) -> list[SyncReport]:
     """Every active connection, each in its own transaction: one unreachable host spoils nothing."""
     with db.transaction() as session:
-        ids = [
-            c.id
-            for c in session.exec(
-                select(HypervisorConnection).where(col(HypervisorConnection.active).is_(True))
-            )
-        ]
+        query = select(HypervisorConnection).where(col(HypervisorConnection.active).is_(True))
+        if connection_id is not None:
+            query = query.where(HypervisorConnection.id == connection_id)
+        ids = [c.id for c in session.exec(query)]
     reports = []
     for conn_id in ids:
         with db.transaction() as session:
