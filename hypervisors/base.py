@@ -209,7 +209,7 @@ class CloneSpec:
     ip: IPSettings | None = None
     hostname: str | None = None
     admin_user: str | None = None
-    admin_password: str | None = None
+    admin_password: str | None = field(default=None, repr=False)  # never in a log line
     power_on: bool = True
     placement: Mapping[str, str] = field(default_factory=dict)  # folder/pool/datastore/node overrides
 

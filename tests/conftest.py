@@ -47,7 +47,8 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url(worker_id: str) -> Iterator[str]:
     """A database of this test worker's own, migrated once, emptied between tests."""
-    name = f"vmportal_test_{worker_id}".replace("-", "_")
+    # The pid keeps two concurrent test runs on one machine from truncating each other's tables.
+    name = f"vmportal_test_{worker_id}_{os.getpid()}".replace("-", "_")
     admin = sa.create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -55,6 +56,11 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     url = f"{PG_BASE}/{name}"
     migrations.upgrade(url)
     yield url
+    from vmportal import db as _db
+
+    _db.engine().dispose()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
 
 

@@ -5,9 +5,10 @@ Debian's ``golang-github-vmware-govmomi-dev`` sources, cached under ``.cache/vcs
 of the Go source, the govmomi package version and the Go toolchain), and started on a loopback port.
 It prints one JSON line (URL, credentials, template refs) and serves until its stdin closes.
 
-Use from tests (the fixtures are not in a conftest yet: import them into the test module)::
+Use from tests (the fixture is not in a conftest yet: import it into the test module, or list
+``tests.support.vcsim`` in the root conftest's ``pytest_plugins``)::
 
-    from tests.support.vcsim import vcsim  # noqa: F401  (pytest fixture)
+    from tests.support.vcsim import vcsim_fixture  # noqa: F401  (provides the "vcsim" fixture)
 
     def test_something(vcsim: VcsimServer) -> None:
         adapter = create(vcsim.config())          # a VSphereAdapter on the session's simulator
@@ -248,7 +249,7 @@ class VcsimServer:
         binary = build_vcsim()
         if port is not None:
             self.port = port
-        self._workdir = Path(tempfile.mkdtemp(prefix="vcsim-", dir=CACHE_DIR))
+        self._workdir = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE_DIR))
         self._log = self._workdir / "vcsim.log"
         args = [
             str(binary),
@@ -407,12 +408,13 @@ def start_vcsim(topology: Topology | None = None, **kwargs: Any) -> VcsimServer:
 
 
 # --------------------------------------------------------------------------------------------
-# pytest fixtures (import them into a test module, or list this module in a conftest's plugins)
+# pytest fixture (import vcsim_fixture into a test module, or list this module in the root
+# conftest's pytest_plugins)
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def vcsim() -> Iterator[VcsimServer]:
+@pytest.fixture(scope="session", name="vcsim")
+def vcsim_fixture() -> Iterator[VcsimServer]:
     """The session's vcsim: 2 clusters x 2 hosts, 1 standalone host, 3 VMs each, 2 templates.
 
     Shared by every test of the session: create uniquely named VMs and delete them. A test that

@@ -5,13 +5,14 @@
 // stdout. It serves until stdin is closed or it receives SIGINT/SIGTERM, so a parent process that
 // dies takes the simulator with it.
 //
-// Two behaviours of real vCenter that govmomi 0.24's simulator lacks are added here, because the
+// Behaviours of real vCenter that govmomi 0.24's simulator lacks are added here, because the
 // adapter under test depends on them:
 //
 //   - PropertyCollector paging: RetrievePropertiesEx honours options.maxObjects (and an optional
 //     server-side cap, -page-cap, as vCenter applies one of its own) and hands out a token that
 //     ContinueRetrievePropertiesEx / CancelRetrievePropertiesEx accept.
 //   - VirtualMachine.RebootGuest, answered by rebootGuestShim below.
+//   - Clones that do not share device objects with their template (see cloneKeepingSource).
 //   - Fixed credentials: the stock simulator accepts any non-empty user and password, which would
 //     make "wrong password" untestable.
 //
@@ -58,6 +59,7 @@ import (
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vim25/xml"
 )
 
 // pagingCollector wraps the simulator's PropertyCollector with result paging.
@@ -68,8 +70,14 @@ type pagingCollector struct {
 	simulator.PropertyCollector
 
 	pageMu  sync.Mutex
-	pending map[string][]types.ObjectContent
+	pending map[string]pendingPage
 	serial  int
+}
+
+// pendingPage is what a token stands for: the objects not yet returned and the page size.
+type pendingPage struct {
+	objects []types.ObjectContent
+	limit   int
 }
 
 // pageCap is the server-side page limit (-page-cap); 0 leaves paging to the client's maxObjects.
@@ -82,11 +90,11 @@ func (pc *pagingCollector) page(objects []types.ObjectContent, limit int) *types
 	pc.pageMu.Lock()
 	defer pc.pageMu.Unlock()
 	if pc.pending == nil {
-		pc.pending = make(map[string][]types.ObjectContent)
+		pc.pending = make(map[string]pendingPage)
 	}
 	pc.serial++
 	token := "page-" + strconv.Itoa(pc.serial)
-	pc.pending[token] = objects[limit:]
+	pc.pending[token] = pendingPage{objects: objects[limit:], limit: limit}
 	return &types.RetrieveResult{Objects: objects[:limit], Token: token}
 }
 
@@ -121,12 +129,8 @@ func (pc *pagingCollector) ContinueRetrievePropertiesEx(ctx *simulator.Context, 
 		body.Fault_ = simulator.Fault("unknown token", &types.InvalidArgument{InvalidProperty: "token"})
 		return body
 	}
-	// The page size of the first call carries over, as on vCenter; the cap still applies.
-	limit := effectiveLimit(0)
-	if limit <= 0 {
-		limit = len(rest)
-	}
-	body.Res = &types.ContinueRetrievePropertiesExResponse{Returnval: *pc.page(rest, limit)}
+	// The page size of the first call carries over, as on vCenter.
+	body.Res = &types.ContinueRetrievePropertiesExResponse{Returnval: *pc.page(rest.objects, rest.limit)}
 	return body
 }
 
@@ -152,7 +156,8 @@ func renameMethod(body []byte, from, to string) []byte {
 	return re.ReplaceAll(body, []byte("${1}"+to))
 }
 
-// rebootGuestShim answers VirtualMachine.RebootGuest, which govmomi 0.24's simulator lacks.
+// rebootGuestShim answers VirtualMachine.RebootGuest, which govmomi 0.24's simulator lacks, and
+// keeps a clone source's devices its own (see cloneKeepingSource).
 //
 // Everything but the reboot itself is left to the simulator so faults stay genuine: the call is
 // first replayed as RefreshStorageInfo (same session and _this: NotAuthenticated and
@@ -176,6 +181,11 @@ func rebootGuestShim(next http.Handler) http.Handler {
 			clone.Body = io.NopCloser(bytes.NewReader(b))
 			clone.ContentLength = int64(len(b))
 			next.ServeHTTP(w, clone)
+		}
+		if clone := cloneThis.FindSubmatch(body); clone != nil {
+			// The simulator runs the whole clone task before it answers.
+			cloneKeepingSource(string(clone[1]), func() { replay(w, body) })
+			return
 		}
 		match := rebootGuestThis.FindSubmatch(body)
 		if match == nil {
@@ -209,6 +219,47 @@ func rebootGuestShim(next http.Handler) http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, rebootGuestResponse)
 	})
+}
+
+// cloneThis finds the source VM of a CloneVM_Task call.
+var cloneThis = regexp.MustCompile(`<(?:\w+:)?CloneVM_Task\b[^>]*>\s*<(?:\w+:)?_this\b[^>]*>\s*([^<\s]+)\s*</`)
+
+// copyHardware returns a deep copy of a VM's virtual hardware (devices included).
+func copyHardware(hw types.VirtualHardware) (types.VirtualHardware, error) {
+	var dup types.VirtualHardware
+	encoded, err := xml.Marshal(hw)
+	if err != nil {
+		return dup, err
+	}
+	decoder := xml.NewDecoder(bytes.NewReader(encoded))
+	decoder.TypeFunc = types.TypeFunc()
+	err = decoder.Decode(&dup)
+	return dup, err
+}
+
+// cloneKeepingSource runs a CloneVM_Task without letting the clone share the source's devices.
+//
+// govmomi 0.24's CloneVM_Task hands the source's device objects (pointers) to the new VM and
+// points the source's disk at the clone's file. Once that clone is destroyed, the template's disk
+// names a deleted file and the next clone that edits the disk comes out without one. Here the
+// source's hardware is copied before the clone and put back after it: the clone keeps the
+// objects it was given, the template stays as it was, as on vCenter.
+func cloneKeepingSource(id string, run func()) {
+	ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: id}
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok || vm.Config == nil {
+		run() // let the simulator answer (ManagedObjectNotFound and the like)
+		return
+	}
+	var saved types.VirtualHardware
+	var err error
+	simulator.Map.WithLock(vm, func() { saved, err = copyHardware(vm.Config.Hardware) })
+	run()
+	if err != nil {
+		log.Printf("clone of %s: cannot keep its devices apart: %v", id, err)
+		return
+	}
+	simulator.Map.WithLock(vm, func() { vm.Config.Hardware = saved })
 }
 
 // templateSpec is one -templates entry: "name:guestId".

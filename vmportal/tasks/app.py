@@ -49,7 +49,12 @@ class PortalTask(Task):  # type: ignore[misc]
     """
 
     abstract = True
-    max_retries = 8
+    max_retries = get_settings().task_max_retries
+
+    def give_up(self, exc: Retriable, **kwargs: Any) -> None:
+        """Called once when retries are exhausted. Tasks whose record must show the failure
+        (a request that stays 'provisioning' forever helps nobody) override this."""
+        log.error("task %s gave up after %d retries: %s", self.name, self.max_retries, exc.message)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from vmportal.tasks import outbox
@@ -66,6 +71,14 @@ class PortalTask(Task):  # type: ignore[misc]
                 if self.request.called_directly:  # in-process runner retries by itself
                     raise
                 retries = self.request.retries
+                if retries >= self.max_retries:
+                    # Out of retries: let the task record the failure on its record, and finish,
+                    # so the outbox stops re-sending it.
+                    self.give_up(exc, **kwargs)
+                    if outbox_id is not None:
+                        outbox.mark_completed(outbox_id)
+                    TASKS.labels(self.name, "gave_up").inc()
+                    return None
                 countdown = min(max(exc.defer, 2.0**retries), 300.0)
                 log.warning("task %s retrying in %.0fs: %s", self.name, countdown, exc.message)
                 if outbox_id is not None:

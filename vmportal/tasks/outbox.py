@@ -136,7 +136,8 @@ def _run_local(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: st
             return
         except Retriable as exc:
             if attempt == settings.task_max_retries:
-                log.error("task %s gave up after %d attempts: %s", task, attempt + 1, exc.message)
+                target.give_up(exc, **kwargs)
+                mark_completed(outbox_id)
                 return
             time.sleep(min(max(exc.defer, 0.05 * 2**attempt), 30.0))
         except Exception:
@@ -148,7 +149,8 @@ def redrive(now_offset: timedelta | None = None) -> int:
     """Send again every task that was never dispatched, or dispatched long ago and not completed."""
     settings = get_settings()
     now = db.utcnow()
-    stale = now - (now_offset or timedelta(seconds=settings.outbox_redrive_seconds))
+    age = timedelta(seconds=settings.outbox_redrive_seconds) if now_offset is None else now_offset
+    stale = now - age
     with db.transaction() as session:
         rows = session.exec(
             select(OutboxTask)

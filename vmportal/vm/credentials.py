@@ -14,15 +14,15 @@ from datetime import datetime
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from sqlmodel import col, update
+from sqlmodel import Session, col, update
 
 from policies import combine
 from policies.base import Deny
 from policies.credentials import check_credentials_once
 from policies.roles import Role
-from vmportal import errors
-from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep, ensure_unit_visible
-from vmportal.audit.service import record
+from vmportal import db, errors
+from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
+from vmportal.audit.service import Who, record
 from vmportal.db import utcnow
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
@@ -61,6 +61,15 @@ def _gone(denial: Deny) -> errors.Gone:
     )
 
 
+def _record_refusal(session: Session, who: Who, vm_id: int, unit_id: int | None, detail: str) -> None:
+    """Keep a refused fetch in the audit log: whoever reaches for a unit's password is worth knowing.
+    The error about to be raised rolls the request's transaction back, and SQLite has one writer,
+    so the request's (read-only) transaction ends first and the row gets a transaction of its own."""
+    session.rollback()
+    with db.transaction() as own:
+        record(own, who, "vm.credentials_fetch", "vm", vm_id, result="denied", detail=detail, unit_id=unit_id)
+
+
 @router.post(
     "/vms/{vm_id}/credentials",
     summary="Collect a delivered VM's IP, admin account and initial password: once, by the unit's admin",
@@ -72,7 +81,10 @@ def fetch_credentials(
     vm = session.get(VM, vm_id)
     if vm is None:
         raise errors.NotFound("vm", vm_id)
-    ensure_unit_visible(actor, vm.unit_id, "vm", vm_id)
+    if not can_see_unit(actor, vm.unit_id):
+        # Answered like a missing VM; the center still sees someone reaching for a password.
+        _record_refusal(session, who, vm_id, vm.unit_id, "VM of another unit (answered 404)")
+        raise errors.NotFound("vm", vm_id)
     credential = session.get(DeliveryCredential, vm_id)
     if credential is None or vm.unit_id is None:
         raise errors.NotFound("delivery credentials of vm", vm_id)
@@ -83,7 +95,9 @@ def fetch_credentials(
         actor, vm.unit_id, already_fetched=credential.fetched_at is not None or credential.password is None
     )
     if isinstance(verdict, Deny):
-        if actor.role is Role.UNIT_ADMIN and actor.unit_id == vm.unit_id:
+        own_unit = actor.role is Role.UNIT_ADMIN and actor.unit_id == vm.unit_id
+        _record_refusal(session, who, vm_id, vm.unit_id, f"[{verdict.rule}] {verdict.message_en}")
+        if own_unit:
             raise _gone(verdict)  # the right person, too late: gone for good
         raise errors.PolicyDenied(combine(verdict))
 

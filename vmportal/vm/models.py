@@ -12,6 +12,7 @@ from vmportal.db import EncryptedString, UTCDateTime, utcnow
 
 
 class Lifecycle(enum.StrEnum):
+    PROVISIONING = "provisioning"  # row written before the clone, so a retried task resumes it
     ACTIVE = "active"
     DECOMMISSIONED = "decommissioned"
     MISSING = "missing"  # deleted on the hypervisor behind the portal's back (found by a sync)

@@ -15,7 +15,7 @@ class LifecycleFilter(enum.StrEnum):
     ACTIVE = Lifecycle.ACTIVE.value
     DECOMMISSIONED = Lifecycle.DECOMMISSIONED.value
     MISSING = Lifecycle.MISSING.value
-    PROVISIONING = "provisioning"  # a delivery's placeholder row until the clone is confirmed
+    PROVISIONING = Lifecycle.PROVISIONING.value  # a delivery placeholder until the clone is confirmed
     ALL = "all"
 
 

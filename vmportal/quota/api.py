@@ -1,0 +1,128 @@
+"""The quota report (``GET /reports/quota``): per unit, quota vs used vs requested, JSON or CSV.
+
+Unit users see their own unit only; center staff and auditors see every unit. The CSV is UTF-8 with
+a byte-order mark, so Excel (which otherwise assumes the local ANSI code page) shows Chinese unit
+names correctly.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+from datetime import datetime
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
+
+from policies.quota import DIMENSIONS, Resources
+from policies.roles import UNIT_ROLES
+from vmportal.api.deps import CurrentActor, SessionDep
+from vmportal.db import utcnow
+from vmportal.quota import service
+
+router = APIRouter(tags=["reports"])
+
+
+class ReportFormat(enum.StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+class Dimension(BaseModel):
+    quota: int
+    used: int
+    requested: int
+    free: int
+
+
+class UnitQuotaOut(BaseModel):
+    unit_id: int
+    unit_code: str
+    unit_name_zh: str
+    unit_name_en: str
+    vms: Dimension
+    vcpus: Dimension
+    memory_gib: Dimension
+    disk_gib: Dimension
+    over_quota: list[str]
+
+
+class QuotaReportOut(BaseModel):
+    generated_at: datetime
+    units: list[UnitQuotaOut]
+
+
+def _dimension(row: service.UnitUsage, name: str) -> Dimension:
+    def get(r: Resources) -> int:
+        return int(getattr(r, name))
+
+    return Dimension(
+        quota=get(row.quota), used=get(row.used), requested=get(row.requested), free=get(row.free)
+    )
+
+
+def _row_out(row: service.UnitUsage) -> UnitQuotaOut:
+    assert row.unit.id is not None
+    return UnitQuotaOut(
+        unit_id=row.unit.id,
+        unit_code=row.unit.code,
+        unit_name_zh=row.unit.name_zh,
+        unit_name_en=row.unit.name_en,
+        over_quota=list(row.over),
+        **{d: _dimension(row, d) for d in DIMENSIONS},
+    )
+
+
+def _csv(report: QuotaReportOut) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    parts = ("quota", "used", "requested", "free")
+    writer.writerow(
+        [
+            "unit_code",
+            "unit_name_zh",
+            "unit_name_en",
+            *(f"{d}_{p}" for d in DIMENSIONS for p in parts),
+            "over_quota",
+        ]
+    )
+    for u in report.units:
+        writer.writerow(
+            [
+                u.unit_code,
+                u.unit_name_zh,
+                u.unit_name_en,
+                *(getattr(getattr(u, d), p) for d in DIMENSIONS for p in parts),
+                " ".join(u.over_quota),
+            ]
+        )
+    return "\ufeff" + buffer.getvalue()
+
+
+@router.get(
+    "/reports/quota",
+    response_model=QuotaReportOut,
+    summary="Per unit: quota, used, requested (pending) and free, for VMs, vCPUs, memory and disk",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def quota_report(
+    session: SessionDep,
+    actor: CurrentActor,
+    format: ReportFormat = Query(ReportFormat.JSON),
+    unit_id: int | None = Query(None, gt=0),
+) -> QuotaReportOut | Response:
+    if actor.role in UNIT_ROLES:
+        # Another unit's id gives an empty report, as if that unit did not exist.
+        unit_id = -1 if unit_id is not None and unit_id != actor.unit_id else actor.unit_id
+    rows = [] if unit_id == -1 else service.report(session, unit_id=unit_id)
+    now = utcnow()
+    report = QuotaReportOut(generated_at=now, units=[_row_out(r) for r in rows])
+    if format is ReportFormat.JSON:
+        return report
+    filename = f"quota-report-{now:%Y%m%d-%H%M}.csv"
+    return Response(
+        content=_csv(report).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
