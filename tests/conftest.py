@@ -20,7 +20,7 @@ from vmportal import migrate as migrations
 from vmportal.identity import service as identity_service
 from vmportal.settings import Settings, use_settings
 
-pytest_plugins = ["tests.factories"]
+pytest_plugins = ["tests.factories", "tests.support.vcsim", "tests.support.proxmox_double"]
 
 # argon2's production cost is the point in production and only a slowdown here: tests hash with
 # the cheapest parameters (the verification logic is the same; the parameters live in the hash).

@@ -20,7 +20,6 @@ from tests.hypervisors.contract import AdapterContract
 
 # The fixtures arrive as a plugin (so pytest rewrites the double's asserts); importing the module
 # here at runtime would load it before that and lose the rewrite.
-pytest_plugins = ["tests.support.proxmox_double"]
 
 if TYPE_CHECKING:
     from tests.support.proxmox_double import ProxmoxDouble

@@ -15,7 +15,6 @@ from tests.hypervisors.contract import AdapterContract
 from tests.support.vcsim import (
     LINUX_TEMPLATE,
     VcsimServer,
-    vcsim_fixture,  # noqa: F401  (provides the "vcsim" fixture)
 )
 
 pytestmark = pytest.mark.vcsim

@@ -33,7 +33,6 @@ from hypervisors.registry import create
 
 # The fixtures arrive as a plugin (so pytest rewrites the double's asserts); importing the module
 # here at runtime would load it before that and lose the rewrite.
-pytest_plugins = ["tests.support.proxmox_double"]
 
 if TYPE_CHECKING:
     from tests.support.proxmox_double import LoggedRequest, ProxmoxDouble

@@ -15,7 +15,6 @@ import requests
 
 # The fixtures arrive as a plugin (so pytest rewrites the double's asserts); the module is imported
 # inside the tests that need more than annotations, after the plugin has loaded it.
-pytest_plugins = ["tests.support.proxmox_double"]
 
 if TYPE_CHECKING:
     from tests.support.proxmox_double import ProxmoxDouble

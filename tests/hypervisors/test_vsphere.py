@@ -34,7 +34,6 @@ from tests.support.vcsim import (
     WINDOWS_TEMPLATE,
     VcsimServer,
     VcsimUnavailable,
-    vcsim_fixture,  # noqa: F401  (provides the "vcsim" fixture)
 )
 
 PC = vmodl.query.PropertyCollector
