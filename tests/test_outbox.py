@@ -154,3 +154,22 @@ def test_provisioning_is_enqueued_under_a_name_that_does_not_clash() -> None:
     assert row.completed_at is not None  # ran: a request that does not exist is nothing to do
     with db.transaction() as s:
         assert s.exec(select(func.count()).select_from(OutboxTask)).one() == 1
+
+
+def test_savepoints_neither_send_early_nor_keep_rolled_back_rows(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy fires after_commit when a savepoint is released: nothing may be sent before the
+    real commit, and a row of a rolled-back savepoint must never be sent."""
+    sent: list[str] = []
+    monkeypatch.setattr(outbox, "dispatch", lambda rows: sent.extend(task for _, task, _, _ in rows))
+    with db.transaction() as session:
+        with session.begin_nested():
+            outbox.enqueue(session, "vmportal.test.kept")
+        assert sent == []
+        nested = session.begin_nested()
+        outbox.enqueue(session, "vmportal.test.rolled_back")
+        session.flush()
+        nested.rollback()
+        assert sent == []
+    assert sent == ["vmportal.test.kept"]

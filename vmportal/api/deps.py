@@ -24,7 +24,11 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit (and dispatch the outbox) when the route returns, *before* the answer is
+# sent. With FastAPI's default scope the exit code of a yield dependency runs after the response has
+# gone out: a client would hold a 200/202 for a change not yet committed (lost if the process dies
+# in between, or if the commit fails), and could read the old state right after it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
 

@@ -4,6 +4,15 @@
 added are dispatched; a row whose dispatch was lost (crash, broker down) or whose task never
 completed is sent again by ``redrive``, which beat runs every minute (and the embedded portal runs
 in a background thread). Tasks are idempotent, so a second delivery is harmless.
+
+A row's task runs under a *claim* (:func:`claim`): on PostgreSQL a session advisory lock keyed by the
+row's id, held on a connection of its own for as long as the task body runs. A second delivery of
+the same row that arrives while the first still runs (a re-drive of a clone that takes longer than
+the re-drive period, the broker's visibility timeout, a duplicate after a Redis restart) does not
+run beside it: it finds the claim taken and leaves the row to its holder. A worker killed with
+``kill -9`` loses its connection, PostgreSQL releases the lock at once, and the next delivery runs.
+A delivery of a row already completed does nothing at all. ``redrive`` skips claimed rows, and a
+row whose task is waiting for its retry counts as dispatched at the time the retry is due.
 """
 
 from __future__ import annotations
@@ -11,11 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import event, or_
+from sqlalchemy import event, or_, text
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Session, col, select
 
 from hypervisors.base import Retriable
@@ -32,8 +44,20 @@ _executor: ThreadPoolExecutor | None = None
 _futures: set[Future[None]] = set()
 _futures_lock = threading.Lock()
 
+#: First key of the advisory locks that claim an outbox row (the second is the row's id): "OBX".
+CLAIM_NAMESPACE = 0x4F4258
+#: Rows claimed in this process (in-process modes, and every mode on SQLite).
+_claimed: set[int] = set()
+_claimed_lock = threading.Lock()
+
+Claim = Literal["run", "running", "done"]
+
 
 def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
+    # Import every task module now, not inside the commit hook: an import that registers a
+    # session listener while SQLAlchemy iterates them would break the commit.
+    from vmportal.tasks import registry  # noqa: F401
+
     row = OutboxTask(task=task, arguments=kwargs, request_id=context.request_id.get())
     session.add(row)
     session.info.setdefault(_SESSION_KEY, []).append(row)
@@ -42,13 +66,19 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint was released: the rows are not committed until the outer commit
     rows: list[OutboxTask] = session.info.pop(_SESSION_KEY, [])
-    if rows:
-        dispatch([(r.id, r.task, dict(r.arguments), r.request_id) for r in rows if r.id is not None])
+    # Rows added inside a savepoint that was rolled back are no longer persistent: never send them.
+    committed = [r for r in rows if r.id is not None and sa_inspect(r).persistent]
+    if committed:
+        dispatch([(r.id, r.task, dict(r.arguments), r.request_id) for r in committed if r.id is not None])
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
+    if session.in_transaction():
+        return  # only a savepoint rolled back; _after_commit drops its rows
     session.info.pop(_SESSION_KEY, None)  # a rolled-back change has no task
 
 
@@ -111,6 +141,102 @@ def mark_completed(outbox_id: int) -> None:
             session.add(row)
 
 
+def note_retry(outbox_id: int, countdown: float, error: str) -> None:
+    """The row's task will be retried by the broker in ``countdown`` seconds: ``redrive`` counts it
+    as dispatched then, so it does not send a copy while the retry is simply waiting its turn."""
+    with db.transaction() as session:
+        row = session.get(OutboxTask, outbox_id)
+        if row is not None and row.completed_at is None:
+            row.dispatched_at = db.utcnow() + timedelta(seconds=countdown)
+            row.last_error = error[:2000]
+            session.add(row)
+
+
+def _is_completed(outbox_id: int) -> bool:
+    with db.transaction() as session:
+        row = session.get(OutboxTask, outbox_id)
+        # A row that does not exist (deleted, or another database) is not ours to skip.
+        return row is not None and row.completed_at is not None
+
+
+#: How long a delivery waits for a claim held by another before leaving the row to its holder. A
+#: claim of a process that just died is released within moments (its connection closes); a live
+#: holder keeps it, and the re-drive remains the safety net should that holder die later.
+CLAIM_WAIT_SECONDS = 5.0
+
+
+@contextmanager
+def claim(outbox_id: int, *, wait: float = CLAIM_WAIT_SECONDS) -> Iterator[Claim]:
+    """Claim the right to run the task of outbox row ``outbox_id`` until the block ends.
+
+    Yields ``"run"`` (claimed: run the body, mark the row completed inside the block),
+    ``"running"`` (another delivery of the same row still held the claim after ``wait`` seconds)
+    or ``"done"`` (the row was completed already). See the module docstring for why.
+    """
+    engine = db.engine()
+    if engine.dialect.name != "postgresql":
+        with _claimed_lock:
+            taken = outbox_id in _claimed
+            _claimed.add(outbox_id)
+        if taken:
+            yield "running"
+            return
+        try:
+            yield "done" if _is_completed(outbox_id) else "run"
+        finally:
+            with _claimed_lock:
+                _claimed.discard(outbox_id)
+        return
+
+    conn = engine.connect()
+    held = False
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            held = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": CLAIM_NAMESPACE, "id": outbox_id}
+                ).scalar()
+            )
+            conn.commit()  # a session lock: it outlives this (empty) transaction, not the connection
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if not held:
+            yield "running"
+        else:
+            yield "done" if _is_completed(outbox_id) else "run"
+    finally:
+        try:
+            if held:
+                conn.execute(
+                    text("SELECT pg_advisory_unlock(:ns, :id)"), {"ns": CLAIM_NAMESPACE, "id": outbox_id}
+                )
+                conn.commit()
+        except Exception:
+            # The lock must not go back to the pool with the connection: drop the connection, and
+            # PostgreSQL releases the lock with it.
+            conn.invalidate()
+        finally:
+            conn.close()
+
+
+def claimed_ids(session: Session) -> set[int]:
+    """Outbox rows whose task is running right now, in any process."""
+    with _claimed_lock:
+        ids = set(_claimed)
+    if db.is_postgres(session):
+        rows = session.execute(
+            text(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid::bigint = :ns AND objsubid = 2"
+            ),
+            {"ns": CLAIM_NAMESPACE},
+        )
+        ids.update(int(r[0]) for r in rows)
+    return ids
+
+
 def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> None:
     from vmportal.tasks.app import celery_app
 
@@ -139,7 +265,9 @@ def _run_local(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: st
                 target.give_up(exc, **kwargs)
                 mark_completed(outbox_id)
                 return
-            time.sleep(min(max(exc.defer, 0.05 * 2**attempt), 30.0))
+            delay = min(max(exc.defer, 0.05 * 2**attempt), 30.0)
+            note_retry(outbox_id, delay, exc.message)
+            time.sleep(delay)
         except Exception:
             log.exception("task %s (outbox %s) failed", task, outbox_id)
             return
@@ -152,10 +280,12 @@ def redrive(now_offset: timedelta | None = None) -> int:
     age = timedelta(seconds=settings.outbox_redrive_seconds) if now_offset is None else now_offset
     stale = now - age
     with db.transaction() as session:
+        running = claimed_ids(session)
+        query = select(OutboxTask).where(col(OutboxTask.completed_at).is_(None))
+        if running:
+            query = query.where(col(OutboxTask.id).not_in(running))
         rows = session.exec(
-            select(OutboxTask)
-            .where(col(OutboxTask.completed_at).is_(None))
-            .where(col(OutboxTask.attempts) < MAX_DISPATCHES)
+            query.where(col(OutboxTask.attempts) < MAX_DISPATCHES)
             .where(
                 or_(
                     col(OutboxTask.dispatched_at).is_(None) & (col(OutboxTask.created_at) < stale),
