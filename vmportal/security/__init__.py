@@ -1,0 +1,1 @@
+"""Security response: alert sources, alerts, incidents, containment, rectification (issue 4)."""
