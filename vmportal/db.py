@@ -62,6 +62,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # In WAL mode NORMAL keeps the database consistent across a crash and skips the fsync on
+    # every commit; only the last transactions before a power loss can be lost. The embedded
+    # default trades that for commits an order of magnitude cheaper.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin) instead of pysqlite's lazy implicit one.
     dbapi_conn.isolation_level = None

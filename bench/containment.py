@@ -1,0 +1,370 @@
+"""Alert → confirmed containment latency, on vcsim, through a running portal.
+
+Run: ``python -m bench.containment [--mode embedded|production] [--alerts 500] [--vms 100] [--rate 20]``
+
+What it does, in one run:
+
+1. starts a vcsim with ``--vms`` VMs (govmomi's simulator, built from Debian's sources);
+2. starts a portal: ``embedded`` = ``vmportal serve`` on a fresh SQLite data directory with
+   in-process tasks; ``production`` = a fresh PostgreSQL database, the local Redis (database 11),
+   one ``vmportal worker`` process and ``vmportal serve``;
+3. registers the vcsim as a connection, syncs its inventory and assigns every VM to one unit with
+   an address from 10.77.0.0/16 (written straight into the database: vcsim VMs report none);
+4. registers a Suricata source and posts ``--alerts`` signed EVE alerts ("A Network Trojan was
+   detected", severity 1: the default table isolates the VM) at a steady ``--rate`` per second, in
+   a shuffled order over the VMs so that the rest are duplicates;
+5. waits until every VM's incident is contained — the portal marks it so only after reading the
+   VM back from vcsim with every NIC disconnected — and reports, per alert, the time from sending
+   its POST to that confirmation (0 for a duplicate whose VM was already contained);
+6. reconnects the same VMs and times the bare adapter call (``set_network(ref, False)``, which
+   also waits for the task and reads the VM back) on each.
+
+Everything listens on 127.0.0.1, the load is bounded by ``--alerts`` and a time limit, and every
+process started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+from hypervisors.base import ConnectionConfig, HypervisorKind
+from hypervisors.vsphere import VSphereAdapter
+from tests.support.vcsim import Topology, start_vcsim
+from vmportal.alerts import signing
+
+ROOT = Path(__file__).resolve().parents[1]
+VMPORTAL = str(Path(sys.executable).with_name("vmportal"))
+PASSWORD = "Bench-Passw0rd!"
+PG = os.environ.get("VMPORTAL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(_percentile(values, 50) * 1000, 1),
+        "p95_ms": round(_percentile(values, 95) * 1000, 1),
+        "p99_ms": round(_percentile(values, 99) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1) if values else float("nan"),
+        "mean_ms": round(statistics.fmean(values) * 1000, 1) if values else float("nan"),
+    }
+
+
+class Portal:
+    """The portal processes of one mode, their environment and a logged-in HTTP client."""
+
+    def __init__(self, mode: str, workdir: Path) -> None:
+        self.mode = mode
+        self.workdir = workdir
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {
+            **os.environ,
+            "VMPORTAL_DATA_DIR": str(workdir / "data"),
+            "VMPORTAL_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "VMPORTAL_LOG_LEVEL": "WARNING",
+            "VMPORTAL_TASK_WORKERS": "8",
+        }
+        self.pg_name = ""
+        if mode == "production":
+            self.pg_name = f"vmportal_bench_{os.getpid()}"
+            self.env["VMPORTAL_DATABASE_URL"] = f"{PG}/{self.pg_name}"
+            self.env["VMPORTAL_BROKER_URL"] = "redis://127.0.0.1:6379/11"
+        self.client = httpx.Client(base_url=self.base, timeout=30)
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([VMPORTAL, *args], env=self.env, check=True, cwd=self.workdir, capture_output=True)
+
+    def _spawn(self, *args: str, log: str) -> None:
+        out = open(self.workdir / log, "wb")  # noqa: SIM115  (closed with the process)
+        self.procs.append(
+            subprocess.Popen([VMPORTAL, *args], env=self.env, cwd=self.workdir, stdout=out, stderr=out)
+        )
+
+    def start(self) -> None:
+        if self.mode == "production":
+            import sqlalchemy as sa
+
+            admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE DATABASE "{self.pg_name}"')
+            admin.dispose()
+            import redis
+
+            redis.Redis.from_url(self.env["VMPORTAL_BROKER_URL"]).flushdb()
+        self._run("migrate")
+        self._run("create-admin", "bench-admin", "--password", PASSWORD)
+        if self.mode == "production":
+            self._spawn("worker", "--concurrency", "8", log="worker.log")
+        self._spawn("serve", "--port", str(self.port), log="api.log")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with suppress(httpx.HTTPError):
+                if self.client.get("/readyz").status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the portal did not become ready; see {self.workdir}/api.log")
+        r = self.client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
+        r.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.client.close()
+        if self.pg_name:
+            import sqlalchemy as sa
+
+            admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+            admin.dispose()
+
+    def sql(
+        self, statement: str, params: tuple[Any, ...] | list[tuple[Any, ...]] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Arrange or read rows directly (the bench's own bookkeeping, not part of what is timed)."""
+        if self.mode == "production":
+            import psycopg
+
+            with psycopg.connect(self.env["VMPORTAL_DATABASE_URL"].replace("+psycopg", "")) as conn:
+                cur = conn.cursor()
+                if isinstance(params, list):
+                    cur.executemany(statement.replace("?", "%s"), params)
+                    return []
+                cur.execute(statement.replace("?", "%s"), params)
+                return cur.fetchall() if cur.description else []
+        with sqlite3.connect(Path(self.env["VMPORTAL_DATA_DIR"]) / "vmportal.sqlite3", timeout=30) as conn:
+            if isinstance(params, list):
+                conn.executemany(statement, params)
+                return []
+            return conn.execute(statement, params).fetchall()
+
+
+@contextmanager
+def portal(mode: str) -> Iterator[Portal]:
+    with tempfile.TemporaryDirectory(prefix="vmportal-bench-") as tmp:
+        p = Portal(mode, Path(tmp))
+        try:
+            p.start()
+            yield p
+        finally:
+            p.stop()
+
+
+def _eve(ip: str, n: int) -> dict[str, Any]:
+    return {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "flow_id": 1_000_000 + n,
+        "event_type": "alert",
+        "src_ip": ip,
+        "src_port": 49152 + n % 1000,
+        "dest_ip": "203.0.113.9",
+        "dest_port": 443,
+        "proto": "TCP",
+        "tx_id": 0,
+        "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": 2024897,
+            "rev": 3,
+            "signature": "ET MALWARE Win32/Agent CnC Checkin",
+            "category": "A Network Trojan was detected",
+            "severity": 1,
+        },
+    }
+
+
+def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> dict[str, Any]:
+    topology = Topology(clusters=2, hosts_per_cluster=2, standalone_hosts=0, vms=max(n_vms // 2, 1), pools=0)
+    with start_vcsim(topology) as vc, portal(mode) as p:
+        # 1. the connection and its inventory, owned by one unit
+        r = p.client.post(
+            "/api/v1/connections",
+            json={
+                "kind": "vsphere",
+                "name": "bench-vcsim",
+                "url": vc.url,
+                "username": vc.username,
+                "secret": vc.password,
+                "verify_tls": False,
+            },
+        )
+        r.raise_for_status()
+        conn_id = r.json()["id"]
+        unit = p.client.post("/api/v1/units", json={"code": "BENCH", "name_zh": "压测学院"})
+        unit.raise_for_status()
+        unit_id = unit.json()["id"]
+        p.client.post("/api/v1/inventory/sync", json={"connection_id": conn_id}).raise_for_status()
+        deadline = time.monotonic() + 120
+        vms: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            vms = p.client.get("/api/v1/inventory/unregistered", params={"connection_id": conn_id}).json()
+            if len(vms) >= n_vms:
+                break
+            time.sleep(0.5)
+        vms = vms[:n_vms]
+        for v in vms:
+            p.client.post(
+                f"/api/v1/inventory/vms/{v['id']}/assign", json={"unit_id": unit_id}
+            ).raise_for_status()
+        addresses = {v["id"]: f"10.77.{i // 250}.{i % 250 + 1}" for i, v in enumerate(vms)}
+        p.sql(
+            "UPDATE vm SET ip_address = ?, ips = ? WHERE id = ?",
+            [(ip, json.dumps([ip]), vm_id) for vm_id, ip in addresses.items()],
+        )
+
+        # 2. the source, then the alerts at a steady rate
+        src = p.client.post(
+            "/api/v1/alert-sources", json={"name": "bench-ids", "kind": "suricata", "auth": "hmac"}
+        )
+        src.raise_for_status()
+        secret = src.json()["secret"]
+        order = list(addresses) + [random.choice(list(addresses)) for _ in range(n_alerts - len(addresses))]
+        random.Random(7).shuffle(order)
+        sent: list[tuple[int, float]] = []
+        failures: list[str] = []
+        sender = httpx.Client(base_url=p.base, timeout=30)
+
+        def post(i: int, vm_id: int) -> None:
+            body = json.dumps(_eve(addresses[vm_id], i)).encode()
+            t0 = time.time()
+            try:
+                resp = sender.post(
+                    "/api/v1/alerts/bench-ids",
+                    content=body,
+                    headers={**signing.signed_headers(body, secret), "Content-Type": "application/json"},
+                )
+                if resp.status_code not in (200, 202):
+                    failures.append(f"{resp.status_code} {resp.text[:200]}")
+            except httpx.HTTPError as exc:
+                failures.append(repr(exc))
+            sent.append((vm_id, t0))
+
+        threads: list[threading.Thread] = []
+        start = time.monotonic()
+        for i, vm_id in enumerate(order):
+            wait = start + i / rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            t = threading.Thread(target=post, args=(i, vm_id))
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(timeout=60)
+        send_s = time.monotonic() - start
+
+        # 3. wait for every VM's containment, confirmed by the hypervisor
+        deadline = time.monotonic() + limit_s
+        contained: dict[int, float] = {}
+        while time.monotonic() < deadline:
+            rows = p.sql("SELECT vm_id, contained_at FROM incident WHERE contained_at IS NOT NULL")
+            contained = {
+                int(vm_id): (at if isinstance(at, datetime) else datetime.fromisoformat(str(at)))
+                .replace(tzinfo=UTC)
+                .timestamp()
+                for vm_id, at in rows
+            }
+            if len(contained) >= len(addresses):
+                break
+            time.sleep(0.25)
+        first_sent: dict[int, float] = {}
+        for vm_id, t0 in sorted(sent, key=lambda x: x[1]):
+            first_sent.setdefault(vm_id, t0)
+        all_latency = [max(contained[v] - t0, 0.0) for v, t0 in sent if v in contained]
+        first_latency = [contained[v] - t0 for v, t0 in first_sent.items() if v in contained]
+        calls = p.sql("SELECT COUNT(*) FROM incident")[0][0]
+
+        # 4. the bare adapter call on the same VMs
+        adapter = VSphereAdapter(
+            ConnectionConfig(
+                kind=HypervisorKind.VSPHERE,
+                url=vc.url,
+                username=vc.username,
+                secret=vc.password,
+                verify_tls=False,
+            )
+        )
+        refs = [v["hypervisor_ref"] for v in vms]
+        bare: list[float] = []
+        for ref in refs:
+            adapter.set_network(ref, True)
+            t0 = time.perf_counter()
+            info = adapter.set_network(ref, False)
+            bare.append(time.perf_counter() - t0)
+            assert not info.network_connected
+        adapter.close()
+
+        return {
+            "mode": mode,
+            "alerts_sent": len(sent),
+            "vms": len(addresses),
+            "rate_per_s": rate,
+            "send_seconds": round(send_s, 1),
+            "post_failures": len(failures),
+            "first_failures": failures[:3],
+            "incidents": calls,
+            "contained_vms": len(contained),
+            "alert_to_confirmed_containment_first_alert_per_vm": _summary(first_latency),
+            "alert_to_confirmed_containment_all_alerts": _summary(all_latency),
+            "bare_adapter_set_network": _summary(bare),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["embedded", "production"], default="embedded")
+    parser.add_argument("--alerts", type=int, default=500)
+    parser.add_argument("--vms", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="alerts per second")
+    parser.add_argument("--limit", type=float, default=180.0, help="seconds to wait for containment")
+    args = parser.parse_args()
+    result = run(args.mode, args.alerts, args.vms, args.rate, args.limit)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    p99 = result["alert_to_confirmed_containment_first_alert_per_vm"]["p99_ms"]
+    print(f"target p99 < 1000 ms at {args.rate:g} alerts/s: {'met' if p99 < 1000 else 'NOT met'} ({p99} ms)")
+
+
+if __name__ == "__main__":
+    main()
