@@ -76,14 +76,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+    from vmportal.security import tasks_mail
     from vmportal.tasks import outbox
 
+    # The embedded portal has no beat: this thread does beat's periodic work in-process.
     def loop() -> None:
         while not stop.wait(max(settings.outbox_redrive_seconds // 2, 5)):
             try:
                 outbox.redrive()
+                tasks_mail.embedded_tick()
             except Exception:
-                log.exception("outbox re-drive failed")
+                log.exception("periodic work failed")
 
     thread = threading.Thread(target=loop, name="vmportal-redrive", daemon=True)
     thread.start()

@@ -15,9 +15,12 @@ ROUTER_MODULES = [
     "vmportal.network.api",
     "vmportal.request.api",
     "vmportal.vm.api",
+    "vmportal.vm.network",
     "vmportal.vm.credentials",
     "vmportal.quota.api",
     "vmportal.inventory.api",
+    "vmportal.security.api",
+    "vmportal.security.api_reports",
     "vmportal.audit.api",
 ]
 

@@ -32,6 +32,7 @@ from policies.roles import Role
 from vmportal import errors
 from vmportal.audit.service import Who
 from vmportal.db import utcnow
+from vmportal.security import notification
 from vmportal.security.models import Incident, IncidentEvent, IncidentState
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM
@@ -208,6 +209,8 @@ def add_event(
         data=data or {},
     )
     session.add(event)
+    # Mails go into the notification outbox in this transaction; sending happens after the commit.
+    notification.on_event(session, incident, event)
     return event
 
 
