@@ -70,16 +70,37 @@ class Factory:
         self._save(unit)
         assert unit.id is not None
         rows: list[Any] = [
-            Quota(unit_id=unit.id, max_vms=quota[0], max_vcpus=quota[1], max_memory_gib=quota[2],
-                  max_disk_gib=quota[3])
+            Quota(
+                unit_id=unit.id,
+                max_vms=quota[0],
+                max_vcpus=quota[1],
+                max_memory_gib=quota[2],
+                max_disk_gib=quota[3],
+            )
         ]
         if paperwork:
             rows += [
-                Contact(unit_id=unit.id, role="security_lead", name=f"负责人{n}", title="副院长",
-                        office_phone="0516-83590000", mobile="13800000000", email=f"lead{n}@example.edu.cn"),
-                Contact(unit_id=unit.id, role="security_admin", name=f"管理员{n}", title="工程师",
-                        office_phone="0516-83590001", mobile="13900000001", email=f"admin{n}@example.edu.cn",
-                        qq="12345678", staff_no=f"T{n:05d}", national_id="320301199001011237"),
+                Contact(
+                    unit_id=unit.id,
+                    role="security_lead",
+                    name=f"负责人{n}",
+                    title="副院长",
+                    office_phone="0516-83590000",
+                    mobile="13800000000",
+                    email=f"lead{n}@example.edu.cn",
+                ),
+                Contact(
+                    unit_id=unit.id,
+                    role="security_admin",
+                    name=f"管理员{n}",
+                    title="工程师",
+                    office_phone="0516-83590001",
+                    mobile="13900000001",
+                    email=f"admin{n}@example.edu.cn",
+                    qq="12345678",
+                    staff_no=f"T{n:05d}",
+                    national_id="320301199001011237",
+                ),
                 self.document_row(unit.id, "commitment_letter", agreement_filed_days_ago),
             ]
             if agreement:
@@ -90,23 +111,42 @@ class Factory:
     def document_row(self, unit_id: int, kind: str, filed_days_ago: int = 30) -> Document:
         content = f"{kind}-{unit_id}".encode()
         return Document(
-            unit_id=unit_id, kind=kind, signer="主要负责人", signed_on=date.today() - timedelta(days=filed_days_ago),
-            filed_at=db.utcnow() - timedelta(days=filed_days_ago), filename=f"{kind}.pdf",
-            content_type="application/pdf", size=len(content), sha256=hashlib.sha256(content).hexdigest(),
+            unit_id=unit_id,
+            kind=kind,
+            signer="主要负责人",
+            signed_on=date.today() - timedelta(days=filed_days_ago),
+            filed_at=db.utcnow() - timedelta(days=filed_days_ago),
+            filename=f"{kind}.pdf",
+            content_type="application/pdf",
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
         )
 
-    def system(self, unit: Unit, *, name: str = "课程实验平台", purpose: str = "teaching") -> InformationSystem:
+    def system(
+        self, unit: Unit, *, name: str = "课程实验平台", purpose: str = "teaching"
+    ) -> InformationSystem:
         assert unit.id is not None
-        row = InformationSystem(unit_id=unit.id, name=name, purpose=purpose, description="本科课程实验",
-                                domains=[f"lab{unit.id}.example.edu.cn"], responsible_person="张老师")
+        row = InformationSystem(
+            unit_id=unit.id,
+            name=name,
+            purpose=purpose,
+            description="本科课程实验",
+            domains=[f"lab{unit.id}.example.edu.cn"],
+            responsible_person="张老师",
+        )
         self._save(row)
         return row
 
     # ---- users --------------------------------------------------------------------------------
     def user(self, role: str, unit: Unit | None = None, *, username: str | None = None) -> User:
         n = next(_seq)
-        user = User(username=username or f"{role}{n}", password_hash=_password_hash(), role=role,
-                    unit_id=unit.id if unit else None, display_name=f"{role} {n}")
+        user = User(
+            username=username or f"{role}{n}",
+            password_hash=_password_hash(),
+            role=role,
+            unit_id=unit.id if unit else None,
+            display_name=f"{role} {n}",
+        )
         self._save(user)
         return user
 
@@ -122,8 +162,9 @@ class Factory:
         with db.transaction() as s:
             row = s.exec(select(HypervisorConnection).where(HypervisorConnection.name == "simulator")).first()
             if row is None:
-                row = HypervisorConnection(name="simulator", kind="simulator",
-                                           url=self.settings.simulator_state_url)
+                row = HypervisorConnection(
+                    name="simulator", kind="simulator", url=self.settings.simulator_state_url
+                )
                 s.add(row)
                 s.flush()
                 s.refresh(row)
@@ -132,9 +173,15 @@ class Factory:
     def pool(self, *, cidr: str = "10.20.0.0/24", name: str | None = None) -> IPPool:
         n = next(_seq)
         base = cidr.rsplit(".", 1)[0]
-        row = IPPool(name=name or f"pool-{n}", cidr=cidr, gateway=f"{base}.1", dns=[f"{base}.2"],
-                     excluded=[f"{base}.1-{base}.10"], network="VM Network",
-                     connection_id=self.connection().id)
+        row = IPPool(
+            name=name or f"pool-{n}",
+            cidr=cidr,
+            gateway=f"{base}.1",
+            dns=[f"{base}.2"],
+            excluded=[f"{base}.1-{base}.10"],
+            network="VM Network",
+            connection_id=self.connection().id,
+        )
         self._save(row)
         return row
 
@@ -146,16 +193,33 @@ class Factory:
         conn = self.connection()
         adapter = create(ConnectionConfig(kind=HypervisorKind.SIMULATOR, url=conn.url))
         template = adapter.list_templates()[0]
-        info = adapter.clone(CloneSpec(name=name or f"vm-{n}", template_ref=template.ref,
-                                       marker=f"factory:{n}", vcpus=2, memory_mib=4096))
+        info = adapter.clone(
+            CloneSpec(
+                name=name or f"vm-{n}",
+                template_ref=template.ref,
+                marker=f"factory:{n}",
+                vcpus=2,
+                memory_mib=4096,
+            )
+        )
         if power_state == "stopped":
             from hypervisors import PowerAction
 
             info = adapter.power(info.ref, PowerAction.STOP)
         assert conn.id is not None
-        row = VM(unit_id=unit.id, connection_id=conn.id, hypervisor_ref=info.ref, name=info.name,
-                 hostname=info.name, vcpus=2, memory_gib=4, disk_gib=int(info.disk_gib),
-                 power_state=str(info.power_state), ip_address=f"10.20.0.{100 + n % 150}", **fields)
+        row = VM(
+            unit_id=unit.id,
+            connection_id=conn.id,
+            hypervisor_ref=info.ref,
+            name=info.name,
+            hostname=info.name,
+            vcpus=2,
+            memory_gib=4,
+            disk_gib=int(info.disk_gib),
+            power_state=str(info.power_state),
+            ip_address=f"10.20.0.{100 + n % 150}",
+            **fields,
+        )
         self._save(row)
         return row
 

@@ -16,7 +16,9 @@ def test_compose_file_validates_with_docker_compose() -> None:
     assert exe, "Debian's docker-compose package is missing (scripts/bootstrap.sh installs it)"
     result = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True, text=True, env={"VMPORTAL_ENCRYPTION_KEY": "k", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={"VMPORTAL_ENCRYPTION_KEY": "k", "PATH": "/usr/bin:/bin"},
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -35,7 +37,10 @@ def test_compose_refuses_to_start_without_an_encryption_key() -> None:
     assert exe
     result = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
     )
     assert result.returncode != 0
     assert "VMPORTAL_ENCRYPTION_KEY" in result.stderr

@@ -2,24 +2,37 @@
 
 ``/healthz`` says the process is alive; ``/readyz`` that the database (and, in production, the
 broker) answer; ``/metrics`` is Prometheus text. Gauges that describe shared state (queue depth,
-overdue requests, undelivered outbox tasks) are read from the database/broker at scrape time, so
-every API process reports the same truth. Counters and histograms are per process (scrape each).
+broker up, overdue requests, undelivered outbox tasks) are read from the database/broker at scrape
+time, so every API process reports the same truth. Counters and histograms are per process, or
+summed over processes in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``): set it
+for ``vmportal serve --workers N`` (several processes behind one port), and every Celery worker sets
+its own, serving its pool processes' task metrics on ``VMPORTAL_METRICS_PORT``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal import context, db
 from vmportal.settings import get_settings
@@ -81,6 +94,11 @@ class SharedStateCollector(Collector):
         if value is not None:
             depth.add_metric([], value)
         yield depth
+        if get_settings().broker_url.startswith("redis"):
+            # No depth sample while the broker is down would read as "no data"; say it plainly.
+            up = GaugeMetricFamily("vmportal_broker_up", "1 when the task broker answers, else 0")
+            up.add_metric([], 1 if value is not None else 0)
+            yield up
 
 
 def queue_depth() -> int | None:
@@ -91,12 +109,37 @@ def queue_depth() -> int | None:
         import redis
 
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=1, socket_connect_timeout=1)
-        return int(client.llen("celery"))  # type: ignore[arg-type]
+        return int(client.llen("celery"))
     except Exception:
         return None
 
 
 REGISTRY.register(SharedStateCollector())
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def scrape_registry(*, shared_state: bool = True) -> CollectorRegistry:
+    """What a scrape reads. With ``PROMETHEUS_MULTIPROC_DIR`` set (``vmportal serve --workers N``
+    with that variable, every Celery worker) the counters and histograms of all the processes that
+    share the directory, summed; otherwise this process's own."""
+    if not _multiprocess():
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if shared_state:
+        registry.register(SharedStateCollector())
+    return registry
+
+
+def serve_worker_metrics(host: str, port: int) -> None:
+    """A Celery worker's metrics on ``host:port`` (its pool processes' task counts and latencies).
+    The database and broker gauges are the API's to serve: the worker's main process stays off the
+    database, whose connections its forked pool processes must not inherit."""
+    start_http_server(port, addr=host, registry=scrape_registry(shared_state=False))
+    log.info("worker metrics on http://%s:%s/metrics", host, port)
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
@@ -122,17 +165,35 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     return ok, checks
 
 
-def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def timing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+class _Timing:
+    """Request latency by route template and status, as plain ASGI middleware (Starlette's
+    ``BaseHTTPMiddleware`` runs every request through an extra task and memory streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        return response
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_LATENCY.labels(scope["method"], path, str(status)).observe(time.perf_counter() - start)
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(_Timing)
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
@@ -143,7 +204,7 @@ def install(app: FastAPI) -> None:
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 class JSONFormatter(logging.Formatter):

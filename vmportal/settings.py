@@ -66,8 +66,23 @@ class Settings(BaseSettings):
     startup_prepared: bool = Field(
         False, description="Set by `serve --workers N`: the parent migrated and seeded, workers skip it."
     )
+    smtp_host: str = Field("", description="SMTP server for notification e-mails; empty: mails wait unsent.")
+    smtp_port: int = Field(25, description="SMTP port (587 for submission with STARTTLS).")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str = Field("", description="SMTP login; empty: no authentication.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_timeout: float = Field(10.0, description="Seconds to wait for the SMTP server at each step.")
+    smtp_max_attempts: int = Field(10, description="Delivery attempts of one e-mail before it is failed.")
+    mail_from: str = Field("vmportal@localhost", description="Sender address of notification e-mails.")
+    center_mailbox: str = Field("", description="The center's mailbox, copied on every notification.")
     log_json: bool = False
     log_level: str = "INFO"
+    metrics_port: int = Field(
+        0,
+        description="Port on which a Celery worker serves its Prometheus metrics (task counts and latency, "
+        "containment latency) for all its pool processes; 0: not served. The API serves /metrics itself.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics port listens on.")
 
     @property
     def embedded(self) -> bool:

@@ -6,17 +6,42 @@ Importing this module prepares the process (keys, database engine; no migrations
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Tasks run in the pool processes; their metrics are summed by prometheus_client's multiprocess mode
+# and served by the main process (VMPORTAL_METRICS_PORT). The directory must be chosen before
+# prometheus_client is first imported; a fresh one per start means no stale counts of dead processes.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _main_pid = os.getpid()
+    # Directories of workers that died without cleaning up (kill -9) go first.
+    for _stale in Path(tempfile.gettempdir()).glob("vmportal-worker-metrics-*"):
+        _pid = _stale.name.removeprefix("vmportal-worker-metrics-").split("-", 1)[0]
+        if _pid.isdigit() and not Path(f"/proc/{_pid}").exists():
+            shutil.rmtree(_stale, ignore_errors=True)
+    _metrics_dir = tempfile.mkdtemp(prefix=f"vmportal-worker-metrics-{_main_pid}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+    @atexit.register
+    def _remove_metrics_dir() -> None:
+        if os.getpid() == _main_pid:  # not a pool process leaving
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+from celery.signals import worker_process_init, worker_ready
 
 from vmportal import observability, startup
 from vmportal.settings import get_settings
 from vmportal.tasks import registry  # noqa: F401  (registers every task)
 from vmportal.tasks.app import celery_app, configure
-from vmportal.tasks.periodic import BEAT_SCHEDULE
+from vmportal.tasks.periodic import beat_schedule
 
 settings = get_settings()
 configure()
-celery_app.conf.beat_schedule = BEAT_SCHEDULE
+celery_app.conf.beat_schedule = beat_schedule(settings)
 observability.configure_logging()
 startup.prepare(settings, migrate=False, seed=False)
 
@@ -27,6 +52,12 @@ def _fresh_engine(**_: object) -> None:
     from vmportal import db
 
     db.init(settings)
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    if settings.metrics_port:
+        observability.serve_worker_metrics(settings.metrics_host, settings.metrics_port)
 
 
 app = celery_app

@@ -70,8 +70,11 @@ def test_unknown_vm_is_listed_and_can_be_assigned_to_a_unit(client: TestClient, 
     admin_headers = factory.login(client, unit_admin)
     assert client.get("/api/v1/vms", headers=admin_headers).json()["items"] == []
 
-    r = client.post(f"/api/v1/inventory/vms/{listed[0]['id']}/assign",
-                    json={"unit_id": unit.id, "system_id": system.id}, headers=center)
+    r = client.post(
+        f"/api/v1/inventory/vms/{listed[0]['id']}/assign",
+        json={"unit_id": unit.id, "system_id": system.id},
+        headers=center,
+    )
     assert r.status_code == 200, r.text
     assert client.get("/api/v1/inventory/unregistered", headers=center).json() == []
     names = [v["name"] for v in client.get("/api/v1/vms", headers=admin_headers).json()["items"]]
@@ -87,8 +90,11 @@ def test_assign_refuses_a_system_of_another_unit(client: TestClient, factory: Fa
     client.post("/api/v1/inventory/sync", json={}, headers=center)
     vm_id = client.get("/api/v1/inventory/unregistered", headers=center).json()[0]["id"]
 
-    r = client.post(f"/api/v1/inventory/vms/{vm_id}/assign",
-                    json={"unit_id": unit_a.id, "system_id": other_system.id}, headers=center)
+    r = client.post(
+        f"/api/v1/inventory/vms/{vm_id}/assign",
+        json={"unit_id": unit_a.id, "system_id": other_system.id},
+        headers=center,
+    )
     assert r.status_code == 422
     assert r.json()["error"]["fields"][0]["field"] == "system_id"
     assert _vm(vm_id).unit_id is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -81,7 +82,11 @@ log = logging.getLogger(__name__)
 
 #: Templates change rarely; the request form and every submission ask for them.
 TEMPLATE_TTL_SECONDS = 60.0
+#: After a connection failed to list its templates, the request form leaves it out for this long
+#: without asking again: a vCenter that hangs would otherwise cost every form load its timeout.
+TEMPLATE_FAILURE_TTL_SECONDS = 30.0
 _templates_cache: dict[tuple[object, ...], tuple[float, list[TemplateInfo]]] = {}
+_templates_failures: dict[tuple[object, ...], float] = {}
 _templates_lock = threading.Lock()
 
 
@@ -298,6 +303,9 @@ def check_connection(session: Session, who: Who, conn: HypervisorConnection) -> 
         result = adapter_for(conn).check()
     except HypervisorError as exc:
         result = ConnectionCheck(ok=False, message=exc.message)
+    if result.ok:
+        with _templates_lock:  # reachable again: the request form may ask it at once
+            _templates_failures.pop(_template_key(conn), None)
     conn.last_check_at = utcnow()
     conn.last_check_ok = result.ok
     conn.last_check_message = result.message[:1000]
@@ -317,7 +325,10 @@ def check_connection(session: Session, who: Who, conn: HypervisorConnection) -> 
 
 def _template_key(conn: HypervisorConnection) -> tuple[object, ...]:
     cfg = config_of(conn)
-    return (conn.id, cfg.kind, cfg.url, cfg.username, cfg.token_id, cfg.verify_tls)
+    # A digest of the secret, not the secret: a corrected (or revoked) password must not keep
+    # serving what the old one listed, and the cache key must not hold the secret itself.
+    secret = hashlib.sha256(cfg.secret.encode()).hexdigest()[:16]
+    return (conn.id, cfg.kind, cfg.url, cfg.username, cfg.token_id, cfg.verify_tls, cfg.ca_file, secret)
 
 
 def templates_of(conn: HypervisorConnection, *, fresh: bool = False) -> list[TemplateInfo]:
@@ -329,15 +340,28 @@ def templates_of(conn: HypervisorConnection, *, fresh: bool = False) -> list[Tem
             hit = _templates_cache.get(key)
         if hit is not None and now - hit[0] < TEMPLATE_TTL_SECONDS:
             return list(hit[1])
-    templates = adapter_for(conn).list_templates()
+    try:
+        templates = adapter_for(conn).list_templates()
+    except HypervisorError:
+        with _templates_lock:
+            _templates_failures[key] = time.monotonic()
+        raise
     with _templates_lock:
         _templates_cache[key] = (now, list(templates))
+        _templates_failures.pop(key, None)
     return list(templates)
+
+
+def _recently_failed(conn: HypervisorConnection) -> bool:
+    with _templates_lock:
+        failed_at = _templates_failures.get(_template_key(conn))
+    return failed_at is not None and time.monotonic() - failed_at < TEMPLATE_FAILURE_TTL_SECONDS
 
 
 def forget_templates() -> None:
     with _templates_lock:
         _templates_cache.clear()
+        _templates_failures.clear()
 
 
 def find_template(conn: HypervisorConnection, ref: str) -> TemplateInfo | None:
@@ -362,6 +386,9 @@ def all_templates(
     found: list[tuple[HypervisorConnection, TemplateInfo]] = []
     failed: list[HypervisorConnection] = []
     for conn in connections:
+        if _recently_failed(conn):
+            failed.append(conn)  # asked moments ago and failed: do not make the form wait again
+            continue
         try:
             found.extend((conn, t) for t in templates_of(conn))
         except HypervisorError as exc:

@@ -15,18 +15,22 @@ of thousands of VMs costs little more than the hypervisor's own retrieve.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from hypervisors import HypervisorError, VMInfo
-from vmportal import db, errors
-from vmportal.audit.service import Who, record
+from vmportal import context, db, errors
+from vmportal.audit.models import AuditEntry, AuditHead
+from vmportal.audit.service import Who, entry_hash, record
 from vmportal.connection.models import HypervisorConnection
-from vmportal.connection.service import adapter_for
+from vmportal.connection.service import adapter_for, end_read_transaction
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -35,9 +39,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class SyncReport:
     connection_id: int
+    connection: str = ""
     seen: int = 0
     updated: int = 0
     drift: list[dict[str, Any]] = field(default_factory=list)
+    network_drift: list[dict[str, Any]] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
     reappeared: list[int] = field(default_factory=list)
     unregistered: list[int] = field(default_factory=list)
@@ -46,9 +52,11 @@ class SyncReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "connection_id": self.connection_id,
+            "connection": self.connection,
             "seen": self.seen,
             "updated": self.updated,
             "drift": self.drift,
+            "network_drift": self.network_drift,
             "missing": self.missing,
             "reappeared": self.reappeared,
             "unregistered": self.unregistered,
@@ -71,31 +79,210 @@ def _observed(info: VMInfo) -> dict[str, Any]:
 def sync_connection(session: Session, conn: HypervisorConnection, who: Who | None = None) -> SyncReport:
     """Reconcile one connection. Raises nothing for hypervisor trouble: the report says why."""
     assert conn.id is not None
-    who = who or Who.system("inventory-sync")
-    report = SyncReport(connection_id=conn.id)
+    # Nothing is written before the hypervisor has answered: end the read transaction, so that on
+    # SQLite (whose transactions take the single write lock at their first statement) the portal's
+    # other writers are not held up while a large vCenter lists its VMs.
+    end_read_transaction(session)
+    listed_at = db.utcnow()
     try:
-        inventory = [vm for vm in adapter_for(conn).list_vms() if not vm.is_template]
+        listed = adapter_for(conn).list_vms()
     except HypervisorError as exc:
-        report.error = exc.message
-        return report
+        log.warning("sync of connection %s: %s", conn.name, exc.message)
+        return SyncReport(connection_id=conn.id, connection=conn.name, error=exc.message)
+    return reconcile(session, conn, listed, who, listed_at=listed_at)
+
+
+#: The VM columns a sync compares and guards on; read as plain rows, not ORM objects, so thousands
+#: of VMs cost one query and nothing in the session's identity map.
+_ROW_COLUMNS: tuple[Any, ...] = (
+    VM.id,
+    VM.hypervisor_ref,
+    VM.name,
+    VM.unit_id,
+    VM.registered,
+    VM.lifecycle,
+    VM.version,
+    VM.synced_at,
+    VM.created_at,
+    VM.power_state,
+    VM.ips,
+    VM.macs,
+    VM.network_connected,
+    VM.vcpus,
+    VM.memory_gib,
+    VM.disk_gib,
+)
+
+
+@dataclass(frozen=True)
+class _Note:
+    """One audit row to append."""
+
+    action: str
+    target_type: str
+    target_id: object
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: str
+    unit_id: int | None = None
+
+
+def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    # As audit.service.record does: the hashed form must equal what the JSON column gives back.
+    return None if value is None else json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _append_audit(session: Session, who: Who, notes: list[_Note]) -> None:
+    """Append ``notes`` to the hash-chained audit log in a fixed number of statements.
+
+    The same chain :func:`vmportal.audit.service.record` builds one row at a time (lock the head,
+    insert, link to the predecessor, move the head), done for the whole batch: lock the head,
+    insert every row, then link them in id order (hashed by ``audit.service.entry_hash``, so
+    ``vmportal audit verify`` checks them like any other) and move the head once. Ids are handed out while
+    the head is locked, so a concurrent writer's rows come after the batch, as with ``record``. A
+    single note goes through ``record`` itself.
+    """
+    if not notes:
+        return
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    if len(notes) == 1 or head is None:  # the one-row path, or a head the migration did not seed
+        for n in notes:
+            record(
+                session,
+                who,
+                n.action,
+                n.target_type,
+                n.target_id,
+                before=n.before,
+                after=n.after,
+                detail=n.detail,
+                unit_id=n.unit_id,
+            )
+        return
+    at = db.utcnow()
+    request_id = context.request_id.get()
+    rows: list[dict[str, Any]] = [
+        {
+            "at": at,
+            "actor_id": who.actor_id,
+            "actor": who.actor,
+            "actor_role": who.role,
+            "unit_id": n.unit_id,
+            "action": n.action,
+            "target_type": n.target_type,
+            "target_id": str(n.target_id),
+            "before": _jsonable(n.before),
+            "after": _jsonable(n.after),
+            "result": "ok",
+            "detail": n.detail[:2000],
+            "request_id": request_id,
+            "prev_hash": "",
+            "hash": "",
+        }
+        for n in notes
+    ]
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    # Plain rows, not ORM objects: building thousands of SQLModel instances costs more than the SQL.
+    inserted = session.execute(
+        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    ).scalars()
+    for row, entry_id in zip(rows, inserted, strict=True):
+        row["id"] = entry_id
+    previous = head.last_hash
+    links = []
+    for row in sorted(rows, key=lambda r: int(r["id"])):  # the chain runs in id order
+        row["prev_hash"] = previous
+        row["hash"] = previous = entry_hash(cast(AuditEntry, SimpleNamespace(**row)))
+        links.append({"b_id": row["id"], "prev_hash": row["prev_hash"], "hash": row["hash"]})
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values(prev_hash=sa.bindparam("prev_hash"), hash=sa.bindparam("hash")),
+        links,
+    )
+    head.last_id = int(links[-1]["b_id"])
+    head.last_hash = previous
+    session.add(head)
+    session.flush()
+
+
+def _guarded_update(session: Session, values: list[dict[str, Any]]) -> int:
+    """One executemany of row updates, each guarded by the version this sync read: a power
+    operation or containment that changed the VM meanwhile wins, and this sync's older reading of
+    that VM is dropped. Returns how many rows were written."""
+    if not values:
+        return 0
+    table = VM.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"), table.c.version == sa.bindparam("b_version"))
+        .values({k: sa.bindparam(k) for k in values[0] if not k.startswith("b_")})
+    )
+    result = session.connection().execute(stmt, values)
+    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(values)
+
+
+def reconcile(
+    session: Session,
+    conn: HypervisorConnection,
+    listed: list[VMInfo],
+    who: Who | None = None,
+    *,
+    listed_at: datetime | None = None,
+) -> SyncReport:
+    """Bring the connection's VM rows in line with ``listed`` (the hypervisor's whole inventory,
+    read starting at ``listed_at``).
+
+    The work is a fixed number of statements whatever the number of VMs: one query for the
+    connection's rows, one batched update of the changed rows, one of the missing ones, one batched
+    insert of the new ones, and one batch of audit rows. Audited: power and network drift of a
+    governed VM and a VM gone missing (a row each, so each VM's history shows them), and one row
+    for the unregistered VMs found.
+
+    A row the portal itself changed (or created) after the listing began is left alone: its
+    confirmed state (a power operation's, a delivery's, an isolation's) is newer than this reading,
+    and overwriting it would report drift that never happened, or a VM just delivered as missing.
+    """
+    assert conn.id is not None
+    who = who or Who.system("inventory-sync")
+    report = SyncReport(connection_id=conn.id, connection=conn.name)
+    inventory = [vm for vm in listed if not vm.is_template]
     report.seen = len(inventory)
     now = db.utcnow()
-    rows = {r.hypervisor_ref: r for r in session.exec(select(VM).where(VM.connection_id == conn.id))}
+    rows = {
+        r.hypervisor_ref: r
+        for r in session.execute(sa.select(*_ROW_COLUMNS).where(col(VM.connection_id) == conn.id))
+    }
+    newer: set[str] = set()
+    if listed_at is not None:
+        newer = {
+            ref
+            for ref, r in rows.items()
+            if (r.synced_at is not None and r.synced_at >= listed_at) or r.created_at >= listed_at
+        }
+        if newer:
+            log.info(
+                "sync of connection %s: %d VMs changed during the listing, left as they are",
+                conn.name,
+                len(newer),
+            )
+    notes: list[_Note] = []
 
     updates: list[dict[str, Any]] = []
     for info in inventory:
         row = rows.get(info.ref)
-        if row is None:
+        if row is None or info.ref in newer:
             continue
         observed = _observed(info)
         changed = {k for k, v in observed.items() if getattr(row, k) != v}
         lifecycle = row.lifecycle
         if row.lifecycle == Lifecycle.MISSING:
             lifecycle = Lifecycle.ACTIVE
-            report.reappeared.append(row.id or 0)
+            report.reappeared.append(row.id)
         elif not changed:
             continue
-        if "power_state" in changed and row.registered and row.lifecycle != Lifecycle.DECOMMISSIONED:
+        governed = row.registered and row.lifecycle != Lifecycle.DECOMMISSIONED
+        if "power_state" in changed and governed:
             report.drift.append(
                 {
                     "vm_id": row.id,
@@ -104,16 +291,38 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
                     "hypervisor": observed["power_state"],
                 }
             )
-            record(
-                session,
-                who,
-                "vm.power_drift",
-                "vm",
-                row.id,
-                before={"power_state": row.power_state},
-                after={"power_state": observed["power_state"]},
-                unit_id=row.unit_id,
-                detail="power state corrected from the hypervisor's inventory",
+            notes.append(
+                _Note(
+                    "vm.power_drift",
+                    "vm",
+                    row.id,
+                    {"power_state": row.power_state},
+                    {"power_state": observed["power_state"]},
+                    "power state corrected from the hypervisor's inventory",
+                    row.unit_id,
+                )
+            )
+        if "network_connected" in changed and governed:
+            # A NIC reconnected (or cut) outside the portal: for a contained VM that is a security
+            # matter, so it is kept in the audit log, not just overwritten.
+            report.network_drift.append(
+                {
+                    "vm_id": row.id,
+                    "name": row.name,
+                    "portal": row.network_connected,
+                    "hypervisor": observed["network_connected"],
+                }
+            )
+            notes.append(
+                _Note(
+                    "vm.network_drift",
+                    "vm",
+                    row.id,
+                    {"network_connected": row.network_connected},
+                    {"network_connected": observed["network_connected"]},
+                    "NIC state corrected from the hypervisor's inventory",
+                    row.unit_id,
+                )
             )
         updates.append(
             {
@@ -125,36 +334,40 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
                 **observed,
             }
         )
-    if updates:
-        # One executemany, guarded by the version read above: a power operation or containment
-        # that changed the VM meanwhile wins, and this sync's older reading is dropped.
-        table = VM.__table__  # type: ignore[attr-defined]
-        stmt = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("b_id"), table.c.version == sa.bindparam("b_version"))
-            .values({k: sa.bindparam(k) for k in updates[0] if not k.startswith("b_")})
-        )
-        session.connection().execute(stmt, updates)
-        report.updated = len(updates)
+    report.updated = _guarded_update(session, updates)
 
     seen_refs = {info.ref for info in inventory}
-    for ref, row in rows.items():
-        if ref not in seen_refs and row.lifecycle == Lifecycle.ACTIVE:
-            row.lifecycle = Lifecycle.MISSING
-            row.synced_at = now
-            session.add(row)
-            report.missing.append(row.id or 0)
-            record(
-                session,
-                who,
+    gone = [
+        r
+        for ref, r in rows.items()
+        if ref not in seen_refs and ref not in newer and r.lifecycle == Lifecycle.ACTIVE
+    ]
+    _guarded_update(
+        session,
+        [
+            {
+                "b_id": r.id,
+                "b_version": r.version,
+                "version": r.version + 1,
+                "lifecycle": Lifecycle.MISSING,
+                "synced_at": now,
+            }
+            for r in gone
+        ],
+    )
+    for r in gone:
+        report.missing.append(r.id)
+        notes.append(
+            _Note(
                 "vm.missing",
                 "vm",
-                row.id,
-                before={"lifecycle": Lifecycle.ACTIVE},
-                after={"lifecycle": Lifecycle.MISSING},
-                unit_id=row.unit_id,
-                detail="the hypervisor no longer reports this VM",
+                r.id,
+                {"lifecycle": Lifecycle.ACTIVE},
+                {"lifecycle": Lifecycle.MISSING},
+                "the hypervisor no longer reports this VM",
+                r.unit_id,
             )
+        )
 
     new = [info for info in inventory if info.ref not in rows]
     if new:
@@ -180,16 +393,26 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
         ]
         ids = session.execute(sa.insert(VM).returning(col(VM.id)), values).scalars().all()
         report.unregistered = [int(i) for i in ids]
-        record(
-            session,
-            who,
-            "inventory.unregistered_found",
-            "connection",
-            conn.id,
-            after={"count": len(new), "refs": [i.ref for i in new[:50]]},
-            detail="VMs on the hypervisor that the portal does not govern",
+        notes.append(
+            _Note(
+                "inventory.unregistered_found",
+                "connection",
+                conn.id,
+                None,
+                {"count": len(new), "refs": [i.ref for i in new[:50]]},
+                "VMs on the hypervisor that the portal does not govern",
+            )
         )
-    log.info("sync of connection %s: %s", conn.name, report.as_dict() | {"drift": len(report.drift)})
+    _append_audit(session, who, notes)
+    log.info(
+        "sync of connection %s: %d seen, %d updated, %d drifted, %d missing, %d unregistered found",
+        conn.name,
+        report.seen,
+        report.updated,
+        len(report.drift) + len(report.network_drift),
+        len(report.missing),
+        len(report.unregistered),
+    )
     return report
 
 

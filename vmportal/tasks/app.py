@@ -31,7 +31,17 @@ def configure(broker_url: str = "", result_backend: str = "") -> Celery:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(settings.task_time_limit - 30, 30),
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            # Longer than the longest retry countdown (300 s) plus a run (task_time_limit): a message
+            # is handed to another worker only when its worker is surely gone. Sooner than that, the
+            # outbox re-drive sends a lost task again (and outbox.claim keeps two runs apart).
+            "visibility_timeout": max(3600, settings.task_time_limit + 600),
+            # A broker that vanishes without closing the connection must not hang a publish (an
+            # API request) or the worker forever.
+            "socket_timeout": 15,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
         task_serializer="json",
         accept_content=["json"],
         timezone="UTC",
@@ -40,7 +50,7 @@ def configure(broker_url: str = "", result_backend: str = "") -> Celery:
     return celery_app
 
 
-class PortalTask(Task):  # type: ignore[misc]
+class PortalTask(Task):
     """Runs the task body with the request id it was started under, marks its outbox row done,
     and turns :class:`Retriable` hypervisor errors into a retry with exponential backoff.
 
@@ -61,7 +71,24 @@ class PortalTask(Task):  # type: ignore[misc]
 
         outbox_id = kwargs.pop("outbox_id", None)
         token = context.request_id.set(kwargs.pop("request_id", "") or "")
+        try:
+            if outbox_id is None:  # beat's periodic tasks, direct calls
+                return self._run(None, args, kwargs)
+            # One delivery of an outbox row at a time, and none after it completed (outbox.claim).
+            with outbox.claim(outbox_id) as claim:
+                if claim != "run":
+                    from vmportal.observability import TASKS
+
+                    log.info("task %s (outbox %s): skipped, %s", self.name, outbox_id, claim)
+                    TASKS.labels(self.name, f"skipped_{claim}").inc()
+                    return None
+                return self._run(outbox_id, args, kwargs)
+        finally:
+            context.request_id.reset(token)
+
+    def _run(self, outbox_id: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         from vmportal.observability import TASK_LATENCY, TASKS
+        from vmportal.tasks import outbox
 
         started = time.perf_counter()
         try:
@@ -82,6 +109,7 @@ class PortalTask(Task):  # type: ignore[misc]
                 countdown = min(max(exc.defer, 2.0**retries), 300.0)
                 log.warning("task %s retrying in %.0fs: %s", self.name, countdown, exc.message)
                 if outbox_id is not None:
+                    outbox.note_retry(outbox_id, countdown, exc.message)
                     kwargs["outbox_id"] = outbox_id
                 kwargs["request_id"] = context.request_id.get()
                 TASKS.labels(self.name, "retry").inc()
@@ -95,7 +123,6 @@ class PortalTask(Task):  # type: ignore[misc]
             return result
         finally:
             TASK_LATENCY.labels(self.name).observe(time.perf_counter() - started)
-            context.request_id.reset(token)
 
 
 configure()

@@ -1,4 +1,4 @@
-"""``vmportal worker``, ``vmportal beat`` and ``vmportal sync``."""
+"""``vmportal worker``, ``vmportal beat``, ``vmportal redrive`` and ``vmportal sync``."""
 
 from __future__ import annotations
 
@@ -26,9 +26,43 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def beat(loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO") -> None:
         """Run Celery beat: outbox re-drive, inventory sync, deadline reminders, audit check."""
+        from vmportal.settings import get_settings
         from vmportal.worker import app as celery
 
-        celery.start(["beat", f"--loglevel={loglevel}", "--schedule=/tmp/vmportal-beat-schedule"])
+        # Beat's own bookkeeping (last run of each entry) lives with the portal's other state.
+        data_dir = get_settings().data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        schedule = data_dir / "celerybeat-schedule"
+        celery.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
+
+    @app.command()
+    def redrive(
+        older_than: Annotated[
+            float | None,
+            typer.Option(
+                min=0,
+                help="Only tasks waiting longer than this many seconds "
+                "(default VMPORTAL_OUTBOX_REDRIVE_SECONDS; 0 sends every unfinished task now).",
+            ),
+        ] = None,
+    ) -> None:
+        """Send again the tasks a crash or a broker outage kept from the workers (beat does this
+        every half re-drive period; use this after restoring the broker to not wait for it)."""
+        from datetime import timedelta
+
+        from vmportal import startup
+        from vmportal.settings import get_settings
+        from vmportal.tasks import (
+            outbox,
+            registry,  # noqa: F401  (in-process modes run the tasks here)
+        )
+
+        settings = get_settings()
+        startup.prepare(settings, migrate=False, seed=False)
+        sent = outbox.redrive(None if older_than is None else timedelta(seconds=older_than))
+        if settings.effective_task_mode != "celery":
+            outbox.wait_idle(timeout=settings.task_time_limit)  # they run in this process
+        typer.echo(f"re-sent {sent} task(s)")
 
     @app.command()
     def sync(

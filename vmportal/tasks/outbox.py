@@ -228,8 +228,10 @@ def claimed_ids(session: Session) -> set[int]:
     if db.is_postgres(session):
         rows = session.execute(
             text(
+                # Advisory locks are per database; pg_locks shows the whole cluster's.
                 "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' "
-                "AND classid::bigint = :ns AND objsubid = 2"
+                "AND classid::bigint = :ns AND objsubid = 2 AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"ns": CLAIM_NAMESPACE},
         )

@@ -169,6 +169,13 @@ def change_network(
     under the VM's lock; the confirmed state is stored and audited. Hypervisor trouble is a 502
     with the adapter's message (and an audit row of its own)."""
     reason = reason.strip()
+    if not reason:
+        raise errors.InvalidField(
+            "reason",
+            "required",
+            "say why the network is cut or restored",
+            message_zh="请说明断开或恢复网络的原因",
+        )
     vm = session.get(VM, vm_id)
     if vm is None:
         raise errors.NotFound("vm", vm_id)

@@ -1,0 +1,445 @@
+"""How fast the API answers "list my VMs" and "get one VM" on PostgreSQL, against this machine's ceiling.
+
+Run: ``python -m bench.api_latency`` (about a minute; needs the local PostgreSQL, trust auth).
+
+In one run it:
+
+1. creates a fresh PostgreSQL database, migrates it, and bulk-inserts 20,000 VMs across 300 units (one
+   unit admin per unit, a live bearer token for some of them);
+2. serves it with ``vmportal serve --workers 2`` (uvicorn, two processes), configured as production
+   (``VMPORTAL_DATABASE_URL``, JSON logs), and beside it a *bare* FastAPI app returning the same JSON
+   from memory, served the same way (uvicorn, two workers, same log level): the machine's ceiling;
+3. drives each with the same bounded load generator on loopback (``--connections`` keep-alive HTTP/1.1
+   connections, at most ``--requests`` requests or ``--seconds`` seconds per scenario, after a warm-up);
+   each connection acts as one unit admin (round robin over ``--admins`` of them);
+4. prints requests/s, p50 and p99 for both and the ratio portal/ceiling (target: at least 0.5), as a
+   table and, with ``--json``, as one JSON object; the database is dropped afterwards.
+
+The load generator is a small asyncio HTTP/1.1 client (raw streams, no client library): at a few
+thousand requests per second a general-purpose client would measure itself more than the server. It
+runs in this process, on the same (small) machine as the servers and PostgreSQL, so absolute figures
+are modest; the ratio is what the target is about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+PG_BASE = os.environ.get("VMPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+VENV_BIN = Path(sys.executable).parent
+TARGET_RATIO = 0.5
+
+# --------------------------------------------------------------------------------------------------
+# The ceiling: a bare FastAPI app returning, from memory, the JSON the portal returned
+# --------------------------------------------------------------------------------------------------
+
+
+def ceiling_app() -> Any:
+    """``uvicorn --factory bench.api_latency:ceiling_app``: the two endpoints, no database, no auth,
+    no middleware; the payloads come from the file named by ``BENCH_CEILING_PAYLOADS``."""
+    from fastapi import FastAPI
+
+    payloads = json.loads(Path(os.environ["BENCH_CEILING_PAYLOADS"]).read_text())
+    listing, one = payloads["list"], payloads["get"]
+    app = FastAPI()
+
+    @app.get("/api/v1/vms")
+    def list_vms() -> dict[str, Any]:
+        return dict(listing)
+
+    @app.get("/api/v1/vms/{vm_id}")
+    def get_vm(vm_id: int) -> dict[str, Any]:
+        return dict(one)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    url: str
+    name: str
+    tokens: list[str]  # one per benchmarked unit admin
+    vm_ids: list[list[int]]  # that admin's unit's VM ids
+    vms: int
+    units: int
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+
+def create_dataset(vms: int, units: int, admins: int, key: str) -> Dataset:
+    """A fresh database with ``vms`` VMs over ``units`` units, inserted in bulk."""
+    from vmportal import crypto
+    from vmportal import migrate as migrations
+    from vmportal.identity.service import _token_digest
+
+    name = f"vmportal_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    url = f"{PG_BASE}/{name}"
+    crypto.configure([key])
+    migrations.upgrade(url)
+
+    rng = random.Random(20260316)
+    now = datetime.now(UTC)
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=["unit", "user", "hypervisor_connection", "vm", "auth_token"])
+    t = meta.tables
+    with engine.begin() as conn:
+        conn.execute(
+            t["hypervisor_connection"].insert(),
+            [{"name": "vc01", "kind": "vsphere", "url": "https://vc01.example.edu.cn/sdk", "username": "svc",
+              "verify_tls": True, "defaults": {}, "active": True, "last_check_message": "", "token_id": "",
+              "created_at": now}],
+        )  # fmt: skip
+        conn_id = conn.execute(sa.select(t["hypervisor_connection"].c.id)).scalar_one()
+        conn.execute(
+            t["unit"].insert(),
+            [{"code": f"U{i:03d}", "name_zh": f"测试学院{i}", "name_en": f"College {i}", "active": True,
+              "created_at": now} for i in range(units)],
+        )  # fmt: skip
+        unit_ids = [r[0] for r in conn.execute(sa.select(t["unit"].c.id).order_by(t["unit"].c.id))]
+        # Every unit has its admin; the password hash is a placeholder (nobody logs in here).
+        conn.execute(
+            t["user"].insert(),
+            [{"username": f"admin{i:03d}", "password_hash": "$argon2id$placeholder", "role": "unit_admin",
+              "unit_id": uid, "display_name": f"admin {i}", "email": "", "active": True,
+              "failed_logins": 0, "created_at": now} for i, uid in enumerate(unit_ids)],
+        )  # fmt: skip
+        user_ids = [r[0] for r in conn.execute(sa.select(t["user"].c.id).order_by(t["user"].c.id))]
+        powers = ["running"] * 7 + ["stopped"] * 3
+        rows = []
+        for n in range(vms):
+            unit = unit_ids[n % units]
+            rows.append(
+                {"unit_id": unit, "connection_id": conn_id, "hypervisor_ref": f"{n:08x}-4f1e-5a2b-9c3d-bench",
+                 "name": f"u{unit:03d}-srv-{n}", "hostname": f"srv-{n}", "template_name": "Rocky Linux 9",
+                 "vcpus": rng.choice([1, 2, 4, 8]), "memory_gib": rng.choice([2, 4, 8, 16]),
+                 "disk_gib": rng.choice([40, 80, 200]), "ip_address": f"10.{20 + n // 65000}.{n // 250 % 256}.{n % 250 + 2}",
+                 "ips": [f"10.{20 + n // 65000}.{n // 250 % 256}.{n % 250 + 2}"], "macs": [f"00:50:56:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"],
+                 "admin_account": "vmadmin", "power_state": rng.choice(powers), "network_connected": True,
+                 "security_state": "normal", "lifecycle": "active", "registered": True, "created_at": now,
+                 "synced_at": now, "version": 0}
+            )  # fmt: skip
+        for start in range(0, len(rows), 5000):
+            conn.execute(t["vm"].insert(), rows[start : start + 5000])
+        chosen = rng.sample(range(units), admins)
+        tokens = [secrets.token_urlsafe(32) for _ in chosen]
+        conn.execute(
+            t["auth_token"].insert(),
+            [{"token_sha256": _token_digest(tok), "user_id": user_ids[i], "created_at": now,
+              "expires_at": now + timedelta(hours=8)} for tok, i in zip(tokens, chosen, strict=True)],
+        )  # fmt: skip
+        vm_ids = [
+            [r[0] for r in conn.execute(sa.select(t["vm"].c.id).where(t["vm"].c.unit_id == unit_ids[i]))]
+            for i in chosen
+        ]
+        conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+    return Dataset(url=url, name=name, tokens=tokens, vm_ids=vm_ids, vms=vms, units=units)
+
+
+def drop_dataset(data: Dataset) -> None:
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{data.name}" WITH (FORCE)')
+    admin.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# Servers
+# --------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """Run a server in a process group of its own; yield its base URL once /healthz answers."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited: {log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not start: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+
+# --------------------------------------------------------------------------------------------------
+# Load generator
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    target: str
+    scenario: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    bytes_per_response: int
+
+
+async def _connection(
+    port: int,
+    paths: list[str],
+    token: str,
+    budget: list[int],
+    stop_at: float,
+    latencies: list[float],
+    errors: list[int],
+    sizes: list[int],
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    requests = [
+        (f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
+        for p in paths
+    ]
+    i = 0
+    try:
+        while budget[0] > 0 and time.perf_counter() < stop_at:
+            budget[0] -= 1
+            request = requests[i % len(requests)]
+            i += 1
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+                    break
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                errors.append(status)
+            sizes.append(len(body))
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _drive(
+    port: int, paths_per_conn: list[list[str]], tokens: list[str], requests: int, seconds: float
+) -> tuple[list[float], list[int], list[int], float]:
+    budget = [requests]
+    latencies: list[float] = []
+    errors: list[int] = []
+    sizes: list[int] = []
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _connection(port, paths, token, budget, started + seconds, latencies, errors, sizes)
+            for paths, token in zip(paths_per_conn, tokens, strict=True)
+        )
+    )
+    return latencies, errors, sizes, time.perf_counter() - started
+
+
+def load(
+    target: str,
+    scenario: str,
+    base: str,
+    paths_per_conn: list[list[str]],
+    tokens: list[str],
+    *,
+    requests: int,
+    seconds: float,
+    warmup: int,
+) -> Result:
+    port = int(base.rsplit(":", 1)[1])
+    asyncio.run(_drive(port, paths_per_conn, tokens, warmup, seconds))
+    latencies, errors, sizes, elapsed = asyncio.run(_drive(port, paths_per_conn, tokens, requests, seconds))
+    latencies.sort()
+    n = len(latencies)
+    return Result(
+        target=target,
+        scenario=scenario,
+        requests=n,
+        seconds=round(elapsed, 2),
+        rps=round(n / elapsed, 1),
+        p50_ms=round(statistics.median(latencies) * 1000, 2),
+        p99_ms=round(latencies[min(n - 1, int(n * 0.99))] * 1000, 2),
+        errors=len(errors),
+        bytes_per_response=int(statistics.mean(sizes)) if sizes else 0,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    key = Fernet.generate_key().decode()
+    t0 = time.monotonic()
+    data = create_dataset(args.vms, args.units, args.admins, key)
+    loaded = time.monotonic() - t0
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("VMPORTAL_")}
+    portal_env = {
+        **base_env,
+        "VMPORTAL_DATABASE_URL": data.url,
+        "VMPORTAL_ENCRYPTION_KEY": key,
+        "VMPORTAL_DATA_DIR": str(workdir / "data"),
+        "VMPORTAL_LOG_JSON": "true",
+        "VMPORTAL_LOG_LEVEL": args.log_level,
+        "VMPORTAL_TASK_MODE": "inline",  # nothing here starts a task; no thread pool, no re-drive thread
+    }
+    portal_port, ceiling_port = _free_port(), _free_port()
+    portal_argv = [str(VENV_BIN / "vmportal"), "serve", "--host", "127.0.0.1", "--port", str(portal_port),
+                   "--workers", str(args.workers)]  # fmt: skip
+    results: list[Result] = []
+    try:
+        with serve(portal_argv, portal_env, portal_port, workdir / "portal.log") as portal:
+            # What the ceiling must return: the portal's own answers for the first admin.
+            head = {"Authorization": f"Bearer {data.tokens[0]}"}
+            listing = httpx.get(f"{portal}/api/v1/vms", headers=head, timeout=30)
+            one = httpx.get(f"{portal}/api/v1/vms/{data.vm_ids[0][0]}", headers=head, timeout=30)
+            assert listing.status_code == 200 and one.status_code == 200, (listing.text, one.text)
+            assert len(listing.json()["items"]) == min(50, len(data.vm_ids[0]))
+            payloads = workdir / "payloads.json"
+            payloads.write_text(json.dumps({"list": listing.json(), "get": one.json()}, ensure_ascii=False))
+            ceiling_env = {**base_env, "BENCH_CEILING_PAYLOADS": str(payloads), "PYTHONPATH": str(Path.cwd())}
+            ceiling_argv = [str(VENV_BIN / "uvicorn"), "--factory", "bench.api_latency:ceiling_app",
+                            "--host", "127.0.0.1", "--port", str(ceiling_port), "--workers", str(args.workers),
+                            "--log-level", args.log_level.lower()]  # fmt: skip
+            with serve(ceiling_argv, ceiling_env, ceiling_port, workdir / "ceiling.log") as ceiling:
+                conns = args.connections
+                tokens = [data.tokens[i % len(data.tokens)] for i in range(conns)]
+                list_paths = [["/api/v1/vms"] for _ in range(conns)]
+                rng = random.Random(7)
+                get_paths = []
+                for i in range(conns):
+                    ids = data.vm_ids[i % len(data.tokens)]
+                    get_paths.append([f"/api/v1/vms/{rng.choice(ids)}" for _ in range(64)])
+                bounds = {"requests": args.requests, "seconds": args.seconds, "warmup": args.warmup}
+                for scenario, paths in (("list my VMs", list_paths), ("get one VM", get_paths)):
+                    results.append(load("ceiling", scenario, ceiling, paths, tokens, **bounds))
+                    results.append(load("portal", scenario, portal, paths, tokens, **bounds))
+    finally:
+        if not args.keep:
+            drop_dataset(data)
+    summary: dict[str, Any] = {
+        "vms": data.vms,
+        "units": data.units,
+        "workers": args.workers,
+        "connections": args.connections,
+        "load_seconds": round(loaded, 1),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "results": [asdict(r) for r in results],
+        "ratios": {},
+    }
+    for scenario in ("list my VMs", "get one VM"):
+        portal_r = next(r for r in results if r.target == "portal" and r.scenario == scenario)
+        ceiling_r = next(r for r in results if r.target == "ceiling" and r.scenario == scenario)
+        summary["ratios"][scenario] = round(portal_r.rps / ceiling_r.rps, 3)
+    summary["target_met"] = all(v >= TARGET_RATIO for v in summary["ratios"].values())
+    return summary
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(
+        f"{summary['vms']} VMs, {summary['units']} units on PostgreSQL; {summary['workers']} uvicorn workers each; "
+        f"{summary['connections']} connections; {summary['cpus']} CPUs, load average {summary['load_average_1m']}"
+    )
+    print(
+        f"{'scenario':<14} {'target':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7}"
+    )
+    for r in summary["results"]:
+        print(
+            f"{r['scenario']:<14} {r['target']:<8} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+            f"{r['requests']:>9} {r['errors']:>7}"
+        )
+    for scenario, ratio in summary["ratios"].items():
+        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+        print(f"ratio portal/ceiling, {scenario}: {ratio:.2f} ({verdict} the {TARGET_RATIO:.0%} target)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--vms", type=int, default=20_000)
+    parser.add_argument("--units", type=int, default=300)
+    parser.add_argument("--admins", type=int, default=16, help="unit admins the connections act as")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of each server")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument(
+        "--requests", type=int, default=20_000, help="at most this many requests per scenario"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="at most this long per scenario")
+    parser.add_argument("--warmup", type=int, default=1_000, help="requests before each measurement")
+    parser.add_argument("--log-level", default="INFO", help="log level of both servers (access log at INFO)")
+    parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
+    args = parser.parse_args(argv)
+    summary = run(args)
+    print_table(summary)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    return 0 if summary["target_met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
