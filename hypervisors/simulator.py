@@ -54,6 +54,7 @@ was cloned with against the salted hash, the only form in which it is kept.
 
 from __future__ import annotations
 
+import abc
 import base64
 import contextlib
 import copy
@@ -197,15 +198,14 @@ def _seed_state() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class _World:
+class _World(abc.ABC):
     """One simulated hypervisor's state, handed out one transaction at a time."""
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[_Txn]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[_Txn]: ...
 
-    def describe(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> str: ...
 
 
 @dataclass

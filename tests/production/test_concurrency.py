@@ -115,7 +115,7 @@ def test_200_concurrent_power_requests_over_20_vms(stack: Stack, prod_vcsim: Vcs
             states = s.exec(select(PowerOperation.state).where(col(PowerOperation.id).in_(accepted))).all()
         return len(states) == POWER_REQUESTS and all(st in ("succeeded", "failed") for st in states)
 
-    wait_for(finished, timeout=150, what="all 200 power operations to finish", describe=stack.logs)
+    wait_for(finished, timeout=240, what="all 200 power operations to finish", describe=stack.logs)
 
     adapter = create(prod_vcsim.config())
     with db.transaction() as s:
