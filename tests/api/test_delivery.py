@@ -108,7 +108,7 @@ def test_a_delivered_vm_hands_its_credentials_over_once(
 
     # Never in the audit log, the logs, or the database file.
     with db.transaction() as s:
-        entries = s.exec(select(AuditEntry)).all()
+        entries = s.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
     assert password not in json.dumps([[e.before, e.after, e.detail] for e in entries], ensure_ascii=False)
     actions = [e.action for e in entries]
     assert {
