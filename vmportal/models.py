@@ -5,7 +5,7 @@ from vmportal.center.models import CenterSetting
 from vmportal.connection.models import HypervisorConnection
 from vmportal.identity.models import AuthToken, User
 from vmportal.network.models import IPAllocation, IPPool
-from vmportal.request.models import RequestState, VMRequest
+from vmportal.request.models import RequestReminder, RequestState, VMRequest
 from vmportal.security.models import (
     AlertRecord,
     AlertSource,
@@ -58,6 +58,7 @@ __all__ = [
     "Quota",
     "Rectification",
     "RectificationAttachment",
+    "RequestReminder",
     "RequestState",
     "SecurityAlert",
     "ServiceExemption",

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     outbox_redrive_seconds: int = Field(
         60, description="An outbox task not completed this long after dispatch is sent again."
     )
+    retention_days: int = Field(
+        14,
+        ge=0,
+        description="Completed outbox tasks and sent e-mails are deleted this many days after they completed "
+        "or were sent (beat, hourly); pending and failed ones are kept. 0: never delete.",
+    )
     task_workers: int = Field(4, description="Threads for in-process tasks in embedded mode.")
     startup_prepared: bool = Field(
         False, description="Set by `serve --workers N`: the parent migrated and seeded, workers skip it."
@@ -75,6 +81,12 @@ class Settings(BaseSettings):
     smtp_max_attempts: int = Field(10, description="Delivery attempts of one e-mail before it is failed.")
     mail_from: str = Field("vmportal@localhost", description="Sender address of notification e-mails.")
     center_mailbox: str = Field("", description="The center's mailbox, copied on every notification.")
+    sql_reads: bool = Field(
+        True,
+        description='On PostgreSQL, answer "list VMs" and "get one VM" with one SQL statement that '
+        "builds the JSON (vmportal/vm/reads.py); false: through the ORM like every other endpoint.",
+    )
+    sql_reads_pool_size: int = Field(8, description="Connections per API process for that read path.")
     log_json: bool = False
     log_level: str = "INFO"
     metrics_port: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from vmportal.db import UTCDateTime, utcnow
@@ -59,3 +60,26 @@ class VMRequest(SQLModel, table=True):
     # No foreign key: vm.request_id already points here, and a cycle of FKs cannot be created in order.
     vm_id: int | None = Field(default=None, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ReminderKind(enum.StrEnum):
+    """The provisioning-deadline reminders a request can receive, each at most once."""
+
+    DUE_SOON = "due_soon"  # 48 h or less before the due time, to the center
+    OVERDUE = "overdue"  # past the due time, to the center and the requesting unit's admin
+
+
+class RequestReminder(SQLModel, table=True):
+    """That a deadline reminder of a request was queued. The unique pair is the once-only guard: two
+    beat runs (or a redelivered beat task) racing for the same reminder cannot both insert it. Kept
+    apart from the ``notification`` row on purpose: sent mails are pruned after a retention period,
+    and a request still overdue then must not be reminded again."""
+
+    __tablename__ = "vm_request_reminder"
+    __table_args__ = (sa.UniqueConstraint("request_id", "kind", name="uq_vm_request_reminder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="vm_request.id")
+    kind: str = Field(max_length=20)  # ReminderKind
+    due_at: datetime = Field(sa_type=UTCDateTime)  # the due time the reminder was about
+    queued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,4 +1,5 @@
-"""The provisioning task: an approved request becomes a VM on its hypervisor.
+"""The provisioning task: an approved request becomes a VM on its hypervisor; and beat's deadline
+reminders (:mod:`vmportal.request.reminders`).
 
 Idempotent by construction (see :mod:`vmportal.request.service`): the request's state is changed
 only by compare-and-set, the VM row and its password are on file before the hypervisor is asked,
@@ -16,7 +17,7 @@ import logging
 from hypervisors.base import HypervisorAdapter, HypervisorError, Retriable
 from vmportal import db
 from vmportal.connection.service import adapter_for
-from vmportal.request import service
+from vmportal.request import reminders, service
 from vmportal.tasks.app import PortalTask, celery_app
 
 log = logging.getLogger(__name__)
@@ -76,3 +77,12 @@ def provision(vm_request_id: int) -> str:
     if delivered:
         log.info("request %s delivered as VM %s", vm_request_id, plan.vm_id)
     return "delivered" if delivered else "nothing to do"
+
+
+REMINDER_TASK = "vmportal.request.deadline_reminders"
+
+
+@celery_app.task(base=PortalTask, name=REMINDER_TASK)
+def deadline_reminders() -> dict[str, int]:
+    """Queue the 48-hour and overdue provisioning reminders owed now (beat, every 15 minutes)."""
+    return reminders.send_reminders()

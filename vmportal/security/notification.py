@@ -33,6 +33,7 @@ import logging
 import smtplib
 import ssl
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +76,9 @@ class MailEvent(enum.StrEnum):
     FINDING_OVERDUE = "finding_overdue"
     VIOLATION = "violation"
     VIOLATION_SHUTDOWN = "violation_shutdown"
+    # Provisioning deadline reminders (vmportal.request.reminders), sent through this same outbox.
+    REQUEST_DUE_SOON = "request_due_soon"
+    REQUEST_OVERDUE = "request_overdue"
 
 
 def beijing(moment: datetime | None) -> str:
@@ -86,13 +90,23 @@ def beijing(moment: datetime | None) -> str:
 
 
 def recipients(
-    session: Session, unit_id: int | None, *, center_only: bool = False
+    session: Session,
+    unit_id: int | None,
+    *,
+    center_only: bool = False,
+    unit_addresses: Sequence[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(to, cc): the unit's security administrator and lead from its contact registry, the center's
-    mailbox in copy. With no unit address (or ``center_only``) the center's mailbox alone, as "to"."""
+    mailbox in copy. With no unit address (or ``center_only``) the center's mailbox alone, as "to".
+    ``unit_addresses`` replaces the registry's pair, for a mail meant for one person of the unit."""
     center = get_settings().center_mailbox.strip()
     unit: list[str] = []
-    if unit_id is not None and not center_only:
+    if unit_addresses is not None and not center_only:
+        for raw in unit_addresses:
+            address = raw.strip()
+            if "@" in address and address not in unit:
+                unit.append(address)
+    elif unit_id is not None and not center_only:
         with session.no_autoflush:
             rows = session.exec(
                 select(Contact.role, Contact.email).where(
@@ -148,18 +162,19 @@ def notify(
     link: str = "",
     dedup_key: str | None = None,
     center_only: bool = False,
+    unit_addresses: Sequence[str] | None = None,
 ) -> Notification | None:
     """Queue one e-mail in the caller's transaction (sent after the commit, never before).
 
     Subject and body are bilingual, Chinese first. ``dedup_key`` makes the mail once-only (a
     deadline reminder, an event reported from two places): None is returned when it was queued
     already. A mail with no recipient at all (no unit address, no center mailbox) is kept as
-    ``failed`` so the center can see what nobody was told.
+    ``failed`` so the center can see what nobody was told. ``unit_addresses``: see :func:`recipients`.
     """
     event = MailEvent(event)
     if dedup_key is not None and _pending_duplicate(session, dedup_key):
         return None
-    to, cc = recipients(session, unit_id, center_only=center_only)
+    to, cc = recipients(session, unit_id, center_only=center_only, unit_addresses=unit_addresses)
     now = db.utcnow()
     row = Notification(
         to=to,
