@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal import __version__, context, db, errors
 from vmportal.settings import Settings, get_settings, use_settings
@@ -75,9 +77,35 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+class _RequestId:
+    """The request id (the caller's X-Request-ID or a new one) in the logging context and echoed in
+    the answer, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through an
+    extra task and memory streams, which costs more than most of the portal's reads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = (Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex)[:64]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        token = context.request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            context.request_id.reset(token)
+
+
 def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
     from vmportal.security import tasks_mail
-    from vmportal.tasks import outbox
+    from vmportal.tasks import outbox, periodic
 
     # The embedded portal has no beat: this thread does beat's periodic work in-process.
     def loop() -> None:
@@ -85,6 +113,7 @@ def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threadin
             try:
                 outbox.redrive()
                 tasks_mail.embedded_tick()
+                periodic.embedded_tick()  # provisioning reminders; pruning once an hour
             except Exception:
                 log.exception("periodic work failed")
 
@@ -109,8 +138,17 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         stop = threading.Event()
         if settings.effective_task_mode == "thread":
             _start_redrive_thread(settings, stop)
-        yield
-        stop.set()
+        from vmportal.vm import reads
+
+        reader = await reads.open_reader(settings)
+        app.state.vm_reader = reader
+        try:
+            yield
+        finally:
+            stop.set()
+            app.state.vm_reader = None
+            if reader is not None:
+                await reader.close()
 
     app = FastAPI(
         title="vmportal",
@@ -126,16 +164,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     observability.install(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-        token = context.request_id.set(rid[:64])
-        try:
-            response = await call_next(request)
-        finally:
-            context.request_id.reset(token)
-        response.headers["X-Request-ID"] = rid[:64]
-        return response
+    app.add_middleware(_RequestId)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

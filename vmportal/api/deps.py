@@ -33,16 +33,28 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
 
 
-def get_current_user(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    request: Request,
-) -> User:
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     if credentials is None or credentials.scheme.lower() != "bearer":
+        return None
+    return credentials.credentials
+
+
+def user_from_credentials(
+    session: Session, credentials: HTTPAuthorizationCredentials | None, request: Request
+) -> User:
+    token = bearer_token(credentials)
+    if token is None:
         raise errors.Unauthorized("a bearer token is required", message_zh="需要登录令牌（Bearer）")
-    user = identity.user_for_token(session, credentials.credentials)
+    user = identity.user_for_token(session, token)
     request.state.user = user
     return user
+
+
+def get_current_user(session: SessionDep, credentials: BearerCredentials, request: Request) -> User:
+    return user_from_credentials(session, credentials, request)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -104,6 +116,7 @@ __all__ = [
     "CENTER",
     "CENTER_READ",
     "CENTER_ROLES",
+    "BearerCredentials",
     "CurrentActor",
     "CurrentUser",
     "CurrentWho",

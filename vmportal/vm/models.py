@@ -51,6 +51,10 @@ class VM(SQLModel, table=True):
     synced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decommissioned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     version: int = 0  # bumped on every change of power or security state (compare-and-set)
+    # The VM as the API shows it (VMOut's JSON), written by a PostgreSQL trigger on every insert and
+    # update (migration 0004) for the read path of vmportal/vm/reads.py; NULL on SQLite. Never set
+    # from Python.
+    api_json: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class DeliveryCredential(SQLModel, table=True):

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hypervisors.base import PowerAction
+from hypervisors.base import PowerAction, PowerState
+from policies.power import SecurityState
 from vmportal.vm.models import Lifecycle, PowerOpState
 
 
@@ -28,6 +29,20 @@ class VMSort(enum.StrEnum):
     CREATED_DESC = "-created_at"
     IP = "ip_address"
     IP_DESC = "-ip_address"
+
+
+class VMListQuery(BaseModel):
+    """The query of "list VMs", validated as one model (one pydantic pass instead of one FastAPI
+    parameter at a time: this is the most frequent request of all). Unknown parameters are ignored."""
+
+    unit_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    power_state: PowerState | None = None
+    security_state: SecurityState | None = None
+    lifecycle: LifecycleFilter = LifecycleFilter.ACTIVE
+    q: str | None = Field(None, min_length=1, max_length=100, description="part of name, hostname or IP")
+    sort: VMSort = VMSort.ID
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=1_000_000)
 
 
 class PowerIn(BaseModel):

@@ -108,7 +108,7 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-def _escape_like(text: str) -> str:
+def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -126,7 +126,7 @@ def _vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
     if filters.lifecycle is not LifecycleFilter.ALL:
         conditions.append(col(VM.lifecycle) == filters.lifecycle.value)
     if filters.q:
-        pattern = f"%{_escape_like(filters.q.strip())}%"
+        pattern = f"%{escape_like(filters.q.strip())}%"
         conditions.append(
             or_(
                 col(VM.name).ilike(pattern, escape="\\"),

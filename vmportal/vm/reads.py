@@ -1,0 +1,220 @@
+"""The two hottest reads, "list my VMs" and "get one VM", answered by PostgreSQL in one statement.
+
+Why a second path beside the ORM: every unit admin's page asks these two, and through the ORM each
+cost about ten times the CPU of serialising the answer (a pooled session with pre-ping, BEGIN and
+COMMIT, the token and the user as ORM objects, 50 VM objects, pydantic twice: docs/production.md).
+Here one statement checks the bearer token, applies unit scoping and the filters, and concatenates
+the page's VM documents, which PostgreSQL keeps current itself (``vm.api_json``, written by a
+trigger on every insert and update: migration 0004); the process forwards the bytes.
+
+The ORM path (``vmportal.vm.service``) stays the reference: it serves SQLite, and on PostgreSQL it
+answers whenever this path has nothing to say (no valid token: it produces the exact 401). The two
+are compared field by field (tests/api/test_vm_reads.py); the filters below must follow
+``service._vm_conditions`` and ``service.list_vms`` when those change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+from typing import Any, LiteralString
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import make_url
+
+from policies.roles import UNIT_ROLES
+from vmportal.settings import Settings
+from vmportal.vm.schemas import LifecycleFilter, VMSort
+from vmportal.vm.service import VMFilters, escape_like
+
+log = logging.getLogger(__name__)
+
+# The caller: a live token of an active account (identity.service.user_for_token's rule).
+_ME: LiteralString = """
+    me AS MATERIALIZED (
+        SELECT u.role, u.unit_id
+        FROM auth_token t JOIN "user" u ON u.id = t.user_id
+        WHERE t.token_sha256 = %(digest)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
+    )"""
+
+# Unit scoping inside the statement, as in service._vm_conditions: a unit's users get their unit's
+# rows, everyone else every row. Two branches rather than one OR, so that a unit admin's page is an
+# index range scan on (unit_id, lifecycle, id) and not a scan of every VM; only the branch whose
+# role test passes on the caller's one row runs.
+# Only what the filters, the sort and the answer need: every column more is copied for each row.
+_COLUMNS = (
+    "v.id, v.unit_id, v.name, v.hostname, v.ip_address, v.power_state, v.security_state, v.lifecycle,"
+    " v.created_at, coalesce(v.api_json, (SELECT vm_api_json(w) FROM vm w WHERE w.id = v.id)) AS doc"
+)
+# The sub-select runs only for a row the trigger has not written (none, after migration 0004's
+# backfill); ``vm_api_json(v)`` directly would make the scan build every row as a whole-row value.
+_UNIT_ROLES = ", ".join(f"'{r.value}'" for r in sorted(UNIT_ROLES))
+_SCOPED: LiteralString = f"""
+    scoped AS (
+        SELECT {_COLUMNS} FROM me JOIN vm v ON v.unit_id = me.unit_id WHERE me.role IN ({_UNIT_ROLES})
+        UNION ALL
+        SELECT {_COLUMNS} FROM me CROSS JOIN vm v WHERE me.role NOT IN ({_UNIT_ROLES})
+    )"""  # noqa: S608
+
+_SORT: dict[str, LiteralString] = {
+    "id": "v.id",
+    "name": "v.name",
+    "created_at": "v.created_at",
+    "ip_address": "v.ip_address",
+}
+
+# Every piece of the statements below is a constant of this module or a whitelisted column name;
+# values travel as parameters only (hence the S608 exemptions).
+_GET: bytes = (
+    "WITH"  # noqa: S608
+    + _ME
+    + ","
+    + _SCOPED
+    + " SELECT EXISTS (SELECT 1 FROM me), (SELECT doc FROM scoped v WHERE v.id = %(id)s)"
+).encode()
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_CONDITIONS: dict[str, LiteralString] = {
+    "unit_id": "v.unit_id = %(unit_id)s",
+    "power_state": "v.power_state = %(power_state)s",
+    "security_state": "v.security_state = %(security_state)s",
+    "lifecycle": "v.lifecycle = %(lifecycle)s",
+    "q": "(v.name ILIKE %(q)s ESCAPE '\\' OR v.hostname ILIKE %(q)s ESCAPE '\\'"
+    " OR v.ip_address ILIKE %(q)s ESCAPE '\\')",
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _statements(used: tuple[str, ...], sort: VMSort) -> tuple[bytes, bytes]:
+    """The page and the counting statement for one shape of filters (which are set, which sort),
+    composed once per process: a prepared statement is then reused by every request of that shape."""
+    where = sql.SQL(" AND ").join([sql.SQL("TRUE"), *(sql.SQL(_CONDITIONS[name]) for name in used)])
+    key = sort.value.lstrip("-")
+    direction = sql.SQL("DESC" if sort.value.startswith("-") else "ASC")
+    order: list[sql.Composable] = [sql.SQL("{} {}").format(sql.SQL(_SORT[key]), direction)]
+    if key != "id":
+        order.append(sql.SQL("v.id {}").format(direction))  # stable pages
+    order_by = sql.SQL(", ").join(order)
+    page = sql.SQL(
+        "WITH" + _ME + "," + _SCOPED + ", page AS ("  # noqa: S608
+        " SELECT v.doc, count(*) OVER () AS total, row_number() OVER (ORDER BY {order}) AS ord"
+        " FROM scoped v"
+        " WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s)"
+        " SELECT EXISTS (SELECT 1 FROM me),"
+        " (SELECT coalesce(string_agg(doc, ',' ORDER BY ord), '') FROM page),"
+        " (SELECT max(total) FROM page)"
+    ).format(order=order_by, where=where)
+    count = sql.SQL(
+        "WITH" + _ME + "," + _SCOPED + " SELECT count(*) FROM scoped v WHERE {where}"  # noqa: S608
+    ).format(where=where)
+    return page.as_bytes(None), count.as_bytes(None)
+
+
+def _list_statements(filters: VMFilters) -> tuple[bytes, bytes, dict[str, Any]]:
+    """The page statement, the counting one (for a page past the end) and their parameters."""
+    params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset}
+    if filters.unit_id is not None:
+        params["unit_id"] = filters.unit_id
+    if filters.power_state is not None:
+        params["power_state"] = filters.power_state.value
+    if filters.security_state is not None:
+        params["security_state"] = filters.security_state.value
+    if filters.lifecycle is not LifecycleFilter.ALL:
+        params["lifecycle"] = filters.lifecycle.value
+    if filters.q:
+        params["q"] = f"%{escape_like(filters.q.strip())}%"
+    page, count = _statements(tuple(name for name in _CONDITIONS if name in params), filters.sort)
+    return page, count, params
+
+
+class VMReader:
+    """A small pool of autocommit connections of one process, bound to the event loop that opened it."""
+
+    def __init__(self, conninfo: str, *, max_size: int) -> None:
+        self._pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            name="vm-reads",
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.statements = 0  # executed so far (tests check that a page is one statement)
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=10)
+        self._loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        self._loop = None
+        await self._pool.close()
+
+    @property
+    def usable(self) -> bool:
+        """False outside the loop that opened the pool (a test client's other loop): use the ORM."""
+        try:
+            return self._loop is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
+    async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
+        """The page as the API's JSON, or None when the token does not identify a live account."""
+        statement, count, params = _list_statements(filters)
+        params["digest"] = _digest(token)
+        async with self._pool.connection() as conn:
+            self.statements += 1
+            cur = await conn.execute(statement, params)
+            row = await cur.fetchone()
+            assert row is not None
+            authenticated, items, total = row
+            if not authenticated:
+                return None
+            if total is None:
+                total = 0
+                if filters.offset:  # a page past the end still reports how many there are
+                    self.statements += 1
+                    cur = await conn.execute(count, params)
+                    counted = await cur.fetchone()
+                    total = int(counted[0]) if counted else 0
+        return (
+            f'{{"items":[{items}],"total":{int(total)},"limit":{filters.limit},"offset":{filters.offset}}}'
+        ).encode()
+
+    async def get_vm(self, token: str, vm_id: int) -> tuple[bool, bytes | None]:
+        """(authenticated, the VM's JSON or None when the caller may not see it or it does not exist)."""
+        async with self._pool.connection() as conn:
+            self.statements += 1
+            cur = await conn.execute(_GET, {"digest": _digest(token), "id": vm_id})
+            row = await cur.fetchone()
+        assert row is not None
+        authenticated, item = row
+        return bool(authenticated), (item.encode() if item is not None else None)
+
+
+def conninfo(database_url: str) -> str:
+    """libpq's form of the SQLAlchemy URL (``postgresql+psycopg://`` → ``postgresql://``)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def open_reader(settings: Settings) -> VMReader | None:
+    """The reader when the database is PostgreSQL and the path is enabled; None otherwise."""
+    url = settings.sqlalchemy_url
+    if not settings.sql_reads or not url.startswith("postgresql"):
+        return None
+    reader = VMReader(conninfo(url), max_size=settings.sql_reads_pool_size)
+    try:
+        await reader.open()
+    except Exception:  # the ORM path still answers; /readyz reports the database itself
+        log.exception("the SQL read path could not connect; the ORM path answers instead")
+        await reader.close()
+        return None
+    return reader
