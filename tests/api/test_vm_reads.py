@@ -272,3 +272,16 @@ def test_the_list_query_is_documented_in_openapi(client: TestClient) -> None:
     )
     assert r.status_code == 422
     assert {f["field"] for f in r.json()["error"]["fields"]} == {"limit", "sort"}
+
+
+def test_both_reads_declare_the_bearer_token_in_openapi(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/v1/vms", "/api/v1/vms/{vm_id}"):
+        assert paths[path]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwdw==", "Bearer", "bearer", "Token abc"])
+def test_other_authorization_schemes_are_401(client: TestClient, header: str) -> None:
+    for path in ("/vms", "/vms/1"):
+        r = client.get(f"{API}{path}", headers={"Authorization": header})
+        assert r.status_code == 401 and r.json()["error"]["message"] == "a bearer token is required"

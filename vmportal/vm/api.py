@@ -15,14 +15,14 @@ from pydantic import BaseModel, ValidationError
 
 from vmportal import db, errors
 from vmportal.api.deps import (
+    BEARER_SECURITY,
     CENTER,
-    BearerCredentials,
     CurrentActor,
     CurrentWho,
     SessionDep,
-    bearer_token,
+    request_bearer_token,
     require,
-    user_from_credentials,
+    user_from_token,
 )
 from vmportal.identity import service as identity
 from vmportal.vm import reads, service
@@ -80,17 +80,17 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
-def _list_vms_orm(request: Request, credentials: BearerCredentials, filters: service.VMFilters) -> VMList:
+def _list_vms_orm(request: Request, token: str | None, filters: service.VMFilters) -> VMList:
     with db.transaction() as session:
-        actor = identity.actor_of(user_from_credentials(session, credentials, request))
+        actor = identity.actor_of(user_from_token(session, token, request))
         rows, total = service.list_vms(session, actor, filters)
         items = [vm_out(r) for r in rows]
         return VMList(items=items, total=total, limit=filters.limit, offset=filters.offset)
 
 
-def _get_vm_orm(request: Request, credentials: BearerCredentials, vm_id: int) -> VMOut:
+def _get_vm_orm(request: Request, token: str | None, vm_id: int) -> VMOut:
     with db.transaction() as session:
-        actor = identity.actor_of(user_from_credentials(session, credentials, request))
+        actor = identity.actor_of(user_from_token(session, token, request))
         return vm_out(service.get_vm(session, actor, vm_id))
 
 
@@ -139,28 +139,33 @@ def _list_query(request: Request) -> VMListQuery:
     "/vms",
     response_model=VMList,
     summary="List VMs (a unit's users: their own unit's only)",
-    openapi_extra={"parameters": _query_parameters(VMListQuery)},
+    openapi_extra={"parameters": _query_parameters(VMListQuery), **BEARER_SECURITY},
 )
-async def list_vms(request: Request, credentials: BearerCredentials) -> Any:
+async def list_vms(request: Request) -> Any:
     filters = service.VMFilters(**_list_query(request).model_dump())
-    reader, token = _reader(request), bearer_token(credentials)
+    reader, token = _reader(request), request_bearer_token(request)
     if reader is not None and token is not None:
         body = await reader.list_vms(token, filters)
         if body is not None:
             return _json(body)
-    return await run_in_threadpool(_list_vms_orm, request, credentials, filters)
+    return await run_in_threadpool(_list_vms_orm, request, token, filters)
 
 
-@router.get("/vms/{vm_id}", response_model=VMOut, summary="One VM (another unit's answers 404)")
-async def get_vm(vm_id: VMId, request: Request, credentials: BearerCredentials) -> Any:
-    reader, token = _reader(request), bearer_token(credentials)
+@router.get(
+    "/vms/{vm_id}",
+    response_model=VMOut,
+    summary="One VM (another unit's answers 404)",
+    openapi_extra=BEARER_SECURITY,
+)
+async def get_vm(vm_id: VMId, request: Request) -> Any:
+    reader, token = _reader(request), request_bearer_token(request)
     if reader is not None and token is not None:
         answered, body = await reader.get_vm(token, vm_id)
         if answered:
             if body is None:
                 raise errors.NotFound("vm", vm_id)  # missing and another unit's alike
             return _json(body)
-    return await run_in_threadpool(_get_vm_orm, request, credentials, vm_id)
+    return await run_in_threadpool(_get_vm_orm, request, token, vm_id)
 
 
 @router.get(
