@@ -161,6 +161,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     install_error_handlers(app)
     from vmportal import observability
+    from vmportal.vm.lane import ReadLane
+
+    app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
 
     observability.install(app)
 
