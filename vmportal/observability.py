@@ -171,6 +171,7 @@ class _Timing:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -189,7 +190,11 @@ class _Timing:
             await self.app(scope, receive, send_status)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_LATENCY.labels(scope["method"], path, str(status)).observe(time.perf_counter() - start)
+            key = (scope["method"], path, status)
+            child = self._children.get(key)
+            if child is None:  # labels() takes a lock and builds its key on every call
+                child = self._children[key] = HTTP_LATENCY.labels(scope["method"], path, str(status))
+            child.observe(time.perf_counter() - start)
 
 
 def install(app: FastAPI) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import uuid
@@ -77,6 +78,16 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+# A request id: this process's random prefix and a counter (unique across processes and restarts
+# without asking the kernel for random bytes on every request).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 class _RequestId:
     """The request id (the caller's X-Request-ID or a new one) in the logging context and echoed in
     the answer, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through an
@@ -89,7 +100,7 @@ class _RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = (Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex)[:64]
+        rid = (Headers(scope=scope).get("x-request-id") or _new_request_id())[:64]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -12,6 +12,7 @@ request-id and latency middlewares, so both still see every request.
 
 from __future__ import annotations
 
+import functools
 import re
 from types import SimpleNamespace
 from urllib.parse import parse_qsl
@@ -29,6 +30,17 @@ _MAX_ID = 2**31 - 1
 # What the latency middleware labels these requests with (the routes' own templates).
 _LIST_ROUTE = SimpleNamespace(path=_LIST)
 _ONE_ROUTE = SimpleNamespace(path="/api/v1/vms/{vm_id}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _filters(query_string: bytes) -> service.VMFilters | None:
+    """The filters of a query string, None when it is not valid. Cached: pages ask the same few
+    queries over and over (the first page above all), and the result is immutable."""
+    query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    try:
+        return service.VMFilters(**VMListQuery.model_validate(dict(query)).model_dump())
+    except ValidationError:
+        return None
 
 
 def _token(scope: Scope) -> str | None:
@@ -67,10 +79,8 @@ class ReadLane:
             return None
         try:
             if path == _LIST:
-                query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-                try:
-                    filters = service.VMFilters(**VMListQuery.model_validate(dict(query)).model_dump())
-                except ValidationError:
+                filters = _filters(scope["query_string"])
+                if filters is None:
                     return None  # the router answers the 422 naming the fields
                 scope["route"] = _LIST_ROUTE
                 return await reader.list_vms(token, filters)

@@ -126,8 +126,10 @@ def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
     return statement.as_bytes(None)
 
 
+@functools.lru_cache(maxsize=1024)
 def _list_statement(filters: VMFilters) -> tuple[bytes, dict[str, Any]]:
-    """The statement for these filters and its parameters."""
+    """The statement for these filters and its parameters (without the caller's digest: callers
+    copy the dict before adding it, the cached one is shared)."""
     params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset}
     if filters.unit_id is not None:
         params["unit_id"] = filters.unit_id
@@ -191,8 +193,8 @@ class VMReader:
 
     async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
         """The page as the API's JSON, or None when the token does not identify a live account."""
-        statement, params = _list_statement(filters)
-        params["digest"] = _digest(token)
+        statement, shared = _list_statement(filters)
+        params = {**shared, "digest": _digest(token)}
         async with self._pool.connection() as conn:
             self.statements += 1
             cur = await conn.execute(statement, params)
