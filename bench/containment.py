@@ -1,6 +1,7 @@
 """Alert → confirmed containment latency, on vcsim, through a running portal.
 
-Run: ``python -m bench.containment [--mode embedded|production] [--alerts 500] [--vms 100] [--rate 20]``
+Run: ``python -m bench.containment [--mode embedded|production] [--alerts 500] [--vms 100] [--rate 20]
+[--keep DIR]`` (``BENCH_WORKER_CONCURRENCY``, default 8: the production worker's pool processes)
 
 What it does, in one run:
 
@@ -18,6 +19,13 @@ What it does, in one run:
    its POST to that confirmation (0 for a duplicate whose VM was already contained);
 6. reconnects the same VMs and times the bare adapter call (``set_network(ref, False)``, which
    also waits for the task and reads the VM back) on each.
+
+Besides the latencies it prints what explains them: how long the POSTs took to be answered, where
+each VM's first alert spent its time (from the timestamps the portal wrote: arrival, processing,
+incident, containment task), that latency by fifths of the run (a slow start shows in the first),
+the CPU seconds each process used from the first post to the last containment (API, worker with its
+pool processes, this database's PostgreSQL backends, vcsim, this load generator) and the load
+average. ``--keep DIR`` runs in ``DIR`` and leaves the processes' logs there.
 
 Everything listens on 127.0.0.1, the load is bounded by ``--alerts`` and a time limit, and every
 process started is stopped at the end.
@@ -129,7 +137,9 @@ class Portal:
         self._run("migrate")
         self._run("create-admin", "bench-admin", "--password", PASSWORD)
         if self.mode == "production":
-            self._spawn("worker", "--concurrency", "8", log="worker.log")
+            self._spawn(
+                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "8"), log="worker.log"
+            )
         self._spawn("serve", "--port", str(self.port), log="api.log")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -183,7 +193,18 @@ class Portal:
 
 
 @contextmanager
-def portal(mode: str) -> Iterator[Portal]:
+def portal(mode: str, keep: Path | None = None) -> Iterator[Portal]:
+    """The portal of ``mode`` in a fresh directory: a temporary one, or ``keep`` (left behind with the
+    processes' logs, for a look after the run)."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        p = Portal(mode, keep)
+        try:
+            p.start()
+            yield p
+        finally:
+            p.stop()
+        return
     with tempfile.TemporaryDirectory(prefix="vmportal-bench-") as tmp:
         p = Portal(mode, Path(tmp))
         try:
@@ -216,9 +237,117 @@ def _eve(ip: str, n: int) -> dict[str, Any]:
     }
 
 
-def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> dict[str, Any]:
+def _ts(at: Any) -> float:
+    """A stored time as Unix seconds (PostgreSQL gives aware datetimes, SQLite naive UTC text)."""
+    value = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _cpu_by_process(p: Portal, vcsim_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the portal's processes (with their pool processes), of this database's
+    PostgreSQL backends, of vcsim and of this benchmark process (the load generator)."""
+    out: dict[str, float] = {}
+    for proc in p.procs:
+        name = "api" if "serve" in proc.args else "worker"  # type: ignore[operator]
+        out[name] = out.get(name, 0.0) + sum(_proc_cpu(pid) for pid in _descendants(proc.pid))
+    if p.mode == "production":
+        pids = p.sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        out["postgresql_backends"] = sum(_proc_cpu(int(pid)) for (pid,) in pids)
+    out["vcsim"] = sum(_proc_cpu(pid) for pid in _descendants(vcsim_pid))
+    out["bench_client"] = _proc_cpu(os.getpid())
+    return out
+
+
+def _stages(p: Portal, first_sent: dict[int, float]) -> dict[str, dict[str, float]]:
+    """Where the time of each VM's first alert went, from the rows the portal wrote (one clock: the
+    same machine). Stages that a run does not have (no processing task) are left out."""
+    alerts: dict[int, tuple[int, float, float | None]] = {}  # vm -> (alert id, received, processed)
+    for alert_id, vm_id, received_at, processed_at in p.sql(
+        "SELECT id, vm_id, received_at, processed_at FROM security_alert WHERE vm_id IS NOT NULL ORDER BY id"
+    ):
+        if vm_id not in alerts:
+            alerts[int(vm_id)] = (
+                int(alert_id),
+                _ts(received_at),
+                _ts(processed_at) if processed_at else None,
+            )
+    incidents = {
+        int(vm_id): (int(inc_id), _ts(created), _ts(contained))
+        for inc_id, vm_id, created, contained in p.sql(
+            "SELECT id, vm_id, created_at, contained_at FROM incident WHERE contained_at IS NOT NULL"
+        )
+    }
+    process_queued: dict[int, float] = {}
+    contain_rows: dict[int, tuple[float | None, float | None]] = {}
+    for task, arguments, queued, completed in p.sql(
+        "SELECT task, arguments, created_at, completed_at FROM outbox_task"
+    ):
+        args = _json(arguments) or {}
+        if task == "vmportal.security.process_alerts" and queued:
+            for alert_id in args.get("alert_ids", []):
+                process_queued[int(alert_id)] = _ts(queued)
+        elif task == "vmportal.security.contain":
+            contain_rows[int(args["incident_id"])] = (
+                _ts(queued) if queued else None,
+                _ts(completed) if completed else None,
+            )
+    spans: dict[str, list[float]] = {}
+
+    def add(name: str, start: float | None, end: float | None) -> None:
+        if start is not None and end is not None:
+            spans.setdefault(name, []).append(end - start)
+
+    for vm_id, t0 in first_sent.items():
+        if vm_id not in alerts or vm_id not in incidents:
+            continue
+        alert_id, received, processed = alerts[vm_id]
+        inc_id, opened, contained = incidents[vm_id]
+        contain_queued, contain_done = contain_rows.get(inc_id, (None, None))
+        add("1 post sent -> arrival (received_at)", t0, received)
+        add("2 arrival -> processing task queued", received, process_queued.get(alert_id))
+        add("3 processing task queued -> alert processed", process_queued.get(alert_id), processed)
+        add("4 arrival -> incident opened", received, opened)
+        add("5 incident opened -> containment task queued", opened, contain_queued)
+        add("6 containment task queued -> confirmed", contain_queued, contained)
+        add("7 confirmed -> containment task completed", contained, contain_done)
+    return {name: _summary(values) for name, values in sorted(spans.items())}
+
+
+def run(
+    mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float, keep: Path | None = None
+) -> dict[str, Any]:
     topology = Topology(clusters=2, hosts_per_cluster=2, standalone_hosts=0, vms=max(n_vms // 2, 1), pools=0)
-    with start_vcsim(topology) as vc, portal(mode) as p:
+    with start_vcsim(topology) as vc, portal(mode, keep) as p:
         # 1. the connection and its inventory, owned by one unit
         r = p.client.post(
             "/api/v1/connections",
@@ -264,6 +393,7 @@ def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> di
         order = list(addresses) + [random.choice(list(addresses)) for _ in range(n_alerts - len(addresses))]
         random.Random(7).shuffle(order)
         sent: list[tuple[int, float]] = []
+        answered: list[float] = []
         failures: list[str] = []
         sender = httpx.Client(base_url=p.base, timeout=30)
 
@@ -278,11 +408,14 @@ def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> di
                 )
                 if resp.status_code not in (200, 202):
                     failures.append(f"{resp.status_code} {resp.text[:200]}")
+                answered.append(time.time() - t0)
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
             sent.append((vm_id, t0))
 
         threads: list[threading.Thread] = []
+        cpu_before = _cpu_by_process(p, vc.pid)
+        load_before = os.getloadavg()
         start = time.monotonic()
         for i, vm_id in enumerate(order):
             wait = start + i / rate - time.monotonic()
@@ -300,21 +433,31 @@ def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> di
         contained: dict[int, float] = {}
         while time.monotonic() < deadline:
             rows = p.sql("SELECT vm_id, contained_at FROM incident WHERE contained_at IS NOT NULL")
-            contained = {
-                int(vm_id): (at if isinstance(at, datetime) else datetime.fromisoformat(str(at)))
-                .replace(tzinfo=UTC)
-                .timestamp()
-                for vm_id, at in rows
-            }
+            contained = {int(vm_id): _ts(at) for vm_id, at in rows}
             if len(contained) >= len(addresses):
                 break
             time.sleep(0.25)
+        busy_s = time.monotonic() - start
+        cpu_after = _cpu_by_process(p, vc.pid)
+        load_after = os.getloadavg()
         first_sent: dict[int, float] = {}
         for vm_id, t0 in sorted(sent, key=lambda x: x[1]):
             first_sent.setdefault(vm_id, t0)
         all_latency = [max(contained[v] - t0, 0.0) for v, t0 in sent if v in contained]
         first_latency = [contained[v] - t0 for v, t0 in first_sent.items() if v in contained]
+        # The same in the order the VMs were first accused, by fifths of the run: a slow start (pool
+        # processes connecting, logging in to the hypervisor) shows in the first fifth only.
+        in_order = [
+            contained[v] - t0 for v, t0 in sorted(first_sent.items(), key=lambda x: x[1]) if v in contained
+        ]
+        fifth = max(len(in_order) // 5, 1)
+        by_fifth = [
+            {"p50_ms": _summary(part)["p50_ms"], "max_ms": _summary(part)["max_ms"]}
+            for part in (in_order[i : i + fifth] for i in range(0, len(in_order), fifth))
+            if part
+        ]
         calls = p.sql("SELECT COUNT(*) FROM incident")[0][0]
+        stages = _stages(p, first_sent)
 
         # 4. the bare adapter call on the same VMs
         adapter = VSphereAdapter(
@@ -343,10 +486,21 @@ def run(mode: str, n_alerts: int, n_vms: int, rate: float, limit_s: float) -> di
             "rate_per_s": rate,
             "send_seconds": round(send_s, 1),
             "post_failures": len(failures),
+            "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
+            # CPU seconds each part used from the first post until the last containment (the
+            # machine has os.cpu_count() CPUs for all of it, shared with whatever else runs).
+            "cpu_seconds": {
+                "window_seconds": round(busy_s, 1),
+                "cpus": os.cpu_count(),
+                **{k: round(cpu_after.get(k, 0.0) - v, 2) for k, v in cpu_before.items()},
+            },
             "first_failures": failures[:3],
             "incidents": calls,
             "contained_vms": len(contained),
+            "post_answer": _summary(answered),
             "alert_to_confirmed_containment_first_alert_per_vm": _summary(first_latency),
+            "first_alert_per_vm_by_fifth_of_the_run": by_fifth,
+            "stages_first_alert_per_vm": stages,
             "alert_to_confirmed_containment_all_alerts": _summary(all_latency),
             "bare_adapter_set_network": _summary(bare),
         }
@@ -359,8 +513,11 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="alerts per second")
     parser.add_argument("--limit", type=float, default=180.0, help="seconds to wait for containment")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="run in this directory and leave it (with the logs) behind"
+    )
     args = parser.parse_args()
-    result = run(args.mode, args.alerts, args.vms, args.rate, args.limit)
+    result = run(args.mode, args.alerts, args.vms, args.rate, args.limit, args.keep)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     p99 = result["alert_to_confirmed_containment_first_alert_per_vm"]["p99_ms"]
     print(f"target p99 < 1000 ms at {args.rate:g} alerts/s: {'met' if p99 < 1000 else 'NOT met'} ({p99} ms)")

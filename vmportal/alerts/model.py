@@ -12,6 +12,7 @@ else's attack) is named by the alert but not accused by it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -168,6 +169,13 @@ def normalise_ip(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    return _normalised_ip(value)
+
+
+# Matching an alert normalises every address of the inventory (each VM's, once per processing task):
+# the same few thousand strings over and over, so the results are kept.
+@functools.lru_cache(maxsize=16384)
+def _normalised_ip(value: str) -> str | None:
     text = value.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
@@ -206,6 +214,11 @@ def normalise_host(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    return _normalised_host(value)
+
+
+@functools.lru_cache(maxsize=16384)
+def _normalised_host(value: str) -> str | None:
     text = value.strip()
     if "://" in text:
         try:

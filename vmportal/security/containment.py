@@ -12,7 +12,8 @@ Execution (:func:`execute_containment`, the task ``vmportal.security.contain``):
 * **Not twice.** A VM whose confirmed state already satisfies the action (suspended with its NICs
   disconnected, say, by an earlier incident) is not touched again: the incident is marked contained
   with no adapter call. A burst of alerts for one VM makes one incident, hence one task and one call.
-* **Confirmed by the hypervisor.** After the action the VM is re-read from the hypervisor and the
+* **Confirmed by the hypervisor.** After the action the VM is re-read from the hypervisor (the
+  adapter's ``set_network`` and ``set_web_block`` return it as read back after the change) and the
   incident becomes ``contained`` only when every NIC is disconnected (isolate), the VM is stopped
   (power off) or its web block is in place (block web). Then the VM is ``suspended``, the observed
   network and power state are stored, and the time from the alert's arrival to the confirmation is
@@ -73,6 +74,7 @@ from vmportal.security.models import (
     Resolution,
     RestoreState,
 )
+from vmportal.tasks import outbox
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle, PowerOpState
 
@@ -223,8 +225,10 @@ class _Outcome:
 
 
 def _isolate(adapter: HypervisorAdapter, ref: str) -> tuple[VMInfo, bool]:
-    adapter.set_network(ref, False)
-    info = adapter.get_vm(ref)  # confirmed by re-reading, not by trusting the call
+    # Confirmed by what the hypervisor reads back, not by trusting the call: ``set_network`` returns
+    # the VM re-read after the change (the adapter contract); reading it a second time would only
+    # add a round trip to every containment.
+    info = adapter.set_network(ref, False)
     return info, not any(n.connected for n in info.nics)
 
 
@@ -251,7 +255,7 @@ def _apply(session: Session, vm: VM, incident: Incident, action: Containment) ->
         return _Outcome(info, action, ok, "" if ok else f"the VM is {info.power_state} after the power-off")
     if action is Containment.BLOCK_WEB:
         try:
-            adapter.set_web_block(ref, True)
+            info = adapter.set_web_block(ref, True)  # the VM as read back after the change
         except NotSupported as exc:
             info, ok = _isolate(adapter, ref)
             return _Outcome(
@@ -263,7 +267,6 @@ def _apply(session: Session, vm: VM, incident: Incident, action: Containment) ->
                 "network was isolated instead.",
                 fallback_zh="该虚拟化平台不支持单独断开WEB服务，已改为断开网络。",
             )
-        info = adapter.get_vm(ref)
         return _Outcome(
             info, action, info.web_blocked, "" if info.web_blocked else "the web block is not in place"
         )
@@ -275,6 +278,7 @@ def execute_containment(incident_id: int) -> str:
     try:
         with db.transaction() as s:
             outcome, latency = _contain_once(s, incident_id)
+            outbox.complete_in(s)  # the task's outbox row, completed with the outcome it records
     except Retriable as exc:
         _note_pending(incident_id, exc)
         raise
@@ -337,9 +341,6 @@ def _confirm(
         values["reasons_en"] = [*incident.reasons_en, outcome.fallback_en]
         values["reasons_zh"] = [*incident.reasons_zh, outcome.fallback_zh]
     transition(s, incident, Action.CONTAINED, **values)
-    sync_vm_security_state(
-        s, vm.id or 0, CONTAINMENT_WHO, reason=f"security incident {incident.id}: {incident.category}"
-    )
     action_zh = ACTION_ZH[executed]
     if already:
         en = (
@@ -373,6 +374,11 @@ def _confirm(
             "network_connected": vm.network_connected,
             "power_state": vm.power_state,
         },
+    )
+    # The VM's security state and the audit rows last: both append to the audit log, whose head
+    # stays locked until the commit (every audited change of the portal waits for it meanwhile).
+    sync_vm_security_state(
+        s, vm.id or 0, CONTAINMENT_WHO, reason=f"security incident {incident.id}: {incident.category}"
     )
     record(
         s,

@@ -162,16 +162,15 @@ def open_incident(
             f"{containment.ACTION_ZH[decision.action]}。" + "".join(decision.reasons_zh),
             data={"decision": decision.action.value, "rule": incident.decision_rule},
         )
-        record(
-            session,
-            who,
+        opened = _Audit(
             "security.incident.open",
-            "incident",
-            incident.id,
             after={**snapshot(incident), "reasons_en": list(decision.reasons_en)},
-            unit_id=incident.unit_id,
         )
+    else:
+        opened = None
     if decision.action is Containment.NOTIFY_ONLY:
+        if opened is not None:
+            _audit(session, who, incident, opened)
         return Opening(incident, created, False)
 
     values = _decision_values(decision, POLICY_ACTOR)
@@ -188,8 +187,36 @@ def open_incident(
             zh=f"新的告警（{severity.value}，置信度{confidence.value}）触发处置："
             f"{containment.ACTION_ZH[decision.action]}。" + "".join(decision.reasons_zh),
         )
-    _start_containment(session, who, incident, Action.CONTAIN, trigger_at=seen_at, decision=values)
+    _start_containment(
+        session, who, incident, Action.CONTAIN, trigger_at=seen_at, decision=values, audit_first=opened
+    )
     return Opening(incident, created, True)
+
+
+@dataclass(frozen=True)
+class _Audit:
+    """An audit row of an incident, written after the step's other writes (see :func:`_audit`)."""
+
+    action: str
+    after: dict[str, Any]
+    before: dict[str, Any] | None = None
+
+
+def _audit(session: Session, who: Who, incident: Incident, *rows: _Audit) -> None:
+    """Append ``rows`` to the audit log, last thing in the step: appending locks the log's head until
+    the commit, and every audited change of the portal (alert posts, containments, the API) waits for
+    that lock, so the other writes of the step go first."""
+    for row in rows:
+        record(
+            session,
+            who,
+            row.action,
+            "incident",
+            incident.id,
+            before=row.before,
+            after=row.after,
+            unit_id=incident.unit_id,
+        )
 
 
 def _find_or_create(
@@ -240,7 +267,10 @@ def _start_containment(
     *,
     trigger_at: datetime,
     decision: dict[str, Any] | None = None,
+    audit_first: _Audit | None = None,
 ) -> None:
+    """Move the incident to ``containing`` and queue the containment task. ``audit_first``: the
+    audit row of the step that led here (the incident's opening), written just before this one."""
     before = snapshot(incident)
     transition(
         session,
@@ -260,16 +290,12 @@ def _start_containment(
         en=f"Containment ({incident.action}) queued for the hypervisor.",
         zh=f"已下发处置（{containment.ACTION_ZH[Containment(incident.action)]}），等待虚拟化平台执行。",
     )
-    record(
-        session,
-        who,
+    queued = _Audit(
         f"security.incident.{step.value}",
-        "incident",
-        incident.id,
         before=before,
         after={**snapshot(incident), "reasons_en": incident.reasons_en},
-        unit_id=incident.unit_id,
     )
+    _audit(session, who, incident, *([audit_first] if audit_first else []), queued)
 
 
 # ---- the center's decisions -------------------------------------------------------------------------

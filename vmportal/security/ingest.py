@@ -22,6 +22,7 @@ Refused posts (401, 403) are audited in a transaction of their own: forged alert
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, func, select
 
 from vmportal import db, errors
@@ -127,10 +128,48 @@ def receive_post(
             source = sources.source_by_name(s, source_name)
             sources.check_address(source, client_host)
             webhook_id = sources.authenticate(source, headers, body, now=received_at)
-            return _store(s, source, body, webhook_id, received_at)
+            result = _store(s, source, body, webhook_id, received_at)
+            source_id, last_post_at = source.id, source.last_post_at
     except sources.SenderRefused as exc:
         _record_refusal(source_name, exc, client_host)
         raise
+    if result.status != 200 and source_id is not None:  # stored (202, or 422 kept for inspection)
+        _note_post(source_id, last_post_at, received_at)
+    return result
+
+
+#: ``alert_source.last_post_at`` is kept to within this much.
+LAST_POST_RESOLUTION = timedelta(seconds=1)
+
+
+def _note_post(source_id: int, last_post_at: datetime | None, received_at: datetime) -> None:
+    """Move the source's ``last_post_at`` on, after the post committed and at most once a second.
+
+    Not in the post's own transaction: updating the one row every post of a source shares would
+    hold that row's lock until the commit, and a busy sender's posts would queue on it one after the
+    other (the stored records are the exact account; this is the source list's "last heard of")."""
+    if last_post_at is not None and received_at - last_post_at < LAST_POST_RESOLUTION:
+        return
+    try:
+        _move_last_post_at(source_id, received_at)
+    except Exception:  # the post is stored: its answer must say so whatever happens to this note
+        log.exception("alert source %s: last_post_at not updated", source_id)
+
+
+def _move_last_post_at(source_id: int, received_at: datetime) -> None:
+    with db.transaction() as s:
+        s.exec(
+            update(AlertSource)
+            .where(
+                col(AlertSource.id) == source_id,
+                or_(
+                    col(AlertSource.last_post_at).is_(None),
+                    col(AlertSource.last_post_at) < received_at - LAST_POST_RESOLUTION,
+                ),
+            )
+            .values(last_post_at=received_at)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _record_refusal(source_name: str, exc: sources.SenderRefused, client_host: str | None) -> None:
@@ -249,8 +288,6 @@ def _store(
     accepted = sum(1 for r in results if r.status == "accepted")
     duplicates = sum(1 for r in results if r.status == "duplicate")
     rejected = sum(1 for r in results if r.status == "rejected")
-    source.last_post_at = received_at
-    s.add(source)
     record(
         s,
         source_who(source),
@@ -398,6 +435,12 @@ def to_alert(row: SecurityAlert, source_name: str) -> Alert:
     )
 
 
+@functools.lru_cache(maxsize=16384)
+def _is_loopback(ip: str) -> bool:
+    # Asked of every VM's every address for each processing task: the same strings over and over.
+    return ipaddress.ip_address(ip).is_loopback
+
+
 def build_inventory(session: Session) -> Inventory[int]:
     """Every active VM's addresses (inventory IPs and the delivered address) and the domains of its
     information system. An address or domain claimed by two VMs is left out: guessing would blame the
@@ -421,7 +464,7 @@ def build_inventory(session: Session) -> Inventory[int]:
         assert vm_id is not None
         for value in [ip_address, *(ips or [])]:
             ip = normalise_ip(value)
-            if ip is not None and not ipaddress.ip_address(ip).is_loopback:
+            if ip is not None and not _is_loopback(ip):
                 claim(addresses, ip, vm_id)
         if system_id is not None:
             by_system.setdefault(system_id, []).append(vm_id)
@@ -444,8 +487,10 @@ def build_inventory(session: Session) -> Inventory[int]:
 
 def process_alerts(alert_ids: list[int]) -> str:
     """The task body of ``vmportal.security.process_alerts``: match each received alert to a VM and
-    gather it into its incident. Idempotent: only alerts still ``received`` are processed."""
+    gather it into its incident. Idempotent: only alerts still ``received`` are processed, under
+    their row locks (a second delivery waits for the first, then finds nothing to do)."""
     with db.transaction() as s:
+        outbox.complete_in(s)  # the task's outbox row, completed with this transaction
         rows = list(
             s.exec(
                 select(SecurityAlert, AlertSource.name)

@@ -13,7 +13,16 @@ from vmportal.security.lifecycle import CONTAIN_TASK, PROCESS_TASK, PRUNE_TASK, 
 from vmportal.tasks.app import PortalTask, celery_app
 
 
-@celery_app.task(base=PortalTask, name=PROCESS_TASK)
+class _ProcessTask(PortalTask):
+    abstract = True
+    # The body locks its alerts and acts only on those still "received", so a second delivery
+    # running at the same time waits for the first and then finds nothing to do: no outbox claim
+    # needed (one task per alert post, the commonest task by far). Its transaction marks the
+    # outbox row completed.
+    claims = False
+
+
+@celery_app.task(base=_ProcessTask, name=PROCESS_TASK)
 def process_alerts(alert_ids: list[int]) -> str:
     """Match received alerts to VMs, gather them into incidents, apply the containment policy."""
     return ingest.process_alerts(alert_ids)

@@ -5,6 +5,15 @@ added are dispatched; a row whose dispatch was lost (crash, broker down) or whos
 completed is sent again by ``redrive``, which beat runs every minute (and the embedded portal runs
 in a background thread). Tasks are idempotent, so a second delivery is harmless.
 
+The bookkeeping costs as few transactions as it can, because every alert, approval and power
+request pays it: a row is written already marked dispatched (it is dispatched right after the
+commit; the re-drive treats "dispatched and not completed" exactly like "never dispatched", at the
+same age, so a dispatch lost to a crash is still sent again), and only a send the broker refuses
+writes again (dispatch time taken back, the error kept). The dispatch waits until the committing
+session has given its connection back to the pool: dispatching needs a connection of its own, and
+request threads each holding one while waiting for a second would exhaust the pool under load.
+On PostgreSQL the completion is written on the claim's own connection, before the claim is let go.
+
 A row's task runs under a *claim* (:func:`claim`): on PostgreSQL a session advisory lock keyed by the
 row's id, held on a connection of its own for as long as the task body runs. A second delivery of
 the same row that arrives while the first still runs (a re-drive of a clone that takes longer than
@@ -23,11 +32,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import event, or_, text
+from sqlalchemy import event, or_, text, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from hypervisors.base import Retriable
@@ -38,6 +51,10 @@ from vmportal.tasks.models import OutboxTask
 log = logging.getLogger(__name__)
 
 _SESSION_KEY = "vmportal_outbox"
+_READY_KEY = "vmportal_outbox_ready"  # committed rows waiting for the transaction's end
+_COMPLETES_KEY = "vmportal_outbox_completes"  # task runs this transaction marks completed
+#: True while dispatching rows enqueue wrote as dispatched already (no need to record the send).
+_on_record: ContextVar[bool] = ContextVar("vmportal_outbox_on_record", default=False)
 # A task that has been sent this often without completing is left for a human (it shows in /metrics).
 MAX_DISPATCHES = 20
 _executor: ThreadPoolExecutor | None = None
@@ -51,6 +68,15 @@ _claimed: set[int] = set()
 _claimed_lock = threading.Lock()
 
 Claim = Literal["run", "running", "done"]
+#: This thread's claims in force on PostgreSQL, by outbox row: the connection holding each one.
+_claims_here = threading.local()
+
+
+def _held_claims() -> dict[int, Connection]:
+    held: dict[int, Connection] | None = getattr(_claims_here, "connections", None)
+    if held is None:
+        held = _claims_here.connections = {}
+    return held
 
 
 def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
@@ -58,7 +84,18 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
     # session listener while SQLAlchemy iterates them would break the commit.
     from vmportal.tasks import registry  # noqa: F401
 
-    row = OutboxTask(task=task, arguments=kwargs, request_id=context.request_id.get())
+    # Written as dispatched with the row: it is dispatched right after the commit, and writing that
+    # afterwards would cost every task a write transaction of its own. The re-drive treats a row
+    # dispatched and not completed exactly like one never dispatched (same age), so a dispatch lost
+    # to a crash right after the commit is sent again all the same; a send that fails says so on the
+    # row (dispatched_at cleared, last_error), see _send_to_broker.
+    row = OutboxTask(
+        task=task,
+        arguments=kwargs,
+        request_id=context.request_id.get(),
+        dispatched_at=db.utcnow(),
+        attempts=1,
+    )
     session.add(row)
     session.info.setdefault(_SESSION_KEY, []).append(row)
     return row
@@ -68,11 +105,32 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
 def _after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint was released: the rows are not committed until the outer commit
+    for running in session.info.pop(_COMPLETES_KEY, []):
+        running.completed = True
     rows: list[OutboxTask] = session.info.pop(_SESSION_KEY, [])
     # Rows added inside a savepoint that was rolled back are no longer persistent: never send them.
     committed = [r for r in rows if r.id is not None and sa_inspect(r).persistent]
     if committed:
-        dispatch([(r.id, r.task, dict(r.arguments), r.request_id) for r in committed if r.id is not None])
+        # Sent once the transaction has ended (_after_transaction_end), not here: at this point the
+        # session still holds its connection, and dispatching (marking rows, running a task inline)
+        # needs one of its own. Every request thread holding one connection while waiting for a
+        # second exhausts the pool under load, and each waits out the pool's 30 s timeout.
+        session.info.setdefault(_READY_KEY, []).extend(
+            (r.id, r.task, dict(r.arguments), r.request_id) for r in committed if r.id is not None
+        )
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None or transaction.nested:
+        return  # a savepoint ended; the outer transaction is still open
+    ready: list[tuple[int, str, dict[str, Any], str]] = session.info.pop(_READY_KEY, [])
+    if ready:  # committed, and the session's connection is back in the pool
+        token = _on_record.set(True)
+        try:
+            dispatch(ready)
+        finally:
+            _on_record.reset(token)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -80,14 +138,36 @@ def _after_rollback(session: Session) -> None:
     if session.in_transaction():
         return  # only a savepoint rolled back; _after_commit drops its rows
     session.info.pop(_SESSION_KEY, None)  # a rolled-back change has no task
+    session.info.pop(_COMPLETES_KEY, None)  # nor the completion of the task that made it
 
 
 def dispatch(rows: list[tuple[int, str, dict[str, Any], str]]) -> None:
+    """Send ``rows`` (id, task, arguments, request id) to their runner, and record it: rows the
+    re-drive sends get their dispatch time and attempt in one transaction for the batch; rows just
+    committed by :func:`enqueue` were written as dispatched already. A send the broker refuses is
+    taken back on its row, with the error, for the re-drive."""
+    on_record = _on_record.get()
     mode = get_settings().effective_task_mode
+    if mode == "celery":
+        sent: list[int] = []
+        failed: dict[int, str] = {}
+        for outbox_id, task, kwargs, request_id in rows:
+            error = _send_to_broker(outbox_id, task, kwargs, request_id)
+            if error is None:
+                sent.append(outbox_id)
+            else:
+                failed[outbox_id] = error
+        try:
+            _record_sends([] if on_record else sent, failed)
+        except Exception:
+            # The change these tasks belong to is committed, and its answer must say so: a row left
+            # marked dispatched is sent again by the re-drive all the same.
+            log.exception("outbox: the dispatch of %s could not be recorded", [r[0] for r in rows])
+        return
+    if not on_record:
+        _record_sends([r[0] for r in rows], {})
     for outbox_id, task, kwargs, request_id in rows:
-        if mode == "celery":
-            _send_to_broker(outbox_id, task, kwargs, request_id)
-        elif mode == "inline":
+        if mode == "inline":
             _run_local(outbox_id, task, kwargs, request_id)
         else:
             future = _pool().submit(_run_local, outbox_id, task, kwargs, request_id)
@@ -120,20 +200,84 @@ def wait_idle(timeout: float = 30.0) -> None:
             f.result(timeout=max(deadline - time.monotonic(), 0.01))
 
 
-def _mark_dispatched(outbox_id: int, error: str = "") -> None:
+def _record_sends(sent: list[int], failed: dict[int, str]) -> None:
+    """One transaction for a batch: ``sent`` rows dispatched now (one attempt more); ``failed`` ones
+    not dispatched after all (the re-drive sends them again once they are old enough), with the
+    error, the attempt counted."""
+    if not sent and not failed:
+        return
     with db.transaction() as session:
-        row = session.get(OutboxTask, outbox_id)
-        if row is None:
-            return
-        if error:
-            row.last_error = error[:2000]
-        else:
-            row.dispatched_at = db.utcnow()
-        row.attempts += 1
-        session.add(row)
+        if sent:
+            session.execute(
+                update(OutboxTask)
+                .where(col(OutboxTask.id).in_(sent))
+                .values(dispatched_at=db.utcnow(), attempts=OutboxTask.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        for outbox_id, error in failed.items():
+            session.execute(
+                update(OutboxTask)
+                .where(col(OutboxTask.id) == outbox_id)
+                .values(
+                    dispatched_at=None,
+                    last_error=error[:2000],
+                    # enqueue counted the attempt already; a re-drive's send counts here
+                    attempts=OutboxTask.attempts + (0 if _on_record.get() else 1),
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+
+@dataclass
+class Running:
+    """The outbox row of the task running in this context (see :func:`running`)."""
+
+    outbox_id: int
+    completed: bool = False  # by the task's own transaction (complete_in), now committed
+
+
+_running: ContextVar[Running | None] = ContextVar("vmportal_outbox_running", default=None)
+
+
+@contextmanager
+def running(outbox_id: int) -> Iterator[Running]:
+    """The task base runs a task body of outbox row ``outbox_id`` inside this block."""
+    state = Running(outbox_id)
+    token = _running.set(state)
+    try:
+        yield state
+    finally:
+        _running.reset(token)
+
+
+def complete_in(session: Session) -> None:
+    """Mark the outbox row of the task running now completed, in ``session``'s transaction: the
+    completion commits with the task's work, or not at all, and costs no transaction of its own.
+    Nothing happens outside a task run by the outbox (a direct call, beat)."""
+    state = _running.get()
+    if state is None:
+        return
+    session.execute(
+        update(OutboxTask)
+        .where(col(OutboxTask.id) == state.outbox_id, col(OutboxTask.completed_at).is_(None))
+        .values(completed_at=db.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.info.setdefault(_COMPLETES_KEY, []).append(state)
 
 
 def mark_completed(outbox_id: int) -> None:
+    held = _held_claims().get(outbox_id)
+    if held is not None:
+        # Inside this thread's claim of the row (PostgreSQL): on the claim's own connection, which
+        # commits each statement, before the claim is released (so the next claimer sees it done).
+        held.execute(
+            update(OutboxTask)
+            .where(col(OutboxTask.id) == outbox_id, col(OutboxTask.completed_at).is_(None))
+            .values(completed_at=db.utcnow())
+        )
+        held.commit()
+        return
     with db.transaction() as session:
         row = session.get(OutboxTask, outbox_id)
         if row is not None and row.completed_at is None:
@@ -188,7 +332,9 @@ def claim(outbox_id: int, *, wait: float = CLAIM_WAIT_SECONDS) -> Iterator[Claim
                 _claimed.discard(outbox_id)
         return
 
-    conn = engine.connect()
+    # Autocommit: the lock is a session lock (it outlives any transaction, not the connection), and
+    # each statement on this connection stands alone, without BEGIN/COMMIT round trips around it.
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     held = False
     try:
         deadline = time.monotonic() + wait
@@ -198,14 +344,27 @@ def claim(outbox_id: int, *, wait: float = CLAIM_WAIT_SECONDS) -> Iterator[Claim
                     text("SELECT pg_try_advisory_lock(:ns, :id)"), {"ns": CLAIM_NAMESPACE, "id": outbox_id}
                 ).scalar()
             )
-            conn.commit()  # a session lock: it outlives this (empty) transaction, not the connection
+            conn.commit()
             if held or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
         if not held:
             yield "running"
         else:
-            yield "done" if _is_completed(outbox_id) else "run"
+            # Read after the lock is ours: a holder marks its row completed before it lets go.
+            completed = conn.execute(
+                select(OutboxTask.completed_at).where(col(OutboxTask.id) == outbox_id)
+            ).first()
+            conn.commit()
+            # A row that does not exist (deleted, or another database) is not ours to skip.
+            if completed is not None and completed[0] is not None:
+                yield "done"
+            else:
+                _held_claims()[outbox_id] = conn
+                try:
+                    yield "run"
+                finally:
+                    _held_claims().pop(outbox_id, None)
     finally:
         try:
             if held:
@@ -239,23 +398,22 @@ def claimed_ids(session: Session) -> set[int]:
     return ids
 
 
-def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> None:
+def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> str | None:
+    """Publish one task; the error when the broker refused it (None when sent)."""
     from vmportal.tasks.app import celery_app
 
     try:
         celery_app.send_task(task, kwargs={**kwargs, "outbox_id": outbox_id, "request_id": request_id})
     except Exception as exc:  # broker down: the row stays undispatched and redrive sends it later
         log.warning("outbox %s: broker unavailable, will re-drive: %s", outbox_id, exc)
-        _mark_dispatched(outbox_id, error=str(exc))
-        return
-    _mark_dispatched(outbox_id)
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def _run_local(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> None:
     from vmportal.tasks import registry  # noqa: F401  (registers every task on the app)
     from vmportal.tasks.app import celery_app
 
-    _mark_dispatched(outbox_id)
     settings = get_settings()
     target = celery_app.tasks[task]
     for attempt in range(settings.task_max_retries + 1):
@@ -298,5 +456,9 @@ def redrive(now_offset: timedelta | None = None) -> int:
             .limit(500)
         ).all()
         batch = [(r.id, r.task, dict(r.arguments), r.request_id) for r in rows if r.id is not None]
-    dispatch(batch)
+    token = _on_record.set(False)  # these sends are recorded by dispatch (even from inside a task)
+    try:
+        dispatch(batch)
+    finally:
+        _on_record.reset(token)
     return len(batch)
