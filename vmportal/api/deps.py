@@ -33,30 +33,20 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/login")
 
 
-BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        return None
-    return credentials.credentials
+def bearer_from_header(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; None for any other."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def request_bearer_token(request: Request) -> str | None:
-    """The Authorization header's bearer token, read as HTTPBearer reads it but without a dependency
-    (for the two hottest reads, where FastAPI's dependency machinery costs as much as the query)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
+    """The request's bearer token, read without HTTPBearer's dependency (see vmportal.vm.api)."""
+    return bearer_from_header(request.headers.get("authorization", ""))
 
 
 #: The OpenAPI security of an endpoint that reads the token with request_bearer_token.
 BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
-
-
-def user_from_credentials(
-    session: Session, credentials: HTTPAuthorizationCredentials | None, request: Request
-) -> User:
-    return user_from_token(session, bearer_token(credentials), request)
 
 
 def user_from_token(session: Session, token: str | None, request: Request) -> User:
@@ -67,8 +57,13 @@ def user_from_token(session: Session, token: str | None, request: Request) -> Us
     return user
 
 
-def get_current_user(session: SessionDep, credentials: BearerCredentials, request: Request) -> User:
-    return user_from_credentials(session, credentials, request)
+def get_current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> User:
+    token = credentials.credentials if credentials and credentials.scheme.lower() == "bearer" else None
+    return user_from_token(session, token, request)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -131,7 +126,6 @@ __all__ = [
     "CENTER",
     "CENTER_READ",
     "CENTER_ROLES",
-    "BearerCredentials",
     "CurrentActor",
     "CurrentUser",
     "CurrentWho",

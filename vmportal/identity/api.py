@@ -15,6 +15,7 @@ from vmportal.api.deps import (
     SessionDep,
     can_see_unit,
     ensure_unit_visible,
+    request_bearer_token,
     require,
 )
 from vmportal.db import utcnow
@@ -58,11 +59,6 @@ def user_out(user: User) -> UserOut:
     )
 
 
-def _bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 def _visible_user(session: SessionDep, actor: CurrentActor, user_id: int) -> User:
     """Unit users see their own unit's accounts only; any other account answers 404."""
     user = session.get(User, user_id)
@@ -95,7 +91,7 @@ def login(body: LoginIn, session: SessionDep, response: Response) -> TokenOut:
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the token of this request")
 def logout(request: Request, session: SessionDep, who: CurrentWho) -> Response:
-    service.logout(session, _bearer_token(request), by=who)
+    service.logout(session, request_bearer_token(request) or "", by=who)
     return Response(status_code=204)
 
 
@@ -190,7 +186,7 @@ def set_password(
                 message_zh="修改本人密码须提供当前密码",
             )
         service.change_own_password(
-            session, user, body.old_password, body.new_password, keep_token=_bearer_token(request)
+            session, user, body.old_password, body.new_password, keep_token=request_bearer_token(request)
         )
     elif actor.role == Role.CENTER_ADMIN:
         service.reset_password(session, who, user, body.new_password)

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from vmportal import db, errors
+from vmportal import db
 from vmportal.api.deps import (
     BEARER_SECURITY,
     CENTER,
@@ -25,7 +24,7 @@ from vmportal.api.deps import (
     user_from_token,
 )
 from vmportal.identity import service as identity
-from vmportal.vm import reads, service
+from vmportal.vm import service
 from vmportal.vm.schemas import (
     DecommissionIn,
     DecommissionOut,
@@ -71,32 +70,6 @@ def operation_out(row: service.OperationRow) -> PowerOperationOut:
     )
 
 
-def _reader(request: Request) -> reads.VMReader | None:
-    reader: reads.VMReader | None = getattr(request.app.state, "vm_reader", None)
-    return reader if reader is not None and reader.usable else None
-
-
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
-
-
-def _list_vms_orm(request: Request, token: str | None, filters: service.VMFilters) -> VMList:
-    with db.transaction() as session:
-        actor = identity.actor_of(user_from_token(session, token, request))
-        rows, total = service.list_vms(session, actor, filters)
-        items = [vm_out(r) for r in rows]
-        return VMList(items=items, total=total, limit=filters.limit, offset=filters.offset)
-
-
-def _get_vm_orm(request: Request, token: str | None, vm_id: int) -> VMOut:
-    with db.transaction() as session:
-        actor = identity.actor_of(user_from_token(session, token, request))
-        return vm_out(service.get_vm(session, actor, vm_id))
-
-
-# These two are async and answer from vmportal/vm/reads.py on PostgreSQL (one statement, the JSON
-# built by the database): they are what every unit admin's page asks first. Without that path
-# (SQLite, or no valid token: the ORM produces the exact 401) they run the ORM path in a thread.
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """The OpenAPI description of a query validated by the endpoint itself (see list_vms)."""
     schema = model.model_json_schema()
@@ -125,8 +98,8 @@ def _described(prop: dict[str, Any]) -> dict[str, Any]:
 
 
 def _list_query(request: Request) -> VMListQuery:
-    """The query as one pydantic validation. FastAPI's own per-parameter machinery costs more than
-    the rest of this endpoint together; errors keep its shape (422 naming query.<field>)."""
+    """The query validated as the one model vmportal/vm/lane.py validates too (same rules, same
+    422 shape naming query.<field>), and before the token: a bad query is a 422 whoever asks."""
     try:
         return VMListQuery.model_validate(dict(request.query_params))
     except ValidationError as exc:
@@ -135,37 +108,27 @@ def _list_query(request: Request) -> VMListQuery:
         ) from None
 
 
+# On PostgreSQL, vmportal/vm/lane.py answers these two reads before the router whenever it can
+# (valid query, live token, a visible VM); what reaches these endpoints is the rest: SQLite, the
+# errors (422, 401, 404), and a VM whose stored document is missing. They answer through the ORM.
 @router.get(
     "/vms",
     response_model=VMList,
     summary="List VMs (a unit's users: their own unit's only)",
     openapi_extra={"parameters": _query_parameters(VMListQuery), **BEARER_SECURITY},
 )
-async def list_vms(request: Request) -> Any:
+def list_vms(request: Request) -> VMList:
     filters = service.VMFilters(**_list_query(request).model_dump())
-    reader, token = _reader(request), request_bearer_token(request)
-    if reader is not None and token is not None:
-        body = await reader.list_vms(token, filters)
-        if body is not None:
-            return _json(body)
-    return await run_in_threadpool(_list_vms_orm, request, token, filters)
+    with db.transaction() as session:
+        actor = identity.actor_of(user_from_token(session, request_bearer_token(request), request))
+        rows, total = service.list_vms(session, actor, filters)
+        items = [vm_out(r) for r in rows]
+        return VMList(items=items, total=total, limit=filters.limit, offset=filters.offset)
 
 
-@router.get(
-    "/vms/{vm_id}",
-    response_model=VMOut,
-    summary="One VM (another unit's answers 404)",
-    openapi_extra=BEARER_SECURITY,
-)
-async def get_vm(vm_id: VMId, request: Request) -> Any:
-    reader, token = _reader(request), request_bearer_token(request)
-    if reader is not None and token is not None:
-        answered, body = await reader.get_vm(token, vm_id)
-        if answered:
-            if body is None:
-                raise errors.NotFound("vm", vm_id)  # missing and another unit's alike
-            return _json(body)
-    return await run_in_threadpool(_get_vm_orm, request, token, vm_id)
+@router.get("/vms/{vm_id}", response_model=VMOut, summary="One VM (another unit's answers 404)")
+def get_vm(vm_id: VMId, session: SessionDep, actor: CurrentActor) -> VMOut:
+    return vm_out(service.get_vm(session, actor, vm_id))
 
 
 @router.get(

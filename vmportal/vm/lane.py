@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vmportal.api.deps import bearer_from_header
 from vmportal.vm import reads, service
 from vmportal.vm.schemas import VMListQuery
 
@@ -46,8 +47,7 @@ def _filters(query_string: bytes) -> service.VMFilters | None:
 def _token(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token if scheme.lower() == "bearer" and token else None
+            return bearer_from_header(value.decode("latin-1"))
     return None
 
 
@@ -87,8 +87,8 @@ class ReadLane:
             match = _ONE.fullmatch(path)
             if match is None or int(match[1]) > _MAX_ID:
                 return None
-            answered, body = await reader.get_vm(token, int(match[1]))
-            if not answered or body is None:
+            body = await reader.get_vm(token, int(match[1]))
+            if body is None:
                 return None  # the router answers the 401 or the 404
             scope["route"] = _ONE_ROUTE
             return body

@@ -209,18 +209,16 @@ class VMReader:
         tail = f'],"total":{int(total)},"limit":{filters.limit},"offset":{filters.offset}}}'
         return b'{"items":[' + items + tail.encode()
 
-    async def get_vm(self, token: str, vm_id: int) -> tuple[bool, bytes | None]:
-        """(answered, the VM's JSON or None when the caller may not see it or it does not exist);
-        not answered (False, None) when the token is not live or the VM has no document."""
+    async def get_vm(self, token: str, vm_id: int) -> bytes | None:
+        """The VM's JSON; None when the token is not live, the caller may not see the VM, it does
+        not exist or it has no document (the router then answers, 401 / 404 / the ORM's JSON)."""
         async with self._pool.connection() as conn:
             self.statements += 1
             cur = await conn.execute(_GET, {"digest": _digest(token), "id": vm_id})
             row = await cur.fetchone()
         assert row is not None
         authenticated, item = row
-        if not authenticated or item == b"":
-            return False, None
-        return True, item
+        return item if authenticated and item else None
 
 
 def conninfo(database_url: str) -> str:
