@@ -106,7 +106,7 @@ def create_dataset(vms: int, units: int, admins: int, key: str) -> Dataset:
     """A fresh database with ``vms`` VMs over ``units`` units, inserted in bulk."""
     from vmportal import crypto
     from vmportal import migrate as migrations
-    from vmportal.identity.service import _token_digest
+    from vmportal.identity.service import token_digest
 
     name = f"vmportal_bench_{os.getpid()}_{secrets.token_hex(3)}"
     admin = _admin_engine()
@@ -165,7 +165,7 @@ def create_dataset(vms: int, units: int, admins: int, key: str) -> Dataset:
         tokens = [secrets.token_urlsafe(32) for _ in chosen]
         conn.execute(
             t["auth_token"].insert(),
-            [{"token_sha256": _token_digest(tok), "user_id": user_ids[i], "created_at": now,
+            [{"token_sha256": token_digest(tok), "user_id": user_ids[i], "created_at": now,
               "expires_at": now + timedelta(hours=8)} for tok, i in zip(tokens, chosen, strict=True)],
         )  # fmt: skip
         vm_ids = [

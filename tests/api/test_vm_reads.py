@@ -9,7 +9,6 @@ names, Chinese names, every sort and filter, pages past the end, each role.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.conftest import _use_postgres
 from tests.factories import Factory
 from vmportal import db
 from vmportal.identity.models import AuthToken, User
+from vmportal.identity.service import token_digest
 from vmportal.unit.models import Unit
 from vmportal.vm import service
 from vmportal.vm.api import vm_out
@@ -110,7 +110,7 @@ def estate(client: TestClient, factory: Factory) -> dict[str, Any]:
 
 
 def actor_for(headers: dict[str, str]) -> Actor:
-    digest = hashlib.sha256(headers["Authorization"].split()[1].encode()).hexdigest()
+    digest = token_digest(headers["Authorization"].split()[1])
     with db.new_session() as session:
         token = session.exec(select(AuthToken).where(AuthToken.token_sha256 == digest)).one()
         user = session.get(User, token.user_id)

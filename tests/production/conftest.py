@@ -202,7 +202,7 @@ def bearer(user: User) -> dict[str, str]:
     with db.transaction() as s:
         s.add(
             AuthToken(
-                token_sha256=identity_service._token_digest(token),
+                token_sha256=identity_service.token_digest(token),
                 user_id=user.id,
                 expires_at=db.utcnow() + timedelta(hours=2),
             )

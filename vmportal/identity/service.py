@@ -97,7 +97,8 @@ def who(user: User) -> Who:
     return Who(actor=user.username, actor_id=user.id, role=user.role)
 
 
-def _token_digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What auth_token stores of a bearer token (vmportal/vm/reads.py compares it in SQL)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -159,13 +160,13 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     session.add(user)
     token = secrets.token_urlsafe(32)
     ttl = timedelta(minutes=settings.token_ttl_minutes)
-    session.add(AuthToken(token_sha256=_token_digest(token), user_id=user.id or 0, expires_at=now + ttl))
+    session.add(AuthToken(token_sha256=token_digest(token), user_id=user.id or 0, expires_at=now + ttl))
     record(session, who(user), "login", "user", user.id, unit_id=user.unit_id)
     return IssuedToken(token=token, expires_in=int(ttl.total_seconds()), user=user)
 
 
 def user_for_token(session: Session, token: str) -> User:
-    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == _token_digest(token))).first()
+    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == token_digest(token))).first()
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         raise errors.Unauthorized("missing, expired or revoked token", message_zh="令牌无效、已过期或已注销")
     user = session.get(User, row.user_id)
@@ -175,7 +176,7 @@ def user_for_token(session: Session, token: str) -> User:
 
 
 def logout(session: Session, token: str, by: Who | None = None) -> None:
-    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == _token_digest(token))).first()
+    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == token_digest(token))).first()
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
@@ -185,7 +186,7 @@ def logout(session: Session, token: str, by: Who | None = None) -> None:
 
 def revoke_all(session: Session, user_id: int, *, keep_token: str | None = None) -> int:
     """Revoke every live token of a user (but ``keep_token``, the caller's own); returns how many."""
-    keep = _token_digest(keep_token) if keep_token else None
+    keep = token_digest(keep_token) if keep_token else None
     count = 0
     for row in session.exec(
         select(AuthToken).where(AuthToken.user_id == user_id, col(AuthToken.revoked_at).is_(None))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 from typing import Any, LiteralString
 
@@ -28,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
 from policies.roles import UNIT_ROLES
+from vmportal.identity.service import token_digest
 from vmportal.settings import Settings
 from vmportal.vm.schemas import LifecycleFilter, VMSort
 from vmportal.vm.service import VMFilters, escape_like
@@ -80,10 +80,6 @@ _GET: bytes = (
     " (SELECT coalesce(v.api_json, '') FROM me JOIN vm v ON v.id = %(id)s"
     f" WHERE me.role NOT IN ({_UNIT_ROLES}) OR v.unit_id = me.unit_id)"
 ).encode()
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 _CONDITIONS: dict[str, LiteralString] = {
@@ -194,7 +190,7 @@ class VMReader:
     async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
         """The page as the API's JSON, or None when the token does not identify a live account."""
         statement, shared = _list_statement(filters)
-        params = {**shared, "digest": _digest(token)}
+        params = {**shared, "digest": token_digest(token)}
         async with self._pool.connection() as conn:
             self.statements += 1
             cur = await conn.execute(statement, params)
@@ -214,7 +210,7 @@ class VMReader:
         not exist or it has no document (the router then answers, 401 / 404 / the ORM's JSON)."""
         async with self._pool.connection() as conn:
             self.statements += 1
-            cur = await conn.execute(_GET, {"digest": _digest(token), "id": vm_id})
+            cur = await conn.execute(_GET, {"digest": token_digest(token), "id": vm_id})
             row = await cur.fetchone()
         assert row is not None
         authenticated, item = row
