@@ -250,6 +250,15 @@ def running(outbox_id: int) -> Iterator[Running]:
         _running.reset(token)
 
 
+def _completion(outbox_id: int) -> Any:
+    """The statement marking a row completed (once: a completed row keeps its first time)."""
+    return (
+        update(OutboxTask)
+        .where(col(OutboxTask.id) == outbox_id, col(OutboxTask.completed_at).is_(None))
+        .values(completed_at=db.utcnow())
+    )
+
+
 def complete_in(session: Session) -> None:
     """Mark the outbox row of the task running now completed, in ``session``'s transaction: the
     completion commits with the task's work, or not at all, and costs no transaction of its own.
@@ -257,12 +266,7 @@ def complete_in(session: Session) -> None:
     state = _running.get()
     if state is None:
         return
-    session.execute(
-        update(OutboxTask)
-        .where(col(OutboxTask.id) == state.outbox_id, col(OutboxTask.completed_at).is_(None))
-        .values(completed_at=db.utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_completion(state.outbox_id).execution_options(synchronize_session=False))
     session.info.setdefault(_COMPLETES_KEY, []).append(state)
 
 
@@ -271,11 +275,7 @@ def mark_completed(outbox_id: int) -> None:
     if held is not None:
         # Inside this thread's claim of the row (PostgreSQL): on the claim's own connection, which
         # commits each statement, before the claim is released (so the next claimer sees it done).
-        held.execute(
-            update(OutboxTask)
-            .where(col(OutboxTask.id) == outbox_id, col(OutboxTask.completed_at).is_(None))
-            .values(completed_at=db.utcnow())
-        )
+        held.execute(_completion(outbox_id))
         held.commit()
         return
     with db.transaction() as session:
