@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pyVmomi import vim, vmodl
@@ -28,7 +28,9 @@ from hypervisors.base import (
     Unreachable,
 )
 from hypervisors.registry import create
-from hypervisors.vsphere import MARKER_EXTRA_CONFIG_KEY, VSphereAdapter, _parse_url, marker_of
+from hypervisors.vsphere import MARKER_EXTRA_CONFIG_KEY, VSphereAdapter, marker_of
+from hypervisors.vsphere.customization import customization_spec
+from hypervisors.vsphere.endpoint import parse_url
 from tests.support.vcsim import (
     LINUX_TEMPLATE,
     WINDOWS_TEMPLATE,
@@ -112,14 +114,14 @@ def created(adapter: VSphereAdapter) -> Iterator[list[str]]:
 
 class TestConfiguration:
     def test_url_defaults_to_port_443_and_sdk_path(self) -> None:
-        endpoint = _parse_url("https://vcenter.example.edu.cn")
+        endpoint = parse_url("https://vcenter.example.edu.cn")
         assert (endpoint.scheme, endpoint.host, endpoint.port, endpoint.path) == (
             "https",
             "vcenter.example.edu.cn",
             443,
             "/sdk",
         )
-        assert _parse_url("http://[::1]:8989/sdk/").port == 8989
+        assert parse_url("http://[::1]:8989/sdk/").port == 8989
 
     @pytest.mark.parametrize("url", ["http://vcenter.example.edu.cn/sdk", "http://10.0.0.5:8989/sdk"])
     def test_plain_http_is_refused_for_a_real_host(self, url: str) -> None:
@@ -175,13 +177,12 @@ class TestConfiguration:
 class TestCustomization:
     """The CustomizationSpec sent with CloneVM_Task (vcsim ignores it; vCenter does not)."""
 
-    adapter = VSphereAdapter(
-        ConnectionConfig(
-            kind=HypervisorKind.VSPHERE,
-            url="https://vc.example.edu.cn/sdk",
-            defaults={"domain": "example.edu.cn", "dns": "10.0.0.53"},
-        )
-    )
+    defaults: ClassVar[dict[str, str]] = {"domain": "example.edu.cn", "dns": "10.0.0.53"}  # the connection's
+
+    def _customization(
+        self, spec: CloneSpec, guest_id: str, nic_count: int
+    ) -> vim.vm.customization.Specification | None:
+        return customization_spec(spec, guest_id, nic_count, self.defaults)
 
     def _spec(self, **fields: Any) -> CloneSpec:
         values: dict[str, Any] = {
@@ -196,7 +197,7 @@ class TestCustomization:
         return CloneSpec(**values)
 
     def test_windows_gets_sysprep_with_administrator_password_and_fixed_ip(self) -> None:
-        custom = self.adapter._customization(self._spec(admin_password="Pw-1"), "windows2019srv_64Guest", 2)
+        custom = self._customization(self._spec(admin_password="Pw-1"), "windows2019srv_64Guest", 2)
         assert custom is not None
         assert isinstance(custom.identity, vim.vm.customization.Sysprep)
         password = custom.identity.guiUnattended.password
@@ -215,10 +216,10 @@ class TestCustomization:
 
     def test_windows_admin_must_be_administrator(self) -> None:
         with pytest.raises(InvalidSpec, match="Administrator"):
-            self.adapter._customization(self._spec(admin_user="root", admin_password="x"), "windows9Guest", 1)
+            self._customization(self._spec(admin_user="root", admin_password="x"), "windows9Guest", 1)
 
     def test_linux_password_goes_through_cloud_init(self) -> None:
-        custom = self.adapter._customization(
+        custom = self._customization(
             self._spec(admin_user="vmadmin", admin_password="Pw-2"), "debian12_64Guest", 1
         )
         assert custom is not None
@@ -233,7 +234,7 @@ class TestCustomization:
         assert config["chpasswd"]["users"] == [{"name": "vmadmin", "password": "Pw-2", "type": "text"}]
 
     def test_linux_without_password_uses_linuxprep(self) -> None:
-        custom = self.adapter._customization(self._spec(hostname="db1"), "rhel9_64Guest", 1)
+        custom = self._customization(self._spec(hostname="db1"), "rhel9_64Guest", 1)
         assert custom is not None
         assert isinstance(custom.identity, vim.vm.customization.LinuxPrep)
         hostname = custom.identity.hostName
@@ -242,13 +243,11 @@ class TestCustomization:
         assert custom.identity.domain == "example.edu.cn"
 
     def test_nothing_to_customise_sends_no_spec(self) -> None:
-        assert self.adapter._customization(self._spec(ip=None), "debian12_64Guest", 1) is None
+        assert self._customization(self._spec(ip=None), "debian12_64Guest", 1) is None
 
     def test_gateway_outside_the_subnet_is_invalid(self) -> None:
         with pytest.raises(InvalidSpec, match="outside"):
-            self.adapter._customization(
-                self._spec(ip=IPSettings("10.1.2.30", 24, "10.9.9.1")), "debian12_64Guest", 1
-            )
+            self._customization(self._spec(ip=IPSettings("10.1.2.30", 24, "10.9.9.1")), "debian12_64Guest", 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,7 +488,7 @@ class TestVirtualMachines:
             raise Crash("worker killed after CloneVM_Task succeeded")
 
         # The clone task completes, then the worker dies before anything else happens.
-        monkeypatch.setattr(adapter, "_complete", die)
+        monkeypatch.setattr(adapter._provisioning, "complete", die)
         with pytest.raises(Crash):
             adapter.clone(spec)
         monkeypatch.undo()
