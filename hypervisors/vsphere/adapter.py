@@ -81,7 +81,9 @@ class VSphereAdapter:
 
     Building one contacts nothing (an ``http://`` URL naming a non-loopback host is refused at
     once, as :class:`~hypervisors.base.InvalidSpec`); the first call logs in. ``page_size`` is the
-    number of objects per PropertyCollector page.
+    number of objects per PropertyCollector page. Every public method is the contract's
+    (:class:`~hypervisors.base.HypervisorAdapter` says what each promises), delegated as the module
+    docstring lists.
     """
 
     kind = HypervisorKind.VSPHERE

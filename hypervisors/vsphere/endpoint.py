@@ -19,6 +19,8 @@ from hypervisors.base import ConnectionConfig, InvalidSpec
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Scheme, host, port and SDK path of one vCenter."""
+
     scheme: str
     host: str
     port: int
@@ -30,6 +32,7 @@ class Endpoint:
 
 
 def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     if host.lower() == "localhost":
         return True
     try:

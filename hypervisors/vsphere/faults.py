@@ -43,6 +43,7 @@ from hypervisors.vsphere.endpoint import Endpoint
 
 
 def fault_name(fault: object) -> str:
+    """The WSDL type name of a fault or managed object (``InvalidPowerState``, ``Folder``)."""
     return getattr(type(fault), "_wsdlName", None) or type(fault).__name__
 
 
