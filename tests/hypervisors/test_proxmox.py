@@ -316,12 +316,12 @@ def test_wait_task_reports_failure_and_times_out(
     proxmox_double: ProxmoxDouble, adapter: ProxmoxAdapter
 ) -> None:
     proxmox_double.fail_next_task("qmstop", "VM quit/powerdown failed")
-    upid = adapter._post("nodes/pve1/qemu/100/status/stop", "stop")
+    upid = adapter._api.post("nodes/pve1/qemu/100/status/stop", "stop")
     result = adapter.wait_task(upid)
     assert (result.ok, result.message, result.task_ref) == (False, "VM quit/powerdown failed", upid)
 
     proxmox_double.task_delay = 30
-    upid = adapter._post("nodes/pve1/qemu/100/status/stop", "stop")
+    upid = adapter._api.post("nodes/pve1/qemu/100/status/stop", "stop")
     with pytest.raises(Retriable):
         adapter.wait_task(upid, timeout=0.2)
 
@@ -332,7 +332,7 @@ def test_retry_while_first_clone_still_copies_does_not_clone_twice(
     # The first attempt's worker died after PVE accepted the clone; the disks are still copying,
     # so the new VM holds only the clone lock and no marker yet.
     proxmox_double.task_delay = 0.5
-    first = adapter._post(
+    first = adapter._api.post(
         "nodes/pve1/qemu/9000/clone",
         "clone",
         newid=500,
@@ -415,14 +415,14 @@ def test_link_down_on_every_nic_keeps_the_rest(
 
 def test_concurrent_config_edit_is_retriable(proxmox_double: ProxmoxDouble, adapter: ProxmoxAdapter) -> None:
     # Someone edits the VM between our read and our write: PVE refuses the stale digest.
-    original = adapter._config
+    original = adapter._inventory.vm_config
 
     def read_then_meddle(node: str, vmid: int) -> dict[str, Any]:
         config = original(node, vmid)
         proxmox_double.vm(vmid).config["cores"] = 8
         return config
 
-    adapter._config = read_then_meddle  # type: ignore[method-assign]
+    adapter._inventory.vm_config = read_then_meddle  # type: ignore[method-assign]
     with pytest.raises(Retriable):
         adapter.set_network("pve1/100", False)
     assert "link_down" not in proxmox_double.vm(100).config["net0"]
