@@ -122,11 +122,21 @@ class InvalidSpec(HypervisorError):
 
 @dataclass(frozen=True)
 class Capabilities:
-    guest_power: bool = True  # guest shutdown / reboot
-    nic_disconnect: bool = True  # network cut and restore without powering off
-    web_block: bool = False  # per-VM firewall able to drop 80/443 inbound
-    guest_credentials: bool = True  # sets the initial admin account and password at clone time
-    disk_resize: bool = True
+    """What an adapter may lack, so callers can decide before asking (and not learn by failing).
+
+    Everything else in :class:`HypervisorAdapter` is required of every adapter: cutting and
+    restoring the network (:meth:`~HypervisorAdapter.set_network`, the containment every VM must
+    be open to), setting the admin account and initial password at clone time (the portal hands
+    them to the unit once), and growing the first disk to ``CloneSpec.disk_gib``.
+    """
+
+    #: Guest OS shutdown and reboot (VMware Tools, ACPI / QEMU agent). When False,
+    #: ``power(ref, SHUTDOWN | REBOOT)`` raises :class:`NotSupported`; callers refuse those actions
+    #: up front and offer stop / restart. Read by the contract suite and the VM power service.
+    guest_power: bool = True
+    #: A per-VM firewall able to drop inbound 80/443. When False, ``set_web_block`` raises
+    #: :class:`NotSupported` and containment falls back to cutting the network.
+    web_block: bool = False
 
 
 @dataclass(frozen=True)
@@ -311,7 +321,9 @@ class HypervisorAdapter(Protocol):
         """Perform a power action and return the VM once the hypervisor reports the result.
 
         START on a running VM and STOP on a stopped VM are no-ops. Guest actions on a VM without
-        running guest tools raise :class:`NotSupported` or :class:`TaskFailed` with the reason.
+        running guest tools raise :class:`NotSupported` or :class:`TaskFailed` with the reason;
+        when ``capabilities.guest_power`` is false they raise :class:`NotSupported` whatever the
+        VM's state.
         """
         ...
 

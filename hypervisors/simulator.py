@@ -21,7 +21,10 @@ datastores: ``sim-ds-01`` (the default, ample) and ``sim-ds-full`` (10 GiB, so a
 with ``placement={"datastore": "sim-ds-full"}`` fails as a real task would, leaving no VM).
 
 Connection defaults (``ConnectionConfig.defaults``): ``network``, ``datastore``, ``folder``,
-``cluster``, ``host`` set the default placement; ``fail`` arms faults (below).
+``cluster``, ``host`` set the default placement; ``fail`` arms faults (below); ``lacks`` names
+capabilities the simulated hypervisor does not have (``"guest_power"``, ``"web_block"``, or both
+comma-separated): ``capabilities`` says so, and guest shutdown/reboot or ``set_web_block`` then
+raise :class:`~hypervisors.base.NotSupported` as a real adapter without them would.
 
 Faults, for tests
 -----------------
@@ -58,6 +61,7 @@ import abc
 import base64
 import contextlib
 import copy
+import dataclasses
 import fcntl
 import hashlib
 import hmac
@@ -407,6 +411,19 @@ def _password_matches(encoded: str, password: str) -> bool:
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 
+def _capabilities_lacking(spec: str) -> Capabilities:
+    """The simulator's capabilities without those named in ``spec`` (``"guest_power,web_block"``)."""
+    known = {f.name for f in dataclasses.fields(Capabilities)}
+    lacking = {name.strip() for name in spec.split(",") if name.strip()}
+    unknown = lacking - known
+    if unknown:
+        raise InvalidSpec(
+            f"defaults['lacks'] names unknown capabilities {sorted(unknown)}; known: {sorted(known)}",
+            detail={"field": "defaults.lacks"},
+        )
+    return dataclasses.replace(SimulatorAdapter.capabilities, **dict.fromkeys(lacking, False))
+
+
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
@@ -416,9 +433,7 @@ class SimulatorAdapter:
     """The whole adapter contract, in-process. See the module docstring for URLs and test hooks."""
 
     kind = HypervisorKind.SIMULATOR
-    capabilities = Capabilities(
-        guest_power=True, nic_disconnect=True, web_block=True, guest_credentials=True, disk_resize=True
-    )
+    capabilities = Capabilities(guest_power=True, web_block=True)
 
     def __init__(self, config: ConnectionConfig | str = "simulator://memory") -> None:
         if isinstance(config, str):
@@ -429,6 +444,7 @@ class SimulatorAdapter:
         # than at construction: registry.create() promises not to fail before the first call.
         self._config_error: HypervisorError | None = None
         try:
+            self.capabilities = _capabilities_lacking(config.defaults.get("lacks", ""))
             self._world = _world_for(config.url)
             self._arm_configured_faults()
         except HypervisorError as exc:
@@ -806,6 +822,13 @@ class SimulatorAdapter:
         action = PowerAction(action)
         with self._txn("power") as txn:
             record = self._vm_record(txn, ref)
+            if action in (PowerAction.SHUTDOWN, PowerAction.REBOOT) and not self.capabilities.guest_power:
+                # Refused whatever the power state: the hypervisor cannot do it at all.
+                raise NotSupported(
+                    f"this hypervisor cannot ask the guest OS of {record['name']} ({ref}) to "
+                    f"{action.value}; use stop or restart",
+                    detail={"ref": ref},
+                )
             try:
                 current = PowerState(record["power_state"])
             except ValueError:
@@ -854,6 +877,12 @@ class SimulatorAdapter:
     def set_web_block(self, ref: str, blocked: bool) -> VMInfo:
         with self._txn("set_web_block") as txn:
             record = self._vm_record(txn, ref)
+            if not self.capabilities.web_block:
+                raise NotSupported(
+                    "this hypervisor has no per-VM firewall for inbound 80/443; isolate the VM's "
+                    "network instead",
+                    detail={"ref": ref},
+                )
             record["web_blocked"] = blocked
             verb = "dropping" if blocked else "accepting"
             self._record_task(txn, "set_web_block", ref, message=f"firewall {verb} inbound 80/443")

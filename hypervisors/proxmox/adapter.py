@@ -69,13 +69,7 @@ class ProxmoxAdapter:
     """
 
     kind = HypervisorKind.PROXMOX
-    capabilities = Capabilities(
-        guest_power=True,
-        nic_disconnect=True,
-        web_block=True,
-        guest_credentials=True,
-        disk_resize=True,
-    )
+    capabilities = Capabilities(guest_power=True, web_block=True)
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config

@@ -87,13 +87,7 @@ class VSphereAdapter:
     """
 
     kind = HypervisorKind.VSPHERE
-    capabilities = Capabilities(
-        guest_power=True,
-        nic_disconnect=True,
-        web_block=False,
-        guest_credentials=True,
-        disk_resize=True,
-    )
+    capabilities = Capabilities(guest_power=True, web_block=False)
 
     def __init__(self, config: ConnectionConfig, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.config = config

@@ -42,3 +42,15 @@ class TestSimulatorContract(AdapterContract):
     @pytest.fixture
     def unreachable_adapter(self) -> HypervisorAdapter:
         return create(_config("simulator://memory", fail="*:unreachable:always"))
+
+
+class TestSimulatorWithoutGuestPowerOrWebBlockContract(TestSimulatorContract):
+    """The same contract where the hypervisor lacks both optional capabilities: the suite then
+    expects NotSupported for guest actions and web blocking, as its capability checks say."""
+
+    @pytest.fixture
+    def adapter(self) -> HypervisorAdapter:
+        adapter = create(_config("simulator://memory", lacks="guest_power,web_block"))
+        assert not adapter.capabilities.guest_power
+        assert not adapter.capabilities.web_block
+        return adapter

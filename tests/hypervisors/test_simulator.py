@@ -22,6 +22,7 @@ from hypervisors.base import (
     InvalidSpec,
     IPSettings,
     NotFound,
+    NotSupported,
     PowerAction,
     PowerState,
     Retriable,
@@ -464,6 +465,50 @@ def test_bad_configured_fault_is_reported(fail: str) -> None:
     assert not result.ok
     assert "fail" in result.message
     with pytest.raises(InvalidSpec):
+        adapter.list_vms()
+
+
+# ---- capabilities a connection can take away ---------------------------------------------
+
+
+def test_lacking_guest_power_refuses_guest_actions_before_anything_happens() -> None:
+    adapter = sim(lacks="guest_power")
+    assert not adapter.capabilities.guest_power
+    assert adapter.capabilities.web_block
+    running = adapter.clone(spec()).ref
+    stopped = adapter.clone(spec(power_on=False)).ref
+    tasks_before = len(adapter.task_log())
+    for ref, action in (
+        (running, PowerAction.REBOOT),
+        (running, PowerAction.SHUTDOWN),
+        (stopped, PowerAction.SHUTDOWN),
+    ):
+        with pytest.raises(NotSupported, match="use stop or restart"):
+            adapter.power(ref, action)
+    assert len(adapter.task_log()) == tasks_before  # refused up front: no task, no state change
+    assert adapter.get_vm(running).power_state is PowerState.RUNNING
+    assert adapter.power(running, PowerAction.RESTART).power_state is PowerState.RUNNING
+    assert adapter.power(running, PowerAction.STOP).power_state is PowerState.STOPPED
+
+
+def test_lacking_web_block_refuses_the_block_and_leaves_the_vm_reachable() -> None:
+    adapter = sim(lacks="web_block")
+    assert not adapter.capabilities.web_block
+    ref = adapter.clone(spec()).ref
+    with pytest.raises(NotSupported, match="isolate"):
+        adapter.set_web_block(ref, True)
+    vm = adapter.get_vm(ref)
+    assert not vm.web_blocked
+    assert vm.network_connected
+    assert not adapter.set_network(ref, False).network_connected  # the fallback still works
+
+
+def test_unknown_lacking_capability_is_reported() -> None:
+    adapter = sim(lacks="guest_power,teleport")
+    result = adapter.check()
+    assert not result.ok
+    assert "teleport" in result.message
+    with pytest.raises(InvalidSpec, match="lacks"):
         adapter.list_vms()
 
 
