@@ -31,6 +31,6 @@ test-fast: install ## The suite on SQLite only, no lint
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 migration: install ## Generate a migration from model changes: make migration m="what changed"
-	$(PY) -m vmportal.devtools new-migration "$(m)"
+	$(PY) -m vmportal.app.devtools new-migration "$(m)"
 
 .PHONY: help install run bootstrap lint test test-fast migration

@@ -104,9 +104,9 @@ def _admin_engine() -> sa.Engine:
 
 def create_dataset(vms: int, units: int, admins: int, key: str) -> Dataset:
     """A fresh database with ``vms`` VMs over ``units`` units, inserted in bulk."""
-    from vmportal import crypto
-    from vmportal import migrate as migrations
+    from vmportal.app import migrate as migrations
     from vmportal.identity.service import token_digest
+    from vmportal.kit import crypto
 
     name = f"vmportal_bench_{os.getpid()}_{secrets.token_hex(3)}"
     admin = _admin_engine()

@@ -47,12 +47,12 @@ from bench.vsphere_inventory import InventoryBench, bare_retrieve, measure_inven
 from hypervisors.base import VMInfo
 from hypervisors.vsphere import DEFAULT_PAGE_SIZE
 from tests.support.vcsim import Topology, VcsimServer, start_vcsim
-from vmportal import crypto, db
-from vmportal import migrate as migrations
+from vmportal.app import migrate as migrations
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for
 from vmportal.inventory.service import SyncReport, reconcile, sync_connection
-from vmportal.settings import Settings, use_settings
+from vmportal.kit import crypto, db
+from vmportal.kit.settings import Settings, use_settings
 from vmportal.vm.models import VM
 
 VMS_PER_CLUSTER = 1000

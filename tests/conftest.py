@@ -15,10 +15,10 @@ from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlmodel import Session, SQLModel
 
-from vmportal import crypto, db
-from vmportal import migrate as migrations
+from vmportal.app import migrate as migrations
 from vmportal.identity import service as identity_service
-from vmportal.settings import Settings, use_settings
+from vmportal.kit import crypto, db
+from vmportal.kit.settings import Settings, use_settings
 
 pytest_plugins = ["tests.factories", "tests.support.vcsim", "tests.support.proxmox_double"]
 
@@ -56,7 +56,7 @@ def postgres_url(worker_id: str) -> Iterator[str]:
     url = f"{PG_BASE}/{name}"
     migrations.upgrade(url)
     yield url
-    from vmportal import db as _db
+    from vmportal.kit import db as _db
 
     _db.engine().dispose()
     with admin.connect() as conn:
@@ -107,7 +107,7 @@ def session(settings: Settings) -> Iterator[Session]:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    from vmportal.api.app import create_app
+    from vmportal.app.factory import create_app
 
     app = create_app(settings, migrate=False)
     with TestClient(app) as c:

@@ -21,12 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from vmportal import db
 from vmportal.connection.models import HypervisorConnection
 from vmportal.identity.models import User
 from vmportal.identity.service import hash_password
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.network.models import IPPool
-from vmportal.settings import Settings
 from vmportal.unit.models import Contact, Document, InformationSystem, Quota, Unit
 from vmportal.vm.models import VM
 

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from tests.factories import Factory
-from vmportal import db
-from vmportal.cli import app
-from vmportal.settings import Settings, get_settings
+from vmportal.app.cli import app
+from vmportal.kit import db
+from vmportal.kit.settings import Settings, get_settings
 
 API = "/api/v1"
 runner = CliRunner()
@@ -99,7 +99,7 @@ def test_serve_runs_uvicorn_on_the_app_factory(settings: Settings, monkeypatch: 
     assert "http://127.0.0.1:8123/" in result.output
     assert "demo" in result.output
     target, kwargs = calls[0]
-    assert target == "vmportal.api.app:create_app"
+    assert target == "vmportal.app.factory:create_app"
     assert (kwargs["factory"], kwargs["host"], kwargs["port"], kwargs["reload"]) == (
         True,
         "127.0.0.1",

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.api.test_lifecycle_vsphere import register_vsphere, staff
 from tests.factories import Factory
 from tests.support.vcsim import VcsimServer
-from vmportal.cli import app
+from vmportal.app.cli import app
 
 pytestmark = pytest.mark.vcsim
 

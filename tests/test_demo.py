@@ -13,11 +13,12 @@ from sqlmodel import SQLModel, func, select
 from hypervisors import ConnectionConfig, HypervisorKind, create
 from hypervisors.base import PowerState
 from policies.paperwork import check_paperwork
-from vmportal import db, demo
+from vmportal.app import demo
 from vmportal.audit.models import AuditEntry
 from vmportal.audit.service import verify
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.network.models import IPAllocation
-from vmportal.settings import Settings
 from vmportal.unit.models import Document, Unit
 from vmportal.unit.service import document_path, paperwork_facts
 from vmportal.vm.models import VM
@@ -26,7 +27,7 @@ API = "/api/v1"
 
 
 def counts() -> dict[str, int]:
-    import vmportal.models  # noqa: F401  (every table on the metadata)
+    import vmportal.app.models  # noqa: F401  (every table on the metadata)
 
     with db.transaction() as s:
         return {

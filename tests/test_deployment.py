@@ -66,7 +66,7 @@ def test_worker_serves_its_metrics_and_its_health_check_reads_them() -> None:
     # The shared settings survive the merge (a plain `environment:` would replace them all).
     assert env["VMPORTAL_BROKER_URL"].startswith("redis://")
     assert env["VMPORTAL_DATABASE_URL"].startswith("postgresql+psycopg://")
-    # vmportal.worker makes a fresh multiprocess directory per start; a fixed one would keep stale counts.
+    # vmportal.app.worker makes a fresh multiprocess directory per start; a fixed one would keep stale counts.
     assert "PROMETHEUS_MULTIPROC_DIR" not in env
     check = " ".join(worker["healthcheck"]["test"])
     assert f"127.0.0.1:{port}/metrics" in check

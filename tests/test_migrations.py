@@ -12,8 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import vmportal.models  # noqa: F401
-from vmportal import migrate
+import vmportal.app.models  # noqa: F401
+from vmportal.app import migrate
 
 PG_BASE = os.environ.get("VMPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import func, select
 
 from hypervisors.base import Retriable
-from vmportal import db
-from vmportal.settings import Settings, use_settings
-from vmportal.tasks import outbox
-from vmportal.tasks.app import PortalTask, celery_app
-from vmportal.tasks.models import OutboxTask
+from vmportal.jobs import outbox
+from vmportal.jobs.app import PortalTask, celery_app
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
+from vmportal.kit.settings import Settings, use_settings
 
 PROBE = "tests.outbox.probe"
 CALLS: list[str] = []

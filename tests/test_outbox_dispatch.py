@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from vmportal import db
-from vmportal.settings import Settings, use_settings
-from vmportal.tasks import outbox
-from vmportal.tasks.app import PortalTask, celery_app
-from vmportal.tasks.models import OutboxTask
+from vmportal.jobs import outbox
+from vmportal.jobs.app import PortalTask, celery_app
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
+from vmportal.kit.settings import Settings, use_settings
 
 PROBE = "tests.outbox_dispatch.probe"
 SELF_COMPLETING = "tests.outbox_dispatch.self_completing"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vmportal.settings import Settings
-from vmportal.tasks.periodic import beat_schedule
+from vmportal.app.beat import beat_schedule
+from vmportal.kit.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

@@ -18,17 +18,17 @@ from sqlmodel import col, select
 
 from tests.factories import Factory
 from tests.security_reports.conftest import CENTER_MAILBOX, MailServer, free_port
-from vmportal import db
+from vmportal.app import retention
+from vmportal.app.beat import beat_schedule
 from vmportal.connection.service import forget_templates
 from vmportal.identity.models import User
+from vmportal.incidents.models import Notification
+from vmportal.jobs.app import celery_app
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.request import reminders
 from vmportal.request.models import RequestReminder, RequestState, VMRequest
 from vmportal.request.tasks import REMINDER_TASK, deadline_reminders
-from vmportal.security.models import Notification
-from vmportal.settings import Settings
-from vmportal.tasks import retention
-from vmportal.tasks.app import celery_app
-from vmportal.tasks.periodic import beat_schedule
 from vmportal.unit.models import Contact, Unit
 
 H = timedelta(hours=1)
@@ -320,7 +320,7 @@ def test_without_any_address_the_reminder_is_kept_failed_for_the_center_to_see(
 def test_the_embedded_tick_reminds_every_time_and_prunes_hourly(
     factory: Factory, mail_server: MailServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vmportal.tasks import periodic
+    from vmportal.app import beat as periodic
 
     pruned: list[int] = []
 

@@ -1,4 +1,4 @@
-"""Pruning the outboxes (vmportal.tasks.retention): completed outbox tasks and sent e-mails older than
+"""Pruning the outboxes (vmportal.app.retention): completed outbox tasks and sent e-mails older than
 VMPORTAL_RETENTION_DAYS go, in bounded batches; unfinished tasks, pending, sending and failed mails, and
 the finding reminders whose row is their once-only record stay, however old."""
 
@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
-from vmportal import db
-from vmportal.security.models import Notification
-from vmportal.settings import Settings
-from vmportal.tasks import retention
-from vmportal.tasks.app import celery_app
-from vmportal.tasks.models import OutboxTask
-from vmportal.tasks.periodic import beat_schedule, prune_outboxes
+from vmportal.app import retention
+from vmportal.app.beat import beat_schedule, prune_outboxes
+from vmportal.incidents.models import Notification
+from vmportal.jobs.app import celery_app
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 
 DAY = timedelta(days=1)
 

@@ -12,7 +12,7 @@ from hypervisors import create
 from hypervisors.base import HypervisorAdapter, Unreachable
 from tests.factories import Factory
 from tests.security.helpers import simulator
-from vmportal.tasks import warmup
+from vmportal.app import warmup
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from policies.forbidden_services import ServiceKind
 from vmportal.alerts import ParseError
-from vmportal.alerts.nmap import forbidden_services, parse_nmap_xml, safe_xml_root
+from vmportal.compliance.nmap import forbidden_services, parse_nmap_xml, safe_xml_root
 
 SAMPLE = Path(__file__).parent / "data" / "nmap_sample.xml"
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.factories import Factory
-from vmportal import db
+from vmportal.kit import db
 
 API = "/api/v1"
 

@@ -7,11 +7,11 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from tests.factories import Factory
-from vmportal import db, errors
 from vmportal.audit.models import AuditEntry
 from vmportal.audit.service import Who
 from vmportal.center import service
-from vmportal.settings import Settings
+from vmportal.kit import db, errors
+from vmportal.kit.settings import Settings
 
 API = "/api/v1"
 

@@ -36,9 +36,9 @@ from tests.api.test_lifecycle_vsphere import (
 from tests.factories import Factory
 from tests.support.proxmox_double import ProxmoxDouble
 from tests.support.vcsim import LINUX_TEMPLATE, VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
-from vmportal.settings import Settings
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 
 
 def closed_port() -> int:

@@ -15,11 +15,11 @@ from sqlmodel import select
 from hypervisors import ConnectionConfig, HypervisorKind, create
 from hypervisors.simulator import SimulatorAdapter
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import forget_templates
-from vmportal.settings import Settings
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 
 API = "/api/v1"
 SECRET = "Vc-Secret-9f8e7d6c"

@@ -21,13 +21,13 @@ from hypervisors.base import TaskFailed
 from hypervisors.simulator import SimulatorAdapter
 from tests.api.test_requests import API, Portal, make_portal
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.request import service
 from vmportal.request import tasks as request_tasks
 from vmportal.request.models import VMRequest
-from vmportal.settings import Settings
 from vmportal.vm.models import VM, DeliveryCredential
 
 
@@ -328,8 +328,8 @@ def test_an_inventory_sync_during_provisioning_does_not_duplicate_the_vm(
 def test_the_embedded_portal_provisions_in_its_own_thread_pool(portal: Portal, settings: Settings) -> None:
     """task_mode thread, as `make run` has it: the approval answers first, a worker thread of the
     portal's own process delivers right after."""
-    from vmportal.settings import use_settings
-    from vmportal.tasks import outbox
+    from vmportal.jobs import outbox
+    from vmportal.kit.settings import use_settings
 
     use_settings(settings.model_copy(update={"task_mode": "thread"}))
     try:

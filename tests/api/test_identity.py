@@ -8,10 +8,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from tests.factories import PASSWORD, Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
 from vmportal.identity.models import AuthToken, User
-from vmportal.settings import Settings
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 
 API = "/api/v1"
 NEW_PASSWORD = "An0ther-Passw0rd#"

@@ -9,8 +9,8 @@ from sqlmodel import select
 from hypervisors import ConnectionConfig, HypervisorKind, PowerState
 from hypervisors.simulator import SimulatorAdapter
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 from vmportal.vm.models import VM
 
 

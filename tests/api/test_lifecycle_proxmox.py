@@ -30,8 +30,8 @@ from tests.api.test_lifecycle_vsphere import (
 )
 from tests.factories import Factory
 from tests.support.proxmox_double import ProxmoxDouble
-from vmportal import db
 from vmportal.audit.service import Who
+from vmportal.kit import db
 from vmportal.vm import service as vm_service
 
 

@@ -27,9 +27,9 @@ from sqlmodel import col, select
 
 from tests.factories import Factory
 from tests.support.vcsim import LINUX_TEMPLATE, WINDOWS_TEMPLATE, VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
 from vmportal.connection.service import forget_templates
+from vmportal.kit import db
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM
 

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 from vmportal.network import service
 from vmportal.network.models import IPAllocation, IPPool
 

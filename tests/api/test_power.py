@@ -18,10 +18,10 @@ from hypervisors.base import NotFound as HypervisorNotFound
 from hypervisors.base import PowerState, Retriable, TaskFailed
 from hypervisors.simulator import SimulatorAdapter
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
 from vmportal.audit.service import Who, verify
 from vmportal.identity.models import User
+from vmportal.kit import db
 from vmportal.network.models import IPAllocation
 from vmportal.unit.models import Unit
 from vmportal.vm import service

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.test_requests import API, make_portal
 from tests.factories import Factory
-from vmportal import db
+from vmportal.kit import db
 from vmportal.vm.models import VM
 
 

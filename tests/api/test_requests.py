@@ -16,13 +16,13 @@ from sqlmodel import func, select
 
 from policies.roles import Actor, Role
 from tests.factories import Factory
-from vmportal import db, errors
 from vmportal.audit.models import AuditEntry
 from vmportal.connection.service import forget_templates
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db, errors
 from vmportal.request import service
 from vmportal.request.lifecycle import Action
 from vmportal.request.models import VMRequest
-from vmportal.tasks.models import OutboxTask
 from vmportal.unit.models import Quota, Unit
 from vmportal.vm.models import VM
 

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import SQLModel, select
 
 from tests.factories import Factory
-from vmportal import db
 from vmportal.audit.models import AuditEntry
-from vmportal.settings import Settings
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.unit import service
 from vmportal.unit.models import Document, Unit
 

@@ -23,9 +23,9 @@ from policies.power import SecurityState
 from policies.roles import Actor, Role
 from tests.conftest import _use_postgres
 from tests.factories import Factory
-from vmportal import db
 from vmportal.identity.models import AuthToken, User
 from vmportal.identity.service import token_digest
+from vmportal.kit import db
 from vmportal.unit.models import Unit
 from vmportal.vm import service
 from vmportal.vm.api import vm_out

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from tests.factories import Factory
-from vmportal import db
+from vmportal.kit import db
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM
 

@@ -40,12 +40,12 @@ from tests.production.harness import (
     unique_name,
 )
 from tests.support.vcsim import LINUX_TEMPLATE, Topology, VcsimServer, start_vcsim
-from vmportal import crypto, db
-from vmportal import migrate as migrations
+from vmportal.app import migrate as migrations
 from vmportal.identity import service as identity_service
 from vmportal.identity.models import AuthToken, User
-from vmportal.settings import Settings, use_settings
-from vmportal.tasks import outbox
+from vmportal.jobs import outbox
+from vmportal.kit import crypto, db
+from vmportal.kit.settings import Settings, use_settings
 from vmportal.vm.models import VM
 
 API = "/api/v1"

@@ -368,9 +368,9 @@ class Stack:
     # ---- Celery -----------------------------------------------------------------------------
 
     def worker(self, name: str = "w1", *, concurrency: int = 2, wait: bool = True, **env: str) -> Proc:
-        """A ``celery -A vmportal.worker worker``, started (and, with ``wait``, ready)."""
+        """A ``celery -A vmportal.app.worker worker``, started (and, with ``wait``, ready)."""
         argv = [
-            str(VENV_BIN / "celery"), "-A", "vmportal.worker", "worker",
+            str(VENV_BIN / "celery"), "-A", "vmportal.app.worker", "worker",
             f"--concurrency={concurrency}", "--pool=prefork", f"--hostname={name}@%h",
             "--without-gossip", "--without-mingle", "--loglevel=INFO",
         ]  # fmt: skip
@@ -380,9 +380,9 @@ class Stack:
         return proc.wait_ready() if wait else proc
 
     def beat(self, *, wait: bool = True, **env: str) -> Proc:
-        """``celery -A vmportal.worker beat`` with the portal's schedule."""
+        """``celery -A vmportal.app.worker beat`` with the portal's schedule."""
         argv = [
-            str(VENV_BIN / "celery"), "-A", "vmportal.worker", "beat",
+            str(VENV_BIN / "celery"), "-A", "vmportal.app.worker", "beat",
             f"--schedule={self.workdir / 'beat-schedule'}", "--loglevel=INFO",
         ]  # fmt: skip
         proc = self._proc("beat", argv, **env)

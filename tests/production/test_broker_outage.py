@@ -27,11 +27,11 @@ from tests.production.conftest import API, make_portal, register_fleet, vms_of_r
 from tests.production.harness import Stack, wait_for
 from tests.security.helpers import post, suricata_c2
 from tests.support.vcsim import VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.incidents.models import Incident
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
 from vmportal.request.models import VMRequest
-from vmportal.security.models import Incident
-from vmportal.tasks.models import OutboxTask
 from vmportal.vm.models import VM, PowerOperation
 
 REQUESTS = 9  # three per phase

@@ -18,9 +18,9 @@ from hypervisors import create
 from tests.production.conftest import API, make_portal, register_fleet, vms_of_request
 from tests.production.harness import Stack, wait_for
 from tests.support.vcsim import VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
-from vmportal.tasks.models import OutboxTask
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
 from vmportal.vm.models import VM, PowerOperation
 
 RACES = 6

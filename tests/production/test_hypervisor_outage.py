@@ -16,8 +16,8 @@ from tests.production.conftest import API, make_portal, register_fleet
 from tests.production.harness import Stack, free_port, wait_for
 from tests.security.helpers import post, suricata_c2
 from tests.support.vcsim import VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 from vmportal.vm.models import VM
 
 POWER_OFF = [{"category": "trojan", "min_severity": "medium", "confidence": "high", "action": "power_off"}]

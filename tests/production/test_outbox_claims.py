@@ -1,4 +1,4 @@
-"""The outbox claim on PostgreSQL (``vmportal.tasks.outbox.claim``): one run of a task at a time, a
+"""The outbox claim on PostgreSQL (``vmportal.jobs.outbox.claim``): one run of a task at a time, a
 claim freed by PostgreSQL when its holder dies, claimed rows left alone by the re-drive, a waiting retry
 not duplicated. In-process against the test's own database; the fault tests show the same through
 real workers."""
@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from tests.production.harness import PG_BASE, Stack, wait_for
-from vmportal import db
-from vmportal.tasks import outbox
-from vmportal.tasks.models import OutboxTask
+from vmportal.jobs import outbox
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
 
 
 def new_row(**fields: Any) -> int:

@@ -30,10 +30,10 @@ from hypervisors import create
 from tests.production.conftest import Portal, make_portal, vms_of_request
 from tests.production.harness import Proc, Stack, wait_for
 from tests.support.vcsim import VcsimServer
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
 from vmportal.request.models import VMRequest
-from vmportal.tasks.models import OutboxTask
 
 
 def on_hypervisor(vcsim: VcsimServer, request_id: int, name: str) -> list[str]:

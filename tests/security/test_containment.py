@@ -26,10 +26,10 @@ from tests.security.helpers import (
     vm_state,
     wazuh_rule_510,
 )
-from vmportal import db
 from vmportal.audit.models import AuditEntry
-from vmportal.security import tasks
-from vmportal.tasks import outbox
+from vmportal.incidents import tasks
+from vmportal.jobs import outbox
+from vmportal.kit import db
 
 
 def test_a_burst_of_alerts_for_one_vm_makes_one_incident_and_one_adapter_call(

@@ -28,11 +28,10 @@ from tests.security.helpers import (
     wazuh_webshell,
     zeek_malware,
 )
-from vmportal import db
-from vmportal.alerts import signing
+from vmportal.alerts import ingest, signing
 from vmportal.audit.models import AuditEntry
-from vmportal.security import ingest
-from vmportal.security.models import AlertRecord, SecurityAlert
+from vmportal.incidents.models import AlertRecord, SecurityAlert
+from vmportal.kit import db
 
 
 def _contained(

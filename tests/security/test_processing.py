@@ -16,14 +16,13 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Factory
 from tests.security.helpers import calls, center_admin, incidents, nics, post, register, suricata_c2
-from vmportal import db
-from vmportal.alerts import signing
-from vmportal.security import ingest
-from vmportal.security.lifecycle import CONTAIN_TASK, PROCESS_TASK
-from vmportal.settings import use_settings
-from vmportal.tasks import outbox
-from vmportal.tasks.app import celery_app
-from vmportal.tasks.models import OutboxTask
+from vmportal.alerts import ingest, signing
+from vmportal.incidents.lifecycle import CONTAIN_TASK, PROCESS_TASK
+from vmportal.jobs import outbox
+from vmportal.jobs.app import celery_app
+from vmportal.jobs.models import OutboxTask
+from vmportal.kit import db
+from vmportal.kit.settings import use_settings
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from tests.security.helpers import (
     wazuh_rule_510,
     wazuh_webshell,
 )
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

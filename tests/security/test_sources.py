@@ -10,8 +10,8 @@ from sqlmodel import select
 
 from tests.factories import Factory
 from tests.security.helpers import center_admin, post, register, suricata_c2
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 
 
 def test_credentials_are_shown_once_and_encrypted_at_rest(client: TestClient, factory: Factory) -> None:

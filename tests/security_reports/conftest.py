@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from vmportal.settings import Settings
+from vmportal.kit.settings import Settings
 
 CENTER_MAILBOX = "nic-security@example.edu.cn"
 
@@ -176,7 +176,9 @@ def hung_mail_server(settings: Settings) -> Iterator[HungServer]:
 @pytest.fixture(autouse=True)
 def incident_mail_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     """``notification.on_event`` called from ``lifecycle.add_event`` (see the module docstring)."""
-    from vmportal.security import containment, incident, lifecycle, notification, rectification
+    from vmportal.incidents import containment, lifecycle, rectification
+    from vmportal.incidents import service as incident
+    from vmportal.mail import service as notification
 
     if "on_event" in inspect.getsource(lifecycle.add_event):
         return  # the real hook is in

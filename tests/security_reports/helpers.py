@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from tests.factories import Factory
-from vmportal import db
+from vmportal.kit import db
 from vmportal.unit.models import Contact, Unit
 from vmportal.vm.models import VM
 

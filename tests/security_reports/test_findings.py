@@ -14,11 +14,11 @@ from tests.factories import Factory
 from tests.security.helpers import center_admin
 from tests.security_reports.conftest import CENTER_MAILBOX, MailServer
 from tests.security_reports.helpers import contacts
-from vmportal import db
 from vmportal.audit.models import AuditEntry
-from vmportal.security import finding as findings
-from vmportal.security import tasks_mail
-from vmportal.security.models import Finding
+from vmportal.compliance import findings
+from vmportal.incidents.models import Finding
+from vmportal.kit import db
+from vmportal.mail import tasks as tasks_mail
 
 
 def _at(value: str) -> datetime:

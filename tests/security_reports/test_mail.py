@@ -16,9 +16,10 @@ from tests.factories import Factory
 from tests.security.helpers import center_admin, incidents, nics, post, register, suricata_c2
 from tests.security_reports.conftest import CENTER_MAILBOX, HungServer, MailServer
 from tests.security_reports.helpers import contacts
-from vmportal import db
-from vmportal.security import notification, tasks_mail
-from vmportal.security.models import Incident, IncidentEvent, Notification
+from vmportal.incidents.models import Incident, IncidentEvent, Notification
+from vmportal.kit import db
+from vmportal.mail import service as notification
+from vmportal.mail import tasks as tasks_mail
 
 
 def _contained(client: TestClient, factory: Factory) -> tuple[Any, Any, dict[str, str], dict[str, Any]]:

@@ -19,8 +19,8 @@ from tests.security_reports.helpers import (
     upload,
     vm_at,
 )
-from vmportal import db
 from vmportal.audit.models import AuditEntry
+from vmportal.kit import db
 from vmportal.vm.models import PowerOperation
 
 

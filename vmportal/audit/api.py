@@ -10,9 +10,9 @@ from pydantic import BaseModel
 from sqlmodel import col, func, select
 
 from policies.roles import Role
-from vmportal.api.deps import SessionDep, require
 from vmportal.audit.models import AuditEntry
 from vmportal.audit.service import verify
+from vmportal.identity.deps import SessionDep, require
 
 router = APIRouter(tags=["audit"], dependencies=[require(Role.CENTER_ADMIN, Role.AUDITOR)])
 

@@ -17,9 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from vmportal import context
 from vmportal.audit.models import AuditEntry, AuditHead
-from vmportal.db import utcnow
+from vmportal.kit import context
+from vmportal.kit.db import utcnow
 
 GENESIS = "0" * 64
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from policies.roles import Role
-from vmportal.api.deps import CurrentUser, CurrentWho, SessionDep, require
 from vmportal.center import service
+from vmportal.identity.deps import CurrentUser, CurrentWho, SessionDep, require
 
 router = APIRouter(tags=["center"])
 

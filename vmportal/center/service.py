@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from vmportal import errors
 from vmportal.audit.service import Who, record
 from vmportal.center.models import CenterSetting
-from vmportal.db import utcnow
-from vmportal.settings import Settings, get_settings
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
+from vmportal.kit.settings import Settings, get_settings
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ from fastapi import APIRouter, status
 
 from hypervisors.base import HypervisorError, TemplateInfo
 from policies.roles import Role
-from vmportal import errors
-from vmportal.api.deps import CENTER, CENTER_READ, CurrentUser, CurrentWho, SessionDep, require
 from vmportal.connection import service
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.schemas import (
@@ -21,7 +19,9 @@ from vmportal.connection.schemas import (
     ConnectionPatch,
     TemplateOut,
 )
-from vmportal.db import utcnow
+from vmportal.identity.deps import CENTER, CENTER_READ, CurrentUser, CurrentWho, SessionDep, require
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
 
 router = APIRouter(tags=["hypervisor connections"])
 

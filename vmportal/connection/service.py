@@ -15,11 +15,11 @@ from sqlmodel import Session, col, select
 
 from hypervisors import ConnectionConfig, HypervisorAdapter, HypervisorKind, create
 from hypervisors.base import ConnectionCheck, HypervisorError, TemplateInfo
-from vmportal import errors
 from vmportal.audit.service import Who, record
 from vmportal.connection.models import HypervisorConnection
-from vmportal.db import utcnow
-from vmportal.settings import get_settings
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
+from vmportal.kit.settings import get_settings
 
 _local = threading.local()
 

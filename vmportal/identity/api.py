@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from policies.roles import UNIT_ROLES, Role
-from vmportal import errors
-from vmportal.api.deps import (
+from vmportal.identity import service
+from vmportal.identity.deps import (
     CurrentActor,
     CurrentUser,
     CurrentWho,
@@ -18,8 +18,6 @@ from vmportal.api.deps import (
     request_bearer_token,
     require,
 )
-from vmportal.db import utcnow
-from vmportal.identity import service
 from vmportal.identity.models import User
 from vmportal.identity.schemas import (
     CreatedAccountOut,
@@ -33,6 +31,8 @@ from vmportal.identity.schemas import (
     UserOut,
     UserPatch,
 )
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
 from vmportal.unit.models import Unit
 
 router = APIRouter(tags=["identity"])

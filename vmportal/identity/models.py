@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from vmportal.db import UTCDateTime, utcnow
+from vmportal.kit.db import UTCDateTime, utcnow
 
 
 class User(SQLModel, table=True):

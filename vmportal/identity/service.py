@@ -15,11 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from policies.roles import Actor, Role
-from vmportal import errors
 from vmportal.audit.service import Who, record
-from vmportal.db import utcnow
 from vmportal.identity.models import AuthToken, User
-from vmportal.settings import get_settings
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
+from vmportal.kit.settings import get_settings
 from vmportal.unit.models import Contact, ContactRole, Unit
 from vmportal.unit.service import lock_unit
 

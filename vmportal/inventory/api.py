@@ -8,11 +8,11 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from vmportal.api.deps import CENTER, CENTER_READ, CurrentWho, SessionDep, require
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import get_connection
+from vmportal.identity.deps import CENTER, CENTER_READ, CurrentWho, SessionDep, require
 from vmportal.inventory import service
-from vmportal.tasks import outbox
+from vmportal.jobs import outbox
 from vmportal.vm.models import VM, Lifecycle
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])

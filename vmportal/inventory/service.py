@@ -26,11 +26,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from hypervisors import HypervisorError, VMInfo
-from vmportal import context, db, errors
 from vmportal.audit.models import AuditEntry, AuditHead
 from vmportal.audit.service import Who, entry_hash, record
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for, end_read_transaction
+from vmportal.kit import context, db, errors
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)

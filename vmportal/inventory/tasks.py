@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmportal import db
 from vmportal.connection.models import HypervisorConnection
 from vmportal.inventory import service
-from vmportal.tasks.app import PortalTask, celery_app
+from vmportal.jobs.app import PortalTask, celery_app
+from vmportal.kit import db
 
 
 @celery_app.task(base=PortalTask, name="vmportal.inventory.sync")

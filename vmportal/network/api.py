@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from sqlmodel import Session, col, select
 
 from policies.roles import Role
-from vmportal.api.deps import CurrentUser, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentUser, CurrentWho, SessionDep, require
 from vmportal.network import service
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.network.schemas import AllocationOut, PoolCounts, PoolIn, PoolOut, PoolPatch

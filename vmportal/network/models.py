@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from vmportal.db import UTCDateTime, utcnow
+from vmportal.kit.db import UTCDateTime, utcnow
 
 
 class IPPool(SQLModel, table=True):

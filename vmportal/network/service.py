@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select, update
 
-from vmportal import errors
 from vmportal.audit.service import Who, record
 from vmportal.connection.models import HypervisorConnection
-from vmportal.db import utcnow
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
 from vmportal.network.models import IPAllocation, IPPool
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from policies.quota import DIMENSIONS, Resources
 from policies.roles import UNIT_ROLES
-from vmportal.api.deps import CurrentActor, SessionDep
-from vmportal.db import utcnow
+from vmportal.identity.deps import CurrentActor, SessionDep
+from vmportal.kit.db import utcnow
 from vmportal.quota import service
 
 router = APIRouter(tags=["reports"])

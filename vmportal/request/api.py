@@ -10,9 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 
 from policies.roles import Actor
-from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep
 from vmportal.center import service as center
-from vmportal.db import utcnow
+from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep
+from vmportal.kit.db import utcnow
 from vmportal.request import lifecycle, service
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import (

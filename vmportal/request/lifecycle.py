@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass
 
 from policies.roles import Role
-from vmportal import errors
+from vmportal.kit import errors
 from vmportal.request.models import RequestState
 
 S = RequestState

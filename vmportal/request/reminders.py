@@ -17,10 +17,10 @@ overdue mail only: a late "due within 48 hours" would be wrong by the time it ar
 Once-only is a row of ``vm_request_reminder`` per (request, kind), inserted in the transaction that
 queues the mail, under a unique constraint: two beat runs, or a beat task delivered twice, cannot both
 insert it, and the loser's mail is rolled back with it. The mail itself goes through the security
-notification outbox (:func:`vmportal.security.notification.notify`): sent after the commit, retried with
+notification outbox (:func:`vmportal.mail.service.notify`): sent after the commit, retried with
 backoff, visible to the center in ``GET /notifications``. The reminder row, not the notification's
 ``dedup_key``, is the record, because sent notifications are pruned after ``VMPORTAL_RETENTION_DAYS``
-(:mod:`vmportal.tasks.retention`) while a request may stay overdue longer than that.
+(:mod:`vmportal.app.retention`) while a request may stay overdue longer than that.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from policies.deadline import AT_RISK, DeadlineStatus, deadline_status
-from vmportal import db
 from vmportal.identity.models import User
+from vmportal.kit import db
+from vmportal.mail.service import MailEvent, beijing, notify
 from vmportal.request.lifecycle import OPEN_STATES
 from vmportal.request.models import ReminderKind, RequestReminder, RequestState, VMRequest
-from vmportal.security.notification import MailEvent, beijing, notify
 from vmportal.unit.models import Contact, ContactRole, Unit
 
 log = logging.getLogger(__name__)

@@ -52,13 +52,14 @@ from policies.paperwork import check_paperwork
 from policies.purpose import PurposeFacts, check_purpose
 from policies.quota import Resources, check_quota, over_quota
 from policies.roles import ROLE_NAMES_EN, ROLE_NAMES_ZH, UNIT_ROLES, Actor, Role
-from vmportal import errors
-from vmportal.api.deps import ensure_unit_visible
 from vmportal.audit.service import Who, record
 from vmportal.center import service as center
 from vmportal.connection import service as connections
 from vmportal.connection.models import HypervisorConnection
-from vmportal.db import utcnow
+from vmportal.identity.deps import ensure_unit_visible
+from vmportal.jobs import outbox
+from vmportal.kit import errors
+from vmportal.kit.db import utcnow
 from vmportal.network import service as network
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.quota import service as quota
@@ -66,7 +67,6 @@ from vmportal.request import lifecycle
 from vmportal.request.lifecycle import Action
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import RequestIn
-from vmportal.tasks import outbox
 from vmportal.unit import service as units
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle

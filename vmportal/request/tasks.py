@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 
 from hypervisors.base import HypervisorAdapter, HypervisorError, Retriable
-from vmportal import db
 from vmportal.connection.service import adapter_for
+from vmportal.jobs.app import PortalTask, celery_app
+from vmportal.kit import db
 from vmportal.request import reminders, service
-from vmportal.tasks.app import PortalTask, celery_app
 
 log = logging.getLogger(__name__)
 

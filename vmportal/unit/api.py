@@ -17,8 +17,7 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
 from policies.roles import UNIT_ROLES, Actor, Role
-from vmportal import crypto, errors
-from vmportal.api.deps import (
+from vmportal.identity.deps import (
     CENTER,
     CurrentActor,
     CurrentWho,
@@ -27,7 +26,8 @@ from vmportal.api.deps import (
     require,
     shows_personal_data,
 )
-from vmportal.settings import get_settings
+from vmportal.kit import crypto, errors
+from vmportal.kit.settings import get_settings
 from vmportal.unit import service
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 from vmportal.unit.schemas import (

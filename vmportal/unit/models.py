@@ -8,7 +8,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from vmportal.db import EncryptedString, UTCDateTime, utcnow
+from vmportal.kit.db import EncryptedString, UTCDateTime, utcnow
 
 
 class ContactRole(enum.StrEnum):

@@ -24,10 +24,10 @@ from sqlmodel import Session, col, select
 from policies.base import Deny
 from policies.paperwork import ADMIN_FIELDS, LEAD_FIELDS, ContactFacts, PaperworkFacts, check_paperwork
 from policies.paperwork import missing_paperwork as _missing
-from vmportal import crypto, errors
 from vmportal.audit.service import Who, record
-from vmportal.db import utcnow
-from vmportal.settings import Settings, get_settings
+from vmportal.kit import crypto, errors
+from vmportal.kit.db import utcnow
+from vmportal.kit.settings import Settings, get_settings
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 
 #: China has one time zone and no daylight saving: "today" for a signature is Beijing's today.

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from vmportal import db
-from vmportal.api.deps import (
+from vmportal.identity import service as identity
+from vmportal.identity.deps import (
     BEARER_SECURITY,
     CENTER,
     CurrentActor,
@@ -23,7 +23,7 @@ from vmportal.api.deps import (
     require,
     user_from_token,
 )
-from vmportal.identity import service as identity
+from vmportal.kit import db
 from vmportal.vm import service
 from vmportal.vm.schemas import (
     DecommissionIn,

@@ -20,10 +20,10 @@ from policies import combine
 from policies.base import Deny
 from policies.credentials import check_credentials_once
 from policies.roles import Role
-from vmportal import db, errors
-from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
 from vmportal.audit.service import Who, record
-from vmportal.db import utcnow
+from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
+from vmportal.kit import db, errors
+from vmportal.kit.db import utcnow
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle

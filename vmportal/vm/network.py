@@ -40,10 +40,10 @@ from policies.power import (
     check_suspended_lock,
 )
 from policies.roles import Actor, is_center
-from vmportal import db, errors
-from vmportal.api.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
+from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
+from vmportal.kit import db, errors
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle
 

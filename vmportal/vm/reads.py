@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from policies.roles import UNIT_ROLES
 from vmportal.identity.service import token_digest
-from vmportal.settings import Settings
+from vmportal.kit.settings import Settings
 from vmportal.vm.schemas import LifecycleFilter, VMSort
 from vmportal.vm.service import VMFilters, escape_like
 

@@ -43,12 +43,12 @@ from hypervisors.base import (
 from policies.base import Decision
 from policies.power import SecurityState, check_power
 from policies.roles import Actor, Role, is_center
-from vmportal import db, errors
-from vmportal.api.deps import can_see_unit, ensure_unit_visible
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
+from vmportal.identity.deps import can_see_unit, ensure_unit_visible
 from vmportal.identity.models import User
-from vmportal.tasks import outbox
+from vmportal.jobs import outbox
+from vmportal.kit import db, errors
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
 from vmportal.vm.schemas import LifecycleFilter, VMSort

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmportal.tasks.app import PortalTask, celery_app
+from vmportal.jobs.app import PortalTask, celery_app
 from vmportal.vm import service
 
 

@@ -1,0 +1,732 @@
+"""Alert ingestion: a post is checked, every record stored, then the alerts processed by a task.
+
+``POST /api/v1/alerts/{source}`` (:func:`receive_post`), in this order:
+
+1. the source exists (404) and is active, and the sender's address is in its ranges (403);
+2. the body is at most ``VMPORTAL_ALERT_MAX_BYTES`` (413; checked by the route while reading);
+3. the signature (Standard Webhooks, 5-minute window) or the bearer token is right (401);
+4. the body is records at all: JSON, an array of JSON, or JSON lines (400 otherwise);
+5. a replayed ``webhook-id`` (remembered per source under a unique constraint) is answered 200
+   ``{"duplicate": true}`` and changes nothing;
+6. every record is stored as received (``alert_record``, size-limited) and each alert a parser read from
+   it as a ``security_alert``; an alert already stored under the same ``external_id`` only counts a
+   repeat. All of it commits **before** the answer: 202 with a result per record, or 422 when no record
+   was understood (they are kept all the same, with the reason).
+
+Matching, correlation and containment then run in the task ``vmportal.security.process_alerts``
+(:func:`process_alerts`), queued through the outbox in the same transaction, so the answer does not wait
+for them and a lost task is re-driven.
+
+Refused posts (401, 403) are audited in a transaction of their own: forged alerts are worth seeing.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import Session, col, func, select
+
+from vmportal.alerts import (
+    AddressRole,
+    Alert,
+    AlertFormat,
+    Inventory,
+    ParseError,
+    SourceKind,
+    TaggedAddress,
+    VMMatch,
+    normalise_host,
+    normalise_ip,
+    parse_record,
+    sources,
+)
+from vmportal.alerts.model import Category, Confidence, Severity
+from vmportal.alerts.parsers import MAX_RAW_RECORD_BYTES, MAX_RECORDS, split_records
+from vmportal.audit.service import Who, record
+from vmportal.incidents import service as incidents
+from vmportal.incidents.lifecycle import PROCESS_TASK
+from vmportal.incidents.models import (
+    AlertRecord,
+    AlertSource,
+    AlertState,
+    AlertWebhookId,
+    Incident,
+    SecurityAlert,
+)
+from vmportal.jobs import outbox
+from vmportal.kit import db, errors
+from vmportal.kit.sql import insert_or_nothing
+from vmportal.unit.models import InformationSystem
+from vmportal.vm.models import VM, Lifecycle
+
+log = logging.getLogger(__name__)
+
+#: Alerts per processing task: a big batch is split so one task stays short.
+PROCESS_CHUNK = 200
+
+
+def source_who(source: AlertSource) -> Who:
+    return Who(actor=f"alert-source:{source.name}"[:100], role="alert_source")
+
+
+# ---- the post --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordResult:
+    index: int
+    status: str  # accepted | duplicate | rejected
+    record_id: int | None = None
+    format: str | None = None
+    alert_ids: list[int] = field(default_factory=list)
+    duplicate_of: list[int] = field(default_factory=list)
+    code: str | None = None
+    reason: str | None = None
+    error_field: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)  # alerts of the record that failed
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "status": self.status, "record_id": self.record_id}
+        if self.format:
+            out["format"] = self.format
+        if self.alert_ids:
+            out["alert_ids"] = self.alert_ids
+        if self.duplicate_of:
+            out["duplicate_of"] = self.duplicate_of
+        if self.status == "rejected":
+            out.update(code=self.code, reason=self.reason, field=self.error_field)
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+@dataclass
+class PostResult:
+    status: int
+    body: dict[str, Any]
+
+
+def receive_post(
+    source_name: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    client_host: str | None,
+    *,
+    received_at: datetime | None = None,
+) -> PostResult:
+    """Check, store and queue one post (see the module docstring). Commits before returning."""
+    received_at = received_at or db.utcnow()
+    try:
+        with db.transaction() as s:
+            source = sources.source_by_name(s, source_name)
+            sources.check_address(source, client_host)
+            webhook_id = sources.authenticate(source, headers, body, now=received_at)
+            result = _store(s, source, body, webhook_id, received_at)
+            source_id, last_post_at = source.id, source.last_post_at
+    except sources.SenderRefused as exc:
+        _record_refusal(source_name, exc, client_host)
+        raise
+    if result.status != 200 and source_id is not None:  # stored (202, or 422 kept for inspection)
+        _note_post(source_id, last_post_at, received_at)
+    return result
+
+
+#: ``alert_source.last_post_at`` is kept to within this much.
+LAST_POST_RESOLUTION = timedelta(seconds=1)
+
+
+def _note_post(source_id: int, last_post_at: datetime | None, received_at: datetime) -> None:
+    """Move the source's ``last_post_at`` on, after the post committed and at most once a second.
+
+    Not in the post's own transaction: updating the one row every post of a source shares would
+    hold that row's lock until the commit, and a busy sender's posts would queue on it one after the
+    other (the stored records are the exact account; this is the source list's "last heard of")."""
+    if last_post_at is not None and received_at - last_post_at < LAST_POST_RESOLUTION:
+        return
+    try:
+        _move_last_post_at(source_id, received_at)
+    except Exception:  # the post is stored: its answer must say so whatever happens to this note
+        log.exception("alert source %s: last_post_at not updated", source_id)
+
+
+def _move_last_post_at(source_id: int, received_at: datetime) -> None:
+    with db.transaction() as s:
+        s.exec(
+            update(AlertSource)
+            .where(
+                col(AlertSource.id) == source_id,
+                or_(
+                    col(AlertSource.last_post_at).is_(None),
+                    col(AlertSource.last_post_at) < received_at - LAST_POST_RESOLUTION,
+                ),
+            )
+            .values(last_post_at=received_at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _record_refusal(source_name: str, exc: sources.SenderRefused, client_host: str | None) -> None:
+    with db.transaction() as s:
+        found = s.exec(select(AlertSource).where(col(AlertSource.name) == source_name)).first()
+        record(
+            s,
+            Who(actor=f"alert-source:{source_name}"[:100], role="alert_source"),
+            "security.alert.receive",
+            "alert_source",
+            found.id if found else source_name,
+            after={"client": client_host, "reason": exc.reason},
+            result="denied",
+            detail=exc.message,
+        )
+
+
+def _split(body: bytes) -> list[tuple[Any, bytes]]:
+    try:
+        records = split_records(body)
+    except ParseError as exc:
+        raise errors.BadRequest(
+            f"the body is not alert records: {exc.reason}",
+            message_zh=f"请求体不是告警记录（JSON、JSON 数组或 JSON Lines）：{exc.reason}",
+            reason=exc.code,
+        ) from None
+    if len(records) > MAX_RECORDS:
+        raise errors.PayloadTooLarge(
+            f"the body holds {len(records)} records; at most {MAX_RECORDS} are accepted in one post",
+            message_zh=f"一次推送最多 {MAX_RECORDS} 条记录，本次为 {len(records)} 条",
+            limit=MAX_RECORDS,
+        )
+    return records
+
+
+def _raw_text(raw: bytes) -> tuple[str, bool]:
+    truncated = len(raw) >= MAX_RAW_RECORD_BYTES
+    return raw[:MAX_RAW_RECORD_BYTES].decode("utf-8", errors="replace"), truncated
+
+
+def _store(
+    s: Session, source: AlertSource, body: bytes, webhook_id: str | None, received_at: datetime
+) -> PostResult:
+    assert source.id is not None
+    records = _split(body)  # 400 / 413 before anything is written
+    kind = SourceKind(source.kind)
+
+    if webhook_id is not None:
+        remembered = AlertWebhookId(
+            source_id=source.id, webhook_id=webhook_id, received_at=received_at, record_count=len(records)
+        )
+        if insert_or_nothing(s, remembered, ["source_id", "webhook_id"]) is None:
+            return PostResult(
+                200,
+                {
+                    "duplicate": True,
+                    "webhook_id": webhook_id,
+                    "message": f"webhook-id {webhook_id} was already received from this source: nothing was "
+                    "stored again",
+                    "message_zh": f"该 webhook-id（{webhook_id}）已接收过，未重复处理",
+                },
+            )
+
+    results: list[RecordResult] = []
+    parsed: list[tuple[AlertRecord, RecordResult, list[Alert]]] = []
+    for index, (value, raw) in enumerate(records):
+        raw_text, truncated = _raw_text(raw)
+        row = AlertRecord(
+            source_id=source.id,
+            received_at=received_at,
+            webhook_id=webhook_id or "",
+            position=index,
+            raw=raw_text,
+            raw_truncated=truncated,
+        )
+        result = RecordResult(index=index, status="accepted")
+        alerts: list[Alert] = []
+        if isinstance(value, ParseError):
+            failure: ParseError | None = value
+        else:
+            failure = None
+            try:
+                for item in parse_record(kind, value, source=source.name, received_at=received_at):
+                    if isinstance(item, ParseError):
+                        result.errors.append({"code": item.code, "reason": item.reason, "field": item.field})
+                    else:
+                        alerts.append(item)
+            except ParseError as exc:
+                failure = exc
+            if failure is None and not alerts:
+                failure = ParseError(
+                    "; ".join(e["reason"] for e in result.errors) or "the record holds no alert", field=None
+                )
+        if failure is not None:
+            row.error_code = failure.code
+            row.error = failure.reason[:2000]
+            row.error_field = (failure.field or "")[:200]
+            result.status, result.code, result.reason = "rejected", failure.code, failure.reason
+            result.error_field = failure.field
+            result.errors = []
+        else:
+            row.format = alerts[0].format.value
+            row.alert_count = len(alerts)
+            result.format = row.format
+        s.add(row)
+        results.append(result)
+        parsed.append((row, result, alerts))
+    s.flush()
+    for row, result, _ in parsed:
+        result.record_id = row.id
+
+    new_ids = _store_alerts(s, source, parsed)
+    for start in range(0, len(new_ids), PROCESS_CHUNK):
+        outbox.enqueue(s, PROCESS_TASK, alert_ids=new_ids[start : start + PROCESS_CHUNK])
+
+    accepted = sum(1 for r in results if r.status == "accepted")
+    duplicates = sum(1 for r in results if r.status == "duplicate")
+    rejected = sum(1 for r in results if r.status == "rejected")
+    record(
+        s,
+        source_who(source),
+        "security.alert.receive",
+        "alert_source",
+        source.id,
+        after={
+            "webhook_id": webhook_id,
+            "records": len(records),
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "alert_ids": new_ids[:100],
+        },
+        result="ok" if accepted or duplicates else "rejected",
+    )
+    summary = {
+        "source": source.name,
+        "received_at": received_at.isoformat(),
+        "records": len(records),
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected": rejected,
+        "results": [r.as_dict() for r in results],
+    }
+    if rejected and not accepted and not duplicates:
+        reasons = "; ".join(f"record {r.index}: {r.reason}" for r in results[:5])
+        return PostResult(
+            422,
+            {
+                "error": {
+                    "code": "not_understood",
+                    "message": f"no record was understood (kept for inspection): {reasons}",
+                    "message_zh": f"没有可识别的告警记录（原始记录已保存，供人工查看）：{reasons}",
+                    "kept": True,
+                    **summary,
+                }
+            },
+        )
+    return PostResult(202, summary)
+
+
+def _store_alerts(
+    s: Session, source: AlertSource, parsed: Sequence[tuple[AlertRecord, RecordResult, list[Alert]]]
+) -> list[int]:
+    """Insert the new alerts; an alert already stored (same source, external_id, resolved) counts a
+    repeat on the stored row instead. Returns the new alerts' ids, in record order."""
+    assert source.id is not None
+    keys = {(a.external_id, a.resolved) for _, _, alerts in parsed for a in alerts}
+    existing: dict[tuple[str, bool], int] = {}
+    if keys:
+        ids = list({k[0] for k in keys})
+        for start in range(0, len(ids), 500):
+            for alert_id, external_id, resolved in s.exec(
+                select(SecurityAlert.id, SecurityAlert.external_id, SecurityAlert.resolved).where(
+                    col(SecurityAlert.source_id) == source.id,
+                    col(SecurityAlert.external_id).in_(ids[start : start + 500]),
+                )
+            ):
+                existing[(external_id, resolved)] = alert_id or 0
+    new_ids: list[int] = []
+    for row, result, alerts in parsed:
+        for alert in alerts:
+            key = (alert.external_id, alert.resolved)
+            if key in existing:
+                _count_repeat(s, existing[key], alert.received_at)
+                result.duplicate_of.append(existing[key])
+                continue
+            stored = _insert_alert(s, source, row, alert)
+            if stored is None:  # stored meanwhile by a concurrent post (PostgreSQL)
+                found = s.exec(
+                    select(SecurityAlert.id).where(
+                        col(SecurityAlert.source_id) == source.id,
+                        col(SecurityAlert.external_id) == alert.external_id,
+                        col(SecurityAlert.resolved) == alert.resolved,
+                    )
+                ).one()
+                existing[key] = found or 0
+                _count_repeat(s, existing[key], alert.received_at)
+                result.duplicate_of.append(existing[key])
+                continue
+            existing[key] = stored
+            result.alert_ids.append(stored)
+            new_ids.append(stored)
+        if result.status == "accepted" and not result.alert_ids and result.duplicate_of:
+            result.status = "duplicate"
+    return new_ids
+
+
+def _count_repeat(s: Session, alert_id: int, at: datetime) -> None:
+    s.exec(
+        update(SecurityAlert)
+        .where(col(SecurityAlert.id) == alert_id)
+        .values(repeats=SecurityAlert.repeats + 1, last_repeat_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _insert_alert(s: Session, source: AlertSource, row: AlertRecord, alert: Alert) -> int | None:
+    assert source.id is not None and row.id is not None
+    stored = SecurityAlert(
+        record_id=row.id,
+        source_id=source.id,
+        received_at=alert.received_at,
+        format=alert.format.value,
+        category=alert.category.value,
+        severity=alert.severity.value,
+        confidence=alert.confidence.value,
+        external_id=alert.external_id[:512],
+        window_key=alert.window_key[:512] if alert.window_key else None,
+        resolved=alert.resolved,
+        title=alert.title[:500],
+        addresses=[{"ip": a.ip, "role": a.role.value, "field": a.field} for a in alert.addresses],
+        subject_roles=sorted(r.value for r in alert.subject_roles),
+        target_host=alert.target_host[:253] if alert.target_host else None,
+        target_host_role=alert.target_host_role.value if alert.target_host_role else None,
+        evidence=alert.evidence,
+    )
+    return insert_or_nothing(s, stored, ["source_id", "external_id", "resolved"])
+
+
+# ---- processing: matching and correlation -------------------------------------------------------------
+
+
+def to_alert(row: SecurityAlert, source_name: str) -> Alert:
+    """The stored alert back in the internal form the matcher reads."""
+    return Alert(
+        received_at=row.received_at,
+        source=source_name,
+        format=AlertFormat(row.format),
+        category=Category(row.category),
+        severity=Severity(row.severity),
+        confidence=Confidence(row.confidence),
+        addresses=tuple(
+            TaggedAddress(a["ip"], AddressRole(a["role"]), a.get("field", "")) for a in row.addresses
+        ),
+        subject_roles=frozenset(AddressRole(r) for r in row.subject_roles),
+        target_host=row.target_host,
+        target_host_role=AddressRole(row.target_host_role) if row.target_host_role else None,
+        external_id=row.external_id,
+        resolved=row.resolved,
+        title=row.title,
+        evidence=dict(row.evidence or {}),
+        window_key=row.window_key,
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _is_loopback(ip: str) -> bool:
+    # Asked of every VM's every address for each processing task: the same strings over and over.
+    return ipaddress.ip_address(ip).is_loopback
+
+
+def build_inventory(session: Session) -> Inventory[int]:
+    """Every active VM's addresses (inventory IPs and the delivered address) and the domains of its
+    information system. An address or domain claimed by two VMs is left out: guessing would blame the
+    wrong unit, so such alerts wait for a human."""
+    addresses: dict[str, int | None] = {}
+    hosts: dict[str, int | None] = {}
+
+    def claim(book: dict[str, int | None], key: str | None, vm_id: int) -> None:
+        if key is None:
+            return
+        if key in book and book[key] != vm_id:
+            book[key] = None  # ambiguous
+        else:
+            book[key] = vm_id
+
+    vms = session.exec(
+        select(VM.id, VM.ip_address, VM.ips, VM.system_id).where(col(VM.lifecycle) == Lifecycle.ACTIVE.value)
+    ).all()
+    by_system: dict[int, list[int]] = {}
+    for vm_id, ip_address, ips, system_id in vms:
+        assert vm_id is not None
+        for value in [ip_address, *(ips or [])]:
+            ip = normalise_ip(value)
+            if ip is not None and not _is_loopback(ip):
+                claim(addresses, ip, vm_id)
+        if system_id is not None:
+            by_system.setdefault(system_id, []).append(vm_id)
+    if by_system:
+        for system_id, domains in session.exec(
+            select(InformationSystem.id, InformationSystem.domains).where(
+                col(InformationSystem.id).in_(list(by_system))
+            )
+        ):
+            members = by_system.get(system_id or 0, [])
+            for domain in domains or []:
+                host = normalise_host(domain)
+                for vm_id in set(members):
+                    claim(hosts, host, vm_id)
+    return Inventory(
+        {k: v for k, v in addresses.items() if v is not None},
+        {k: v for k, v in hosts.items() if v is not None},
+    )
+
+
+def process_alerts(alert_ids: list[int]) -> str:
+    """The task body of ``vmportal.security.process_alerts``: match each received alert to a VM and
+    gather it into its incident. Idempotent: only alerts still ``received`` are processed, under
+    their row locks (a second delivery waits for the first, then finds nothing to do)."""
+    with db.transaction() as s:
+        outbox.complete_in(s)  # the task's outbox row, completed with this transaction
+        rows = list(
+            s.exec(
+                select(SecurityAlert, AlertSource.name)
+                .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
+                .where(
+                    col(SecurityAlert.id).in_(alert_ids),
+                    col(SecurityAlert.state) == AlertState.RECEIVED.value,
+                )
+                .order_by(col(SecurityAlert.id))
+                .with_for_update(of=SecurityAlert)
+                .execution_options(populate_existing=True)
+            ).all()
+        )
+        if not rows:
+            return "nothing to do"
+        inventory = build_inventory(s)
+        counts = {"matched": 0, "unmatched": 0}
+        for row, source_name in rows:
+            found = inventory.match(to_alert(row, source_name))
+            if found is None:
+                row.state = AlertState.UNMATCHED.value
+                row.processed_at = db.utcnow()
+                s.add(row)
+                counts["unmatched"] += 1
+                continue
+            vm = s.get(VM, found.vm)
+            assert vm is not None
+            attach(s, row, vm, found, who=Who(actor=f"alert-source:{source_name}"[:100], role="alert_source"))
+            counts["matched"] += 1
+        return f"{counts['matched']} matched, {counts['unmatched']} unmatched"
+
+
+def _match_dict(found: VMMatch[int] | None, *, manual_by: str | None = None) -> dict[str, Any]:
+    if found is None:
+        return {"via": "manual", "by": manual_by, "accused": True}
+    return {
+        "via": found.via,
+        "value": found.value,
+        "role": found.role.value if found.role else None,
+        "field": found.field,
+        "accused": found.accused,
+    }
+
+
+_ROLE_ZH = {
+    "src": "源地址",
+    "dst": "目的地址",
+    "agent": "主机代理地址",
+    "host": "主机地址",
+    "target": "目标地址",
+}
+
+
+def attach(
+    s: Session, row: SecurityAlert, vm: VM, found: VMMatch[int] | None, *, who: Who
+) -> Incident | None:
+    """Attach a stored alert to its VM and to the VM's incident for the alert's category (opening it and
+    applying the containment policy as needed). ``found`` None: a human assigned it (accused)."""
+    assert vm.id is not None
+    row.vm_id = vm.id
+    row.match = _match_dict(found, manual_by=who.actor if found is None else None)
+    row.processed_at = db.utcnow()
+    row.state = AlertState.MATCHED.value
+    s.add(row)
+    if row.resolved:
+        # "Resolved" never releases a VM: note it on the open incident, if there is one.
+        open_incident = s.exec(
+            select(Incident).where(col(Incident.open_key) == incidents.incident_key(vm.id, row.category))
+        ).first()
+        if open_incident is None:
+            row.state = AlertState.NOTED.value
+            return None
+        row.incident_id = open_incident.id
+        return open_incident
+    hold: tuple[str, str] | None = None
+    if found is not None and not found.accused:
+        role = found.role.value if found.role else "host"
+        hold = (
+            f"The VM appears in the alert as its {role} ({found.field}), not as the side the alert "
+            "accuses: it looks like the victim, so it is not contained automatically and a human decides.",
+            f"告警中该虚拟机为{_ROLE_ZH.get(role, role)}（{found.field}），并非告警指向的攻击方或受控方，"
+            "可能是受害者：不自动处置，由信息中心人工研判。",
+        )
+    opening = incidents.open_incident(
+        s,
+        who,
+        vm=vm,
+        category=row.category,
+        severity=row.severity,
+        confidence=row.confidence,
+        title=row.title or f"{row.format} {row.category}",
+        seen_at=row.received_at,
+        hold_reason=hold,
+    )
+    row.incident_id = opening.incident.id
+    s.add(row)
+    return opening.incident
+
+
+def assign(session: Session, who: Who, alert_id: int, vm_id: int) -> SecurityAlert:
+    """A center user matches an alert no VM claimed: it joins that VM's incident like a matched one."""
+    row = session.get(SecurityAlert, alert_id)
+    if row is None:
+        raise errors.NotFound("alert", alert_id)
+    if row.state != AlertState.UNMATCHED:
+        raise errors.StateConflict(
+            "alert",
+            row.state,
+            "assign",
+            message=f"alert {alert_id} is {row.state}: only an unmatched alert can be assigned to a VM",
+        )
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.InvalidField(
+            "vm_id", "exists", f"VM {vm_id} does not exist", message_zh=f"虚拟机 {vm_id} 不存在"
+        )
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        raise errors.InvalidField(
+            "vm_id",
+            "active",
+            f"VM {vm_id} is {vm.lifecycle}",
+            message_zh=f"虚拟机 {vm_id} 的状态为 {vm.lifecycle}",
+        )
+    row.assigned_by = who.actor_id
+    found = attach(session, row, vm, None, who=who)
+    record(
+        session,
+        who,
+        "security.alert.assign",
+        "alert",
+        alert_id,
+        before={"state": AlertState.UNMATCHED.value},
+        after={"state": row.state, "vm_id": vm_id, "incident_id": found.id if found else None},
+        unit_id=vm.unit_id,
+    )
+    return row
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertFilters:
+    matched: bool | None = None
+    state: AlertState | None = None
+    source_id: int | None = None
+    vm_id: int | None = None
+    incident_id: int | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def list_alerts(session: Session, f: AlertFilters) -> tuple[list[tuple[SecurityAlert, str]], int]:
+    conditions: list[Any] = []
+    if f.matched is True:
+        conditions.append(col(SecurityAlert.vm_id).is_not(None))
+    elif f.matched is False:
+        conditions.append(col(SecurityAlert.state) == AlertState.UNMATCHED.value)
+    if f.state is not None:
+        conditions.append(col(SecurityAlert.state) == f.state.value)
+    if f.source_id is not None:
+        conditions.append(col(SecurityAlert.source_id) == f.source_id)
+    if f.vm_id is not None:
+        conditions.append(col(SecurityAlert.vm_id) == f.vm_id)
+    if f.incident_id is not None:
+        conditions.append(col(SecurityAlert.incident_id) == f.incident_id)
+    rows = session.exec(
+        select(SecurityAlert, AlertSource.name)
+        .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
+        .where(*conditions)
+        .order_by(col(SecurityAlert.id).desc())
+        .limit(f.limit)
+        .offset(f.offset)
+    ).all()
+    total = int(session.exec(select(func.count()).select_from(SecurityAlert).where(*conditions)).one())
+    return [(a, n) for a, n in rows], total
+
+
+def get_alert(session: Session, alert_id: int) -> tuple[SecurityAlert, str]:
+    row = session.exec(
+        select(SecurityAlert, AlertSource.name)
+        .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
+        .where(col(SecurityAlert.id) == alert_id)
+    ).first()
+    if row is None:
+        raise errors.NotFound("alert", alert_id)
+    return row[0], row[1]
+
+
+def list_records(
+    session: Session, *, failed: bool | None, source_id: int | None, limit: int, offset: int
+) -> tuple[list[tuple[AlertRecord, str]], int]:
+    conditions: list[Any] = []
+    if failed is True:
+        conditions.append(col(AlertRecord.error_code) != "")
+    elif failed is False:
+        conditions.append(col(AlertRecord.error_code) == "")
+    if source_id is not None:
+        conditions.append(col(AlertRecord.source_id) == source_id)
+    rows = session.exec(
+        select(AlertRecord, AlertSource.name)
+        .join(AlertSource, col(AlertSource.id) == col(AlertRecord.source_id))
+        .where(*conditions)
+        .order_by(col(AlertRecord.id).desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    total = int(session.exec(select(func.count()).select_from(AlertRecord).where(*conditions)).one())
+    return [(r, n) for r, n in rows], total
+
+
+def get_record(session: Session, record_id: int) -> tuple[AlertRecord, str]:
+    row = session.exec(
+        select(AlertRecord, AlertSource.name)
+        .join(AlertSource, col(AlertSource.id) == col(AlertRecord.source_id))
+        .where(col(AlertRecord.id) == record_id)
+    ).first()
+    if row is None:
+        raise errors.NotFound("alert record", record_id)
+    return row[0], row[1]
+
+
+# ---- housekeeping -----------------------------------------------------------------------------------
+
+#: How long webhook ids are remembered. A post older than the signature window (5 minutes) is refused
+#: on its timestamp anyway; a day leaves ample room for clock skew and for inspecting a replay.
+WEBHOOK_ID_MEMORY = timedelta(days=1)
+
+
+def prune_webhook_ids(older_than: timedelta = WEBHOOK_ID_MEMORY) -> int:
+    """Forget webhook ids past any replay window (the task ``vmportal.security.prune_webhook_ids``)."""
+    cutoff = db.utcnow() - older_than
+    with db.transaction() as s:
+        result = s.exec(
+            delete(AlertWebhookId)
+            .where(col(AlertWebhookId.received_at) < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)

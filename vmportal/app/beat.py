@@ -1,0 +1,93 @@
+"""Tasks beat runs on a schedule. Each is safe to run twice and safe to run late."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery.schedules import crontab
+
+from vmportal.app import retention
+from vmportal.audit import service as audit
+from vmportal.jobs import outbox
+from vmportal.jobs.app import PortalTask, celery_app
+from vmportal.kit import db
+from vmportal.kit.settings import Settings, get_settings
+from vmportal.request import reminders
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(base=PortalTask, name="vmportal.outbox.redrive")
+def redrive_outbox() -> int:
+    """Send again what a crash or a broker outage kept from its worker."""
+    return outbox.redrive()
+
+
+@celery_app.task(base=PortalTask, name="vmportal.audit.verify")
+def verify_audit_chain() -> dict[str, Any]:
+    with db.transaction() as session:
+        result = audit.verify(session)
+    if not result.ok:
+        log.critical("audit chain broken at row %s: %s", result.broken_at, result.reason)
+    return {
+        "ok": result.ok,
+        "checked": result.checked,
+        "broken_at": result.broken_at,
+        "reason": result.reason,
+    }
+
+
+@celery_app.task(base=PortalTask, name="vmportal.retention.prune")
+def prune_outboxes() -> dict[str, int]:
+    """Delete completed outbox tasks and sent mails past VMPORTAL_RETENTION_DAYS, in bounded batches."""
+    return retention.prune()
+
+
+def beat_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """What beat runs (the README's "Beat schedule" lists it for operators; keep the two in step).
+
+    The re-drive runs at half the re-drive age (at most every 30 s), so a lost task is sent again
+    between one and one and a half re-drive periods after it was lost. Reminders every 15 minutes:
+    a deadline reminder is at most that late, and each run is one indexed query when nothing is due.
+    Pruning hourly, off the hour, in bounded batches (see :mod:`vmportal.app.retention`)."""
+    settings = settings or get_settings()
+    redrive_every = min(30.0, max(1.0, settings.outbox_redrive_seconds / 2))
+    return {
+        "outbox-redrive": {"task": "vmportal.outbox.redrive", "schedule": redrive_every},
+        "inventory-sync": {"task": "vmportal.inventory.sync", "schedule": 300.0},
+        "audit-verify": {"task": "vmportal.audit.verify", "schedule": crontab(minute=17, hour=3)},
+        "notifications-send": {"task": "vmportal.security.send_notifications", "schedule": 60.0},
+        "finding-reminders": {"task": "vmportal.security.finding_reminders", "schedule": 900.0},
+        "request-deadline-reminders": {"task": "vmportal.request.deadline_reminders", "schedule": 900.0},
+        "retention-prune": {"task": "vmportal.retention.prune", "schedule": crontab(minute=41)},
+    }
+
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = beat_schedule()
+
+celery_app.conf.beat_schedule = BEAT_SCHEDULE
+
+#: Pruning in the embedded portal: as often as beat does it.
+EMBEDDED_PRUNE_SECONDS = 3600.0
+_last_embedded_prune: float | None = None
+_embedded_lock = threading.Lock()
+
+
+def embedded_tick() -> None:
+    """The part of beat's schedule the embedded portal's background thread (``vmportal.app.factory``, no
+    beat there) does not run by itself yet: the provisioning deadline reminders on every tick (one
+    indexed query when nothing is due), the pruning once an hour. Call it beside ``outbox.redrive()``
+    and ``tasks_mail.embedded_tick()``."""
+    global _last_embedded_prune
+    reminders.send_reminders()
+    with _embedded_lock:
+        due = (
+            _last_embedded_prune is None or time.monotonic() - _last_embedded_prune >= EMBEDDED_PRUNE_SECONDS
+        )
+        if due:
+            _last_embedded_prune = time.monotonic()
+    if due:
+        retention.prune()

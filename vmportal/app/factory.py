@@ -1,0 +1,195 @@
+"""The FastAPI application: routers under /api/v1, one error shape, start-up work."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vmportal import __version__
+from vmportal.kit import context, db, errors
+from vmportal.kit.settings import Settings, get_settings, use_settings
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+
+
+def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def _validation_fields(exc: RequestValidationError) -> tuple[int, list[dict[str, Any]]]:
+    fields = []
+    status = 422
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ())]
+        if e.get("type") == "json_invalid":
+            status = 400  # the body is not JSON at all: a syntax error, not a field's rule
+        where = ".".join(p for p in loc if p not in ("body", "query", "path", "header")) or ".".join(loc)
+        fields.append({"field": where, "rule": e.get("type", "invalid"), "message": e.get("msg", "")})
+    return status, fields
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.PortalError)
+    async def portal_error(_: Request, exc: errors.PortalError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.body(), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, fields = _validation_fields(exc)
+        if status == 400:
+            return _error(
+                400,
+                {
+                    "code": "malformed_json",
+                    "message": "request body is not valid JSON",
+                    "message_zh": "请求体不是合法的 JSON",
+                    "fields": fields,
+                },
+            )
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return _error(
+            422,
+            {
+                "code": "validation_error",
+                "message": summary,
+                "message_zh": "输入校验失败：" + summary,
+                "fields": fields,
+            },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(
+            exc.status_code, {"code": "http_error", "message": str(exc.detail), "message_zh": str(exc.detail)}
+        )
+
+
+# A request id: this process's random prefix and a counter (unique across processes and restarts
+# without asking the kernel for random bytes on every request).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
+class _RequestId:
+    """The request id (the caller's X-Request-ID or a new one) in the logging context and echoed in
+    the answer, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through an
+    extra task and memory streams, which costs more than most of the portal's reads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = (Headers(scope=scope).get("x-request-id") or _new_request_id())[:64]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        token = context.request_id.set(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            context.request_id.reset(token)
+
+
+def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threading.Thread:
+    from vmportal.app import beat as periodic
+    from vmportal.jobs import outbox
+    from vmportal.mail import tasks as tasks_mail
+
+    # The embedded portal has no beat: this thread does beat's periodic work in-process.
+    def loop() -> None:
+        while not stop.wait(max(settings.outbox_redrive_seconds // 2, 5)):
+            try:
+                outbox.redrive()
+                tasks_mail.embedded_tick()
+                periodic.embedded_tick()  # provisioning reminders; pruning once an hour
+            except Exception:
+                log.exception("periodic work failed")
+
+    thread = threading.Thread(target=loop, name="vmportal-redrive", daemon=True)
+    thread.start()
+    return thread
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    if settings is not None:
+        use_settings(settings)
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        from vmportal.app import startup
+
+        if settings.startup_prepared:
+            startup.prepare(settings, migrate=False, seed=False)
+        else:
+            startup.prepare(settings, migrate=migrate)
+        stop = threading.Event()
+        if settings.effective_task_mode == "thread":
+            _start_redrive_thread(settings, stop)
+        from vmportal.vm import reads
+
+        reader = await reads.open_reader(settings)
+        app.state.vm_reader = reader
+        try:
+            yield
+        finally:
+            stop.set()
+            app.state.vm_reader = None
+            if reader is not None:
+                await reader.close()
+
+    app = FastAPI(
+        title="vmportal",
+        version=__version__,
+        description="VM self-service and lifecycle manager of the Network & Information Center "
+        "(网络与信息中心虚拟机服务平台).",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+    )
+    install_error_handlers(app)
+    from vmportal.kit import observability
+    from vmportal.vm.lane import ReadLane
+
+    app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
+
+    observability.install(app)
+
+    app.add_middleware(_RequestId)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    from vmportal.app import routes
+
+    routes.include_all(app, API)
+    return app
+
+
+__all__ = ["API", "create_app", "db"]

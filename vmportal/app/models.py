@@ -1,0 +1,70 @@
+"""Every table, imported in one place so Alembic and tests see the whole metadata."""
+
+from vmportal.audit.models import AuditEntry, AuditHead
+from vmportal.center.models import CenterSetting
+from vmportal.connection.models import HypervisorConnection
+from vmportal.identity.models import AuthToken, User
+from vmportal.incidents.models import (
+    AlertRecord,
+    AlertSource,
+    AlertWebhookId,
+    ContainmentPolicy,
+    Finding,
+    Incident,
+    IncidentEvent,
+    Notice,
+    Notification,
+    Rectification,
+    RectificationAttachment,
+    SecurityAlert,
+    ServiceExemption,
+    ServiceScan,
+    ServiceViolation,
+)
+from vmportal.jobs.models import OutboxTask
+from vmportal.network.models import IPAllocation, IPPool
+from vmportal.request.models import RequestReminder, RequestState, VMRequest
+from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
+from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
+
+__all__ = [
+    "VM",
+    "AlertRecord",
+    "AlertSource",
+    "AlertWebhookId",
+    "AuditEntry",
+    "AuditHead",
+    "AuthToken",
+    "CenterSetting",
+    "Contact",
+    "ContactRole",
+    "ContainmentPolicy",
+    "DeliveryCredential",
+    "Document",
+    "DocumentKind",
+    "Finding",
+    "HypervisorConnection",
+    "IPAllocation",
+    "IPPool",
+    "Incident",
+    "IncidentEvent",
+    "InformationSystem",
+    "Lifecycle",
+    "Notice",
+    "Notification",
+    "OutboxTask",
+    "PowerOpState",
+    "PowerOperation",
+    "Quota",
+    "Rectification",
+    "RectificationAttachment",
+    "RequestReminder",
+    "RequestState",
+    "SecurityAlert",
+    "ServiceExemption",
+    "ServiceScan",
+    "ServiceViolation",
+    "Unit",
+    "User",
+    "VMRequest",
+]

@@ -1,0 +1,288 @@
+"""What the security endpoints accept and answer."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from policies.compromise import Category, Confidence, Containment, Severity
+from vmportal.alerts import SourceKind
+from vmportal.alerts.sources import NAME_PATTERN, AuthMethod
+from vmportal.incidents.models import AlertState, ContainmentState, IncidentState
+
+Cidr = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class ContainAction(enum.StrEnum):
+    """The actions a center user may order (notify-only is what an open incident already is)."""
+
+    ISOLATE_NETWORK = Containment.ISOLATE_NETWORK.value
+    POWER_OFF = Containment.POWER_OFF.value
+    BLOCK_WEB = Containment.BLOCK_WEB.value
+
+
+# ---- sources ----------------------------------------------------------------------------------------
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        max_length=64,
+        description="Lower-case name, used in the URL: POST /api/v1/alerts/{name}",
+    )
+    kind: SourceKind = Field(description="The format it posts; generic detects each record's format")
+    auth: AuthMethod | None = Field(
+        None,
+        description="hmac (Standard Webhooks signature), bearer (token, for senders that cannot sign) or "
+        "both. Default: bearer for alertmanager and elastic, hmac otherwise.",
+    )
+    allowed_cidrs: list[Cidr] = Field(
+        default_factory=list, max_length=100, description="Addresses it may post from; empty: any"
+    )
+    description: str = Field("", max_length=500)
+    active: bool = True
+
+
+class SourceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SourceKind | None = None
+    allowed_cidrs: list[Cidr] | None = Field(None, max_length=100)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = None
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auth: AuthMethod | None = Field(None, description="Default: the methods the source has now")
+
+
+class SourceOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    description: str
+    auth: str
+    has_secret: bool
+    has_token: bool
+    allowed_cidrs: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+    credentials_rotated_at: datetime | None
+    last_post_at: datetime | None
+    endpoint: str
+
+
+class SourceCredentials(SourceOut):
+    secret: str | None = Field(
+        description="Shown only in this answer. Sign each post: webhook-signature: v1,<base64 of "
+        "HMAC-SHA256(key, webhook-id + '.' + webhook-timestamp + '.' + body)>, the key being the "
+        "base64-decoded part after 'whsec_'"
+    )
+    token: str | None = Field(description="Shown only in this answer. Send: Authorization: Bearer <token>")
+
+
+# ---- alerts ------------------------------------------------------------------------------------------
+
+
+class AlertOut(BaseModel):
+    id: int
+    source: str
+    record_id: int
+    received_at: datetime
+    format: str
+    category: str
+    severity: str
+    confidence: str
+    title: str
+    external_id: str
+    resolved: bool
+    addresses: list[dict[str, Any]]
+    subject_roles: list[str]
+    target_host: str | None
+    state: AlertState
+    vm_id: int | None
+    match: dict[str, Any] | None
+    incident_id: int | None
+    repeats: int
+    last_repeat_at: datetime | None
+    processed_at: datetime | None
+    evidence: dict[str, Any] | None = None
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vm_id: int = Field(ge=1, le=2**31 - 1)
+
+
+class RecordOut(BaseModel):
+    id: int
+    source: str
+    received_at: datetime
+    webhook_id: str
+    position: int
+    format: str
+    error_code: str
+    error: str
+    error_field: str
+    alert_count: int
+    raw_truncated: bool
+    raw: str | None = None
+
+
+class RecordList(BaseModel):
+    items: list[RecordOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# ---- policy ------------------------------------------------------------------------------------------
+
+
+class RuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: Category
+    min_severity: Severity
+    confidence: Confidence
+    action: Containment
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[RuleIn] = Field(max_length=200)
+
+
+class PolicyOut(BaseModel):
+    rules: list[RuleIn]
+    is_default: bool
+    updated_at: datetime | None
+    updated_by: int | None
+
+
+# ---- incidents ---------------------------------------------------------------------------------------
+
+
+class IncidentOut(BaseModel):
+    id: int
+    vm_id: int | None
+    vm_name: str | None
+    vm_ip: str | None
+    unit_id: int | None
+    unit_code: str | None
+    system_id: int | None
+    origin: str
+    category: str
+    severity: str
+    confidence: str
+    title: str
+    state: IncidentState
+    containment_state: ContainmentState
+    restore_state: str
+    alert_count: int
+    first_seen: datetime
+    last_seen: datetime
+    created_at: datetime
+    updated_at: datetime
+    action: str
+    decision_rule: dict[str, Any] | None
+    reasons_en: list[str]
+    reasons_zh: list[str]
+    decision_fallback: bool
+    decided_by: str
+    decided_at: datetime | None
+    executed_action: str
+    contained_at: datetime | None
+    containment_latency_seconds: float | None
+    attempts: int
+    last_error: str
+    resolution: str
+    resolution_reason: str
+    restored_at: datetime | None
+    closed_at: datetime | None
+    quarantine_seconds: float | None
+    version: int
+    actions: list[str] = Field(description="What the caller may do now")
+    links: dict[str, str]
+
+
+class IncidentList(BaseModel):
+    items: list[IncidentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TimelineItemOut(BaseModel):
+    at: datetime
+    kind: str
+    actor: str
+    message_en: str
+    message_zh: str
+    data: dict[str, Any]
+
+
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: ContainAction
+    reason: str = Field("", max_length=1000)
+
+
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: ContainAction | None = Field(None, description="Another containment action (containment only)")
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=2000)
+
+
+class AttachmentOut(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    link: str
+
+
+class RectificationOut(BaseModel):
+    id: int
+    incident_id: int
+    unit_id: int | None
+    vm_id: int | None
+    text: str
+    state: str
+    submitted_by: int | None
+    submitted_at: datetime
+    decided_by: int | None
+    decided_at: datetime | None
+    decision_reason: str
+    attachments: list[AttachmentOut]

@@ -1,0 +1,142 @@
+"""The Celery application and the task base every vmportal task uses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from hypervisors.base import Retriable
+from vmportal.kit import context
+from vmportal.kit.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+celery_app = Celery("vmportal")
+
+
+def configure(broker_url: str = "", result_backend: str = "") -> Celery:
+    settings = get_settings()
+    celery_app.conf.update(
+        broker_url=broker_url or settings.broker_url or "memory://",
+        result_backend=result_backend or settings.result_backend or None,
+        task_ignore_result=True,
+        # A task is acknowledged only after it finished, and re-queued if its worker dies:
+        # together with idempotent tasks this is what makes kill -9 of a worker harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(settings.task_time_limit - 30, 30),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Longer than the longest retry countdown (300 s) plus a run (task_time_limit): a message
+            # is handed to another worker only when its worker is surely gone. Sooner than that, the
+            # outbox re-drive sends a lost task again (and outbox.claim keeps two runs apart).
+            "visibility_timeout": max(3600, settings.task_time_limit + 600),
+            # A broker that vanishes without closing the connection must not hang a publish (an
+            # API request) or the worker forever.
+            "socket_timeout": 15,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        worker_hijack_root_logger=False,
+    )
+    return celery_app
+
+
+class PortalTask(Task):
+    """Runs the task body with the request id it was started under, marks its outbox row done,
+    and turns :class:`Retriable` hypervisor errors into a retry with exponential backoff.
+
+    Task bodies open their own transaction (``db.transaction()``) and must be idempotent: the
+    state machine in the database decides whether there is still anything to do.
+    """
+
+    abstract = True
+    max_retries = get_settings().task_max_retries
+    #: Whether a delivery runs under its outbox row's claim (``outbox.claim``: one run at a time,
+    #: none once completed). A task whose body serialises itself on the rows it works on (row locks
+    #: and a state it re-reads under them) can do without: ``claims = False`` saves every run the
+    #: claim's round trips, and the body marks its row completed in its own transaction
+    #: (``outbox.complete_in``), so the completion commits with the work.
+    claims = True
+
+    def give_up(self, exc: Retriable, **kwargs: Any) -> None:
+        """Called once when retries are exhausted. Tasks whose record must show the failure
+        (a request that stays 'provisioning' forever helps nobody) override this."""
+        log.error("task %s gave up after %d retries: %s", self.name, self.max_retries, exc.message)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from vmportal.jobs import outbox
+
+        outbox_id = kwargs.pop("outbox_id", None)
+        token = context.request_id.set(kwargs.pop("request_id", "") or "")
+        try:
+            if outbox_id is None:  # beat's periodic tasks, direct calls
+                return self._run(None, args, kwargs)
+            if not self.claims:
+                return self._run(outbox_id, args, kwargs)
+            # One delivery of an outbox row at a time, and none after it completed (outbox.claim).
+            with outbox.claim(outbox_id) as claim:
+                if claim != "run":
+                    from vmportal.kit.observability import TASKS
+
+                    log.info("task %s (outbox %s): skipped, %s", self.name, outbox_id, claim)
+                    TASKS.labels(self.name, f"skipped_{claim}").inc()
+                    return None
+                return self._run(outbox_id, args, kwargs)
+        finally:
+            context.request_id.reset(token)
+
+    def _run(self, outbox_id: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from vmportal.jobs import outbox
+        from vmportal.kit.observability import TASK_LATENCY, TASKS
+
+        started = time.perf_counter()
+        try:
+            try:
+                if outbox_id is None:
+                    result = super().__call__(*args, **kwargs)
+                    completed = False
+                else:
+                    with outbox.running(outbox_id) as run:
+                        result = super().__call__(*args, **kwargs)
+                    completed = run.completed
+            except Retriable as exc:
+                if self.request.called_directly:  # in-process runner retries by itself
+                    raise
+                retries = self.request.retries
+                if retries >= self.max_retries:
+                    # Out of retries: let the task record the failure on its record, and finish,
+                    # so the outbox stops re-sending it.
+                    self.give_up(exc, **kwargs)
+                    if outbox_id is not None:
+                        outbox.mark_completed(outbox_id)
+                    TASKS.labels(self.name, "gave_up").inc()
+                    return None
+                countdown = min(max(exc.defer, 2.0**retries), 300.0)
+                log.warning("task %s retrying in %.0fs: %s", self.name, countdown, exc.message)
+                if outbox_id is not None:
+                    outbox.note_retry(outbox_id, countdown, exc.message)
+                    kwargs["outbox_id"] = outbox_id
+                kwargs["request_id"] = context.request_id.get()
+                TASKS.labels(self.name, "retry").inc()
+                raise self.retry(exc=exc, countdown=countdown, kwargs=kwargs) from exc
+            except Exception:
+                TASKS.labels(self.name, "error").inc()
+                raise
+            if outbox_id is not None and not completed:
+                outbox.mark_completed(outbox_id)
+            TASKS.labels(self.name, "ok").inc()
+            return result
+        finally:
+            TASK_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+
+configure()

@@ -1,0 +1,673 @@
+"""E-mail notifications (issue 4 point 10): the unit's security administrator and lead (their contact
+registry e-mails) and the center's mailbox hear about containment, rectification decisions, dismissals,
+notices, findings and their deadlines, and forbidden services.
+
+The ``notification`` table is the outbox of mails. :func:`notify` writes a row in the caller's
+transaction, so a mail exists exactly when the event it reports was committed; nothing is sent before
+the commit. After the commit the rows are sent by :func:`send_due` (the task
+``vmportal.security.send_notifications``): inline in tests, on a mail thread of its own in the embedded
+portal, by a Celery worker in production. Beat runs the same task every minute for the rows whose
+``next_attempt_at`` has come: the retries, and anything a lost dispatch left behind.
+
+Why containment is never delayed by mail: the containment task's transaction only *adds* a row; the
+SMTP conversation happens after that transaction committed, in another task, outside any database
+transaction. A dead or hanging SMTP server costs at most ``smtp_timeout`` of the mail task, never a
+moment of the containment, and :func:`on_event` swallows its own errors so a mail problem cannot roll
+back the event it reports.
+
+Delivery: one SMTP connection per mail (``smtplib``, optional STARTTLS and login, ``smtp_timeout`` on
+every step). A claimed row is ``sending`` with ``next_attempt_at`` as its lease (a worker that dies
+mid-send leaves it due again once the lease ends), so two senders never send one row at once; a crash
+between the server's acceptance and the row's update can send a mail twice (at least once, with a
+stable Message-ID so mail clients fold the copies). A transient failure (connection refused, timeout,
+4xx) schedules a retry with exponential backoff (1 min, 2, 4 … at most 6 h apart); a permanent one (5xx
+other than authentication) or ``smtp_max_attempts`` failures make it ``failed``; the center sees both in
+``GET /notifications`` and can send a failed one again. When the server cannot be reached at all the
+rest of the batch is left for the next run without counting an attempt against it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import smtplib
+import ssl
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import update
+from sqlmodel import Session, col, func, select
+
+from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Containment, Severity
+from vmportal.incidents.models import Incident, IncidentEvent, Notification, NotificationState, Rectification
+from vmportal.kit import db, errors
+from vmportal.kit.settings import Settings, get_settings
+from vmportal.unit.models import Contact, ContactRole, Unit
+from vmportal.unit.service import BEIJING
+from vmportal.vm.models import VM
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "vmportal.security.send_notifications"
+SUBJECT_PREFIX = "【网络与信息中心】"
+BACKOFF_FIRST = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=6)
+BATCH = 100
+_KICK = "vmportal_mail_kick"
+
+
+class MailEvent(enum.StrEnum):
+    CONTAINED = "containment"
+    CONTAINMENT_FAILED = "containment_failed"
+    RECTIFICATION_ACCEPTED = "rectification_accepted"
+    RECTIFICATION_REJECTED = "rectification_rejected"
+    DISMISSED = "dismissed"
+    NOTICE = "notice"
+    FINDING_OPENED = "finding_opened"
+    FINDING_REOPENED = "finding_reopened"
+    FINDING_DUE_SOON = "finding_due_soon"
+    FINDING_OVERDUE = "finding_overdue"
+    VIOLATION = "violation"
+    VIOLATION_SHUTDOWN = "violation_shutdown"
+    # Provisioning deadline reminders (vmportal.request.reminders), sent through this same outbox.
+    REQUEST_DUE_SOON = "request_due_soon"
+    REQUEST_OVERDUE = "request_overdue"
+
+
+def beijing(moment: datetime | None) -> str:
+    """A moment as people in the center read it: Beijing time, to the minute."""
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if moment is not None else "—"
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+
+
+def recipients(
+    session: Session,
+    unit_id: int | None,
+    *,
+    center_only: bool = False,
+    unit_addresses: Sequence[str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """(to, cc): the unit's security administrator and lead from its contact registry, the center's
+    mailbox in copy. With no unit address (or ``center_only``) the center's mailbox alone, as "to".
+    ``unit_addresses`` replaces the registry's pair, for a mail meant for one person of the unit."""
+    center = get_settings().center_mailbox.strip()
+    unit: list[str] = []
+    if unit_addresses is not None and not center_only:
+        for raw in unit_addresses:
+            address = raw.strip()
+            if "@" in address and address not in unit:
+                unit.append(address)
+    elif unit_id is not None and not center_only:
+        with session.no_autoflush:
+            rows = session.exec(
+                select(Contact.role, Contact.email).where(
+                    col(Contact.unit_id) == unit_id,
+                    col(Contact.role).in_(
+                        [ContactRole.SECURITY_ADMIN.value, ContactRole.SECURITY_LEAD.value]
+                    ),
+                )
+            ).all()
+        # The administrator first: the one who acts; the lead is told as the one responsible.
+        for _role, email in sorted(rows, key=lambda r: r[0] != ContactRole.SECURITY_ADMIN.value):
+            address = (email or "").strip()
+            if "@" in address and address not in unit:
+                unit.append(address)
+    if unit:
+        return unit, [center] if center and center not in unit else []
+    return ([center] if center else []), []
+
+
+def _pending_duplicate(session: Session, dedup_key: str) -> bool:
+    if any(isinstance(o, Notification) and o.dedup_key == dedup_key for o in session.new):
+        return True
+    with session.no_autoflush:
+        return (
+            session.exec(select(Notification.id).where(col(Notification.dedup_key) == dedup_key)).first()
+            is not None
+        )
+
+
+def compose_body(body_zh: str, body_en: str, link: str = "") -> str:
+    url = f"{get_settings().base_url.rstrip('/')}{link}" if link else get_settings().base_url
+    return (
+        f"{body_zh.strip()}\n\n"
+        f"（此邮件由网络与信息中心虚拟机服务平台自动发送，请勿直接回复。详情：{url}）\n\n"
+        f"{'-' * 60}\n\n"
+        f"{body_en.strip()}\n\n"
+        f"(Sent automatically by the VM portal of the Network & Information Center; please do not reply. "
+        f"Details: {url})\n"
+    )
+
+
+def notify(
+    session: Session,
+    event: MailEvent | str,
+    unit_id: int | None,
+    *,
+    subject_zh: str,
+    subject_en: str,
+    body_zh: str,
+    body_en: str,
+    related_type: str = "",
+    related_id: object = "",
+    link: str = "",
+    dedup_key: str | None = None,
+    center_only: bool = False,
+    unit_addresses: Sequence[str] | None = None,
+) -> Notification | None:
+    """Queue one e-mail in the caller's transaction (sent after the commit, never before).
+
+    Subject and body are bilingual, Chinese first. ``dedup_key`` makes the mail once-only (a
+    deadline reminder, an event reported from two places): None is returned when it was queued
+    already. A mail with no recipient at all (no unit address, no center mailbox) is kept as
+    ``failed`` so the center can see what nobody was told. ``unit_addresses``: see :func:`recipients`.
+    """
+    event = MailEvent(event)
+    if dedup_key is not None and _pending_duplicate(session, dedup_key):
+        return None
+    to, cc = recipients(session, unit_id, center_only=center_only, unit_addresses=unit_addresses)
+    now = db.utcnow()
+    row = Notification(
+        to=to,
+        cc=cc,
+        subject=f"{SUBJECT_PREFIX}{subject_zh} / {subject_en}"[:500],
+        body=compose_body(body_zh, body_en, link),
+        kind=event.value,
+        related_type=related_type[:40],
+        related_id=str(related_id)[:64],
+        unit_id=unit_id,
+        dedup_key=dedup_key[:200] if dedup_key else None,
+        state=NotificationState.PENDING.value,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    if not to:
+        row.state = NotificationState.FAILED.value
+        row.next_attempt_at = None
+        row.last_error = "no recipient: the unit has no contact e-mail and VMPORTAL_CENTER_MAILBOX is not set"
+        log.warning("notification %s for unit %s has no recipient", event.value, unit_id)
+    session.add(row)
+    session.info[_KICK] = True
+    return row
+
+
+# ---- the incident workflow's events ------------------------------------------------------------------
+
+_ACTION_ZH = {
+    Containment.ISOLATE_NETWORK: "断开网络",
+    Containment.POWER_OFF: "关机",
+    Containment.BLOCK_WEB: "断开WEB服务",
+    Containment.NOTIFY_ONLY: "仅通知",
+}
+
+
+@dataclass(frozen=True)
+class _Subject:
+    vm_zh: str
+    vm_en: str
+    unit_zh: str
+    category_zh: str
+    severity_zh: str
+
+
+def _subject_of(session: Session, incident: Incident) -> _Subject:
+    with session.no_autoflush:
+        vm = session.get(VM, incident.vm_id) if incident.vm_id is not None else None
+        unit = session.get(Unit, incident.unit_id) if incident.unit_id is not None else None
+    ip = f"（{vm.ip_address}）" if vm is not None and vm.ip_address else ""
+    ip_en = f" ({vm.ip_address})" if vm is not None and vm.ip_address else ""
+    try:
+        category_zh = CATEGORY_NAMES_ZH[Category(incident.category)]
+    except ValueError:
+        category_zh = incident.category
+    try:
+        severity_zh = SEVERITY_NAMES_ZH[Severity(incident.severity)]
+    except ValueError:
+        severity_zh = incident.severity
+    return _Subject(
+        vm_zh=f"虚拟机 {vm.name}{ip}" if vm is not None else "（未关联虚拟机）",
+        vm_en=f"VM {vm.name}{ip_en}" if vm is not None else "(no VM)",
+        unit_zh=f"{unit.name_zh}：\n\n" if unit is not None else "",
+        category_zh=category_zh,
+        severity_zh=severity_zh,
+    )
+
+
+def _action_zh(value: str) -> str:
+    try:
+        return _ACTION_ZH[Containment(value)]
+    except ValueError:
+        return value
+
+
+def on_event(session: Session, incident: Incident, event: IncidentEvent) -> None:
+    """The incident workflow's hook: e-mail the unit and the center about the steps they must hear of
+    (containment confirmed or failed, rectification accepted or rejected, dismissal); other steps are
+    ignored. Called with the timeline row the step just added, in the step's transaction.
+
+    Never raises: a notification problem must not roll back the containment it reports. Reporting the
+    same step twice (from two call sites) queues one mail.
+    """
+    try:
+        _on_event(session, incident, event)
+    except Exception:
+        log.exception("no notification for incident %s, event %s", incident.id, event.kind)
+
+
+def _on_event(session: Session, incident: Incident, event: IncidentEvent) -> None:
+    kind = event.kind
+    if kind not in _INCIDENT_MAILS:
+        return
+    s = _subject_of(session, incident)
+    n = incident.id
+    link = f"/api/v1/incidents/{n}"
+    head_en = f"Security incident #{n} ({incident.category}, {incident.severity}) on {s.vm_en}."
+    head_zh = f"{s.vm_zh}的安全事件 #{n}（{s.category_zh}，{s.severity_zh}）。"
+    mail_event = _INCIDENT_MAILS[kind]
+    action = incident.executed_action or incident.action
+    if mail_event is MailEvent.CONTAINED:
+        subject_zh = f"{s.vm_zh}因安全事件 #{n} 已被暂停（{_action_zh(action)}）"
+        subject_en = f"{s.vm_en} suspended over security incident #{n} ({action})"
+        body_zh = (
+            f"{s.unit_zh}{head_zh}\n\n平台已执行处置：{_action_zh(action)}，并经虚拟化平台确认。\n"
+            f"{event.message_zh}\n\n处置依据：{''.join(incident.reasons_zh)}\n\n"
+            "根据《虚拟机服务协议书》第8条，虚拟机在整改完成前保持暂停，单位不能自行恢复。请单位网络安全管理员"
+            "登录平台查看事件详情，清除问题后提交整改报告；信息中心核实后恢复虚拟机。"
+        )
+        body_en = (
+            f"{head_en}\n\nThe portal contained it ({action}), confirmed by the hypervisor.\n"
+            f"{event.message_en}\n\nWhy: {' '.join(incident.reasons_en)}\n\n"
+            "Under §8 of the VM service agreement the VM stays suspended until the problem is fixed; the "
+            "unit cannot restore it. The unit's security administrator should read the incident in the "
+            "portal, fix the problem and submit a rectification report; the center restores the VM once "
+            "it has verified it."
+        )
+    elif mail_event is MailEvent.CONTAINMENT_FAILED:
+        subject_zh = f"安全事件 #{n} 处置失败，请处理：{s.vm_zh}"
+        subject_en = f"Containment of security incident #{n} failed: {s.vm_en}"
+        body_zh = f"{head_zh}\n\n{event.message_zh}\n\n请在平台上重试或改用其他处置方式。"
+        body_en = f"{head_en}\n\n{event.message_en}\n\nRetry it or choose another action in the portal."
+    elif mail_event is MailEvent.RECTIFICATION_ACCEPTED:
+        subject_zh = f"整改报告已通过，{s.vm_zh}正在恢复（安全事件 #{n}）"
+        subject_en = f"Rectification accepted: {s.vm_en} is being restored (security incident #{n})"
+        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}\n\n恢复完成后虚拟机即可正常使用。"
+        body_en = (
+            f"{head_en}\n\n{event.message_en}\n\nThe VM is back in service once the restore is confirmed."
+        )
+    elif mail_event is MailEvent.RECTIFICATION_REJECTED:
+        reason = _rectification_reason(session, event)
+        subject_zh = f"整改报告被驳回，{s.vm_zh}保持暂停（安全事件 #{n}）"
+        subject_en = f"Rectification rejected: {s.vm_en} stays suspended (security incident #{n})"
+        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}" + (
+            f"\n\n驳回理由：{reason}" if reason else ""
+        )
+        body_en = f"{head_en}\n\n{event.message_en}" + (f"\n\nReason: {reason}" if reason else "")
+    else:  # dismissed
+        subject_zh = f"安全事件 #{n} 已判定为误报：{s.vm_zh}"
+        subject_en = f"Security incident #{n} dismissed as a false positive: {s.vm_en}"
+        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}"
+        body_en = f"{head_en}\n\n{event.message_en}"
+    notify(
+        session,
+        mail_event,
+        incident.unit_id,
+        subject_zh=subject_zh,
+        subject_en=subject_en,
+        body_zh=body_zh,
+        body_en=body_en,
+        related_type="incident",
+        related_id=n,
+        link=link,
+        dedup_key=f"incident:{n}:{kind}:v{incident.version}:a{incident.attempts}",
+        center_only=mail_event is MailEvent.CONTAINMENT_FAILED,
+    )
+
+
+_INCIDENT_MAILS: dict[str, MailEvent] = {
+    "contained": MailEvent.CONTAINED,
+    "containment_failed": MailEvent.CONTAINMENT_FAILED,
+    "rectification_accepted": MailEvent.RECTIFICATION_ACCEPTED,
+    "rectification_rejected": MailEvent.RECTIFICATION_REJECTED,
+    "dismissed": MailEvent.DISMISSED,
+}
+
+
+def _rectification_reason(session: Session, event: IncidentEvent) -> str:
+    rect_id = (event.data or {}).get("rectification_id")
+    if not isinstance(rect_id, int):
+        return ""
+    with session.no_autoflush:
+        rect = session.get(Rectification, rect_id)
+    return rect.decision_reason if rect is not None else ""
+
+
+# ---- dispatch after commit ---------------------------------------------------------------------------
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint: the rows are not committed until the enclosing transaction is
+    if session.info.pop(_KICK, False):
+        kick()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    if session.in_transaction():
+        return  # only a savepoint rolled back; the outer commit may still bring mail
+    session.info.pop(_KICK, None)
+
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_futures: set[Future[Any]] = set()
+
+
+def _mail_executor() -> ThreadPoolExecutor:
+    # A thread of its own: a hanging SMTP server must not occupy the pool containment tasks run in.
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(1, thread_name_prefix="vmportal-mail")
+        return _executor
+
+
+def kick() -> None:
+    """Have the due mails sent now, the way tasks run in this process. Never raises: a mail that
+    cannot be dispatched now is sent by beat's next run."""
+    mode = get_settings().effective_task_mode
+    try:
+        if mode == "celery":
+            from vmportal.jobs.app import celery_app
+
+            celery_app.send_task(SEND_TASK)
+        elif mode == "inline":
+            send_due()
+        else:
+            future = _mail_executor().submit(send_due)
+            with _executor_lock:
+                _futures.add(future)
+            future.add_done_callback(_forget)
+    except Exception:
+        log.exception("sending notifications failed; beat sends them later")
+
+
+def _forget(future: Future[Any]) -> None:
+    with _executor_lock:
+        _futures.discard(future)
+    if future.exception() is not None:
+        log.error("sending notifications failed: %s", future.exception())
+
+
+def wait_idle(timeout: float = 30.0) -> None:
+    """Block until the mail thread has sent what it was given (tests, shutdown)."""
+    with _executor_lock:
+        pending = list(_futures)
+    for f in pending:
+        f.exception(timeout=timeout)
+
+
+# ---- sending ----------------------------------------------------------------------------------------
+
+
+class _Unreachable(Exception):
+    """The SMTP server could not be reached: leave the rest of the batch for later."""
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: 1 min, 2, 4 … at most 6 h."""
+    return min(BACKOFF_FIRST * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def _due_ids(now: datetime, limit: int) -> list[int]:
+    with db.transaction() as s:
+        rows = s.exec(
+            select(Notification.id)
+            .where(
+                col(Notification.state).in_(
+                    [NotificationState.PENDING.value, NotificationState.SENDING.value]
+                ),
+                col(Notification.next_attempt_at) <= now,
+            )
+            .order_by(col(Notification.next_attempt_at), col(Notification.id))
+            .limit(limit)
+        ).all()
+    return [int(r) for r in rows if r is not None]
+
+
+def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notification | None:
+    """Take the row for one delivery attempt (compare-and-set), in a transaction of its own, so no
+    database transaction stays open while the SMTP server is talked to."""
+    with db.transaction() as s:
+        result = s.exec(
+            update(Notification)
+            .where(
+                col(Notification.id) == notification_id,
+                col(Notification.state).in_(
+                    [NotificationState.PENDING.value, NotificationState.SENDING.value]
+                ),
+                col(Notification.next_attempt_at) <= now,
+            )
+            .values(state=NotificationState.SENDING.value, next_attempt_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return None
+        return s.get(Notification, notification_id)
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[1].strip(">").strip() if "@" in address else "vmportal.localdomain"
+
+
+def build_message(n: Notification, settings: Settings) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = n.subject
+    msg["From"] = settings.mail_from
+    msg["To"] = ", ".join(n.to)
+    if n.cc:
+        msg["Cc"] = ", ".join(n.cc)
+    msg["Date"] = format_datetime(n.created_at)
+    # Stable across attempts, so a mail sent twice (a crash after the server accepted it) folds into one.
+    msg["Message-ID"] = f"<notification-{n.id}.{int(n.created_at.timestamp())}@{_domain(settings.mail_from)}>"
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Vmportal-Notification"] = f"{n.kind} {n.related_type}:{n.related_id}".strip()
+    msg.set_content(n.body, charset="utf-8")
+    return msg
+
+
+def deliver(n: Notification, settings: Settings) -> dict[str, Any]:
+    """Send one mail; the recipients the server refused (the others got it). Raises smtplib/OS errors."""
+    msg = build_message(n, settings)
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout) as smtp:
+        smtp.ehlo()
+        if settings.smtp_starttls:
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if settings.smtp_username:
+            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+            smtp.login(settings.smtp_username, password)
+        refused = smtp.send_message(msg, from_addr=settings.mail_from, to_addrs=[*n.to, *n.cc])
+    return dict(refused)
+
+
+_AUTH_CODES = frozenset({530, 534, 535, 538})
+
+
+def _classify(exc: Exception) -> tuple[bool, bool]:
+    """(permanent, unreachable) for a delivery error."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(code >= 500 for code in codes), False
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return False, True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        # A configuration problem (authentication) may be fixed by the center: keep retrying it.
+        return exc.smtp_code >= 500 and exc.smtp_code not in _AUTH_CODES, False
+    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPNotSupportedError):
+        return False, isinstance(exc, smtplib.SMTPServerDisconnected)
+    if isinstance(exc, smtplib.SMTPException):
+        return False, False
+    return False, isinstance(exc, OSError)  # refused, timed out, no route, name not resolved
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = (
+            exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        )
+        return f"{type(exc).__name__}: {exc.smtp_code} {text}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _record(
+    notification_id: int,
+    now: datetime,
+    *,
+    error: Exception | None = None,
+    refused: dict[str, Any] | None = None,
+    settings: Settings,
+) -> str:
+    with db.transaction() as s:
+        n = s.exec(
+            select(Notification)
+            .where(col(Notification.id) == notification_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        if n is None or n.state != NotificationState.SENDING.value:
+            return "lost"  # taken back (the center's retry) meanwhile
+        n.attempts += 1
+        if error is None:
+            n.state = NotificationState.SENT.value
+            n.sent_at = db.utcnow()
+            n.next_attempt_at = None
+            n.last_error = ("refused by the server for: " + ", ".join(sorted(refused)) if refused else "")[
+                :2000
+            ]
+            s.add(n)
+            from vmportal.compliance import (
+                findings as finding,  # late: findings queue mails through this module
+            )
+
+            finding.on_delivered(s, n)
+            return "sent"
+        permanent, _ = _classify(error)
+        n.last_error = f"attempt {n.attempts}: {_describe(error)}"[:2000]
+        if permanent or n.attempts >= settings.smtp_max_attempts:
+            n.state = NotificationState.FAILED.value
+            n.next_attempt_at = None
+            log.error("notification %s failed for good: %s", n.id, n.last_error)
+            s.add(n)
+            return "failed"
+        n.state = NotificationState.PENDING.value
+        n.next_attempt_at = now + backoff(n.attempts)
+        s.add(n)
+        log.warning("notification %s not delivered, retry at %s: %s", n.id, n.next_attempt_at, n.last_error)
+        return "retry"
+
+
+def send_due(now: datetime | None = None, *, limit: int = BATCH) -> dict[str, int]:
+    """Send every mail whose ``next_attempt_at`` has come (new ones, retries, expired leases).
+
+    Each attempt is its own short transaction before and after the SMTP conversation. Returns counts
+    per outcome, for logs and tests.
+    """
+    settings = get_settings()
+    counts = {"sent": 0, "retry": 0, "failed": 0, "deferred": 0, "lost": 0}
+    if not settings.smtp_host:
+        log.info("VMPORTAL_SMTP_HOST is not set: notifications wait unsent")
+        return counts
+    now = now or db.utcnow()
+    lease = timedelta(seconds=settings.smtp_timeout * 4 + 60)
+    ids = _due_ids(now, limit)
+    for index, notification_id in enumerate(ids):
+        n = _claim(notification_id, now, lease)
+        if n is None:
+            continue  # another sender has it
+        try:
+            refused = deliver(n, settings)
+        except Exception as exc:
+            outcome = _record(notification_id, now, error=exc, settings=settings)
+            counts[outcome] += 1
+            if _classify(exc)[1]:
+                # The server is down: the others wait for the next run, without an attempt counted.
+                counts["deferred"] += len(ids) - index - 1
+                break
+            continue
+        counts[_record(notification_id, now, refused=refused, settings=settings)] += 1
+    return counts
+
+
+# ---- the center's view -----------------------------------------------------------------------------
+
+
+def list_notifications(
+    session: Session,
+    *,
+    state: NotificationState | None = None,
+    unit_id: int | None = None,
+    kind: str | None = None,
+    related_type: str | None = None,
+    related_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Notification], int]:
+    conditions: list[Any] = []
+    if state is not None:
+        conditions.append(col(Notification.state) == state.value)
+    if unit_id is not None:
+        conditions.append(col(Notification.unit_id) == unit_id)
+    if kind:
+        conditions.append(col(Notification.kind) == kind)
+    if related_type:
+        conditions.append(col(Notification.related_type) == related_type)
+    if related_id:
+        conditions.append(col(Notification.related_id) == related_id)
+    rows = session.exec(
+        select(Notification)
+        .where(*conditions)
+        .order_by(col(Notification.id).desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    total = int(session.exec(select(func.count()).select_from(Notification).where(*conditions)).one())
+    return list(rows), total
+
+
+def resend(session: Session, notification_id: int) -> Notification:
+    """The center sends a failed (or waiting) mail again now, with a fresh count of attempts."""
+    n = session.get(Notification, notification_id)
+    if n is None:
+        raise errors.NotFound("notification", notification_id)
+    if n.state in (NotificationState.SENT.value, NotificationState.SENDING.value):
+        raise errors.StateConflict(
+            "notification",
+            n.state,
+            "resend",
+            message=f"notification {notification_id} is {n.state}: "
+            "only a failed or pending one is sent again",
+        )
+    if not n.to:  # nobody had an address then; perhaps the registry or the center mailbox has one now
+        n.to, n.cc = recipients(session, n.unit_id)
+        if not n.to:
+            raise errors.Conflict(
+                "there is still no recipient: fill in the unit's contact registry or VMPORTAL_CENTER_MAILBOX",
+                message_zh="仍然没有收件人：请补充单位联络通讯录的邮箱，或设置信息中心邮箱",
+            )
+    n.state = NotificationState.PENDING.value
+    n.attempts = 0
+    n.next_attempt_at = db.utcnow()
+    session.add(n)
+    session.info[_KICK] = True
+    return n

@@ -1,1 +1,0 @@
-"""Security response: alert sources, alerts, incidents, containment, rectification (issue 4)."""
