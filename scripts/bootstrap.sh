@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose)
+APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose slapd ldap-utils)
+
+scripts/slapd-debconf.sh
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -22,6 +24,7 @@ if ((${#missing[@]})); then
 fi
 
 scripts/venv.sh
+scripts/cas-server-venv.sh
 
 # PostgreSQL and Redis: started before a session on this kind of machine, but CI starts them if not.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
