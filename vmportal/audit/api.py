@@ -12,7 +12,8 @@ from sqlmodel import col, func, select
 from policies.roles import Role
 from vmportal.audit.models import AuditEntry
 from vmportal.audit.service import verify
-from vmportal.identity.deps import SessionDep, require
+from vmportal.identity.deps import require
+from vmportal.kit.http import SessionDep
 
 router = APIRouter(tags=["audit"], dependencies=[require(Role.CENTER_ADMIN, Role.AUDITOR)])
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, StrictBool
 
 from policies.roles import Role
 from vmportal.center import service
-from vmportal.identity.deps import CurrentUser, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentUser, CurrentWho, require
+from vmportal.kit.http import SessionDep
 
 router = APIRouter(tags=["center"])
 

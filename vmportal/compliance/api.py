@@ -25,7 +25,7 @@ from policies.roles import Actor
 from vmportal.compliance import findings, notices
 from vmportal.compliance import scans as scan
 from vmportal.compliance.notices import EventType, Issuer, NoticeState
-from vmportal.identity.deps import CENTER, CENTER_READ, CurrentActor, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentActor, CurrentWho, require
 from vmportal.incidents.models import (
     Finding,
     FindingState,
@@ -41,6 +41,8 @@ from vmportal.incidents.models import (
 from vmportal.incidents.rectification import Upload
 from vmportal.incidents.schemas import ContainAction
 from vmportal.kit import db, errors
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import CENTER, CENTER_READ
 from vmportal.kit.settings import get_settings
 from vmportal.mail import service as notification
 

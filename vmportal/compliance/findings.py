@@ -36,9 +36,9 @@ from sqlmodel import Session, col, func, select
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Severity
 from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.identity.deps import can_see_unit
 from vmportal.incidents.models import Finding, FindingState, Notification
 from vmportal.kit import db, errors
+from vmportal.kit.scope import can_see_unit
 from vmportal.kit.settings import get_settings
 from vmportal.mail import service as notification
 from vmportal.mail.service import MailEvent, beijing

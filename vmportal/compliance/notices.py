@@ -44,12 +44,12 @@ from vmportal.alerts.ingest import build_inventory
 from vmportal.alerts.model import normalise_host, normalise_ip
 from vmportal.audit.service import Who, record
 from vmportal.compliance import findings
-from vmportal.identity.deps import can_see_unit
 from vmportal.incidents import service as incidents
 from vmportal.incidents.lifecycle import add_event
 from vmportal.incidents.models import Finding, Incident, Notice
 from vmportal.incidents.rectification import Stored, Upload, store_attachment
 from vmportal.kit import db, errors
+from vmportal.kit.scope import can_see_unit
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.mail import service as notification
 from vmportal.mail.service import MailEvent, beijing

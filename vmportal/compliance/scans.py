@@ -44,9 +44,9 @@ from policies.roles import Actor, Role
 from vmportal.alerts.model import ParseError, normalise_ip
 from vmportal.audit.service import Who, record
 from vmportal.compliance.nmap import NmapHost, NmapReport, forbidden_services, parse_nmap_xml, safe_xml_root
-from vmportal.identity.deps import can_see_unit
 from vmportal.incidents.models import ServiceExemption, ServiceScan, ServiceViolation, ViolationState
 from vmportal.kit import db, errors
+from vmportal.kit.scope import can_see_unit
 from vmportal.kit.sql import insert_or_nothing
 from vmportal.mail import service as notification
 from vmportal.mail.service import MailEvent

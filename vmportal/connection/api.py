@@ -19,9 +19,11 @@ from vmportal.connection.schemas import (
     ConnectionPatch,
     TemplateOut,
 )
-from vmportal.identity.deps import CENTER, CENTER_READ, CurrentUser, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentUser, CurrentWho, require
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import CENTER, CENTER_READ
 
 router = APIRouter(tags=["hypervisor connections"])
 

@@ -8,16 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from policies.roles import UNIT_ROLES, Role
 from vmportal.identity import service
-from vmportal.identity.deps import (
-    CurrentActor,
-    CurrentUser,
-    CurrentWho,
-    SessionDep,
-    can_see_unit,
-    ensure_unit_visible,
-    request_bearer_token,
-    require,
-)
+from vmportal.identity.deps import CurrentActor, CurrentUser, CurrentWho, require
 from vmportal.identity.models import User
 from vmportal.identity.schemas import (
     CreatedAccountOut,
@@ -33,6 +24,8 @@ from vmportal.identity.schemas import (
 )
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep, request_bearer_token
+from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.unit.models import Unit
 
 router = APIRouter(tags=["identity"])
@@ -228,7 +221,7 @@ def create_unit_accounts(
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise errors.NotFound("unit", unit_id)
-    ensure_unit_visible(actor, unit_id, "unit", unit_id)
+    ensure_visible(actor, unit_id, "unit", unit_id)
     wanted = (body or UnitAccountsIn()).accounts
     created = service.create_unit_accounts(session, who, unit, [(a.contact, a.username) for a in wanted])
     return UnitAccountsOut(

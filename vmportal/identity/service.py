@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from policies.roles import Actor, Role
+from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
 from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
@@ -532,3 +533,17 @@ def create_unit_accounts(
         )
         created.append(CreatedAccount(contact_role, user, password))
     return created
+
+
+def ensure_role(actor: Actor, roles: Iterable[Role]) -> None:
+    """403 for an actor whose role is not one of ``roles``, naming the roles allowed."""
+    allowed = tuple(roles)
+    if actor.role in allowed:
+        return
+    names = ", ".join(r.value for r in allowed)
+    names_zh = "、".join(ROLE_NAMES_ZH[r] for r in allowed)
+    raise errors.Forbidden(
+        f"role '{actor.role}' may not do this (allowed: {names})",
+        message_zh=f"“{ROLE_NAMES_ZH[actor.role]}”角色无权执行此操作（允许：{names_zh}）",
+        role=actor.role.value,
+    )

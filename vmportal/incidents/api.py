@@ -22,15 +22,7 @@ from policies.compromise import Category, Containment
 from policies.roles import Actor, Role
 from vmportal.alerts import ingest
 from vmportal.alerts import sources as source
-from vmportal.identity.deps import (
-    CENTER,
-    CENTER_READ,
-    CurrentActor,
-    CurrentUser,
-    CurrentWho,
-    SessionDep,
-    require,
-)
+from vmportal.identity.deps import CurrentActor, CurrentUser, CurrentWho, require
 from vmportal.incidents import containment, lifecycle, rectification
 from vmportal.incidents import service as incident
 from vmportal.incidents.models import (
@@ -68,6 +60,8 @@ from vmportal.incidents.schemas import (
 )
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import CENTER, CENTER_READ
 from vmportal.kit.settings import get_settings
 
 router = APIRouter(tags=["security"])

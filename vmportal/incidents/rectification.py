@@ -22,7 +22,6 @@ from sqlmodel import Session, col, select
 from policies.power import SecurityState
 from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.identity.deps import ensure_unit_visible
 from vmportal.incidents import lifecycle
 from vmportal.incidents.lifecycle import RESTORE_TASK, Action, add_event, sync_vm_security_state, transition
 from vmportal.incidents.models import (
@@ -36,6 +35,7 @@ from vmportal.incidents.models import (
 from vmportal.incidents.service import find_incident, snapshot
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
+from vmportal.kit.scope import ensure_visible
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.unit.service import safe_filename, sniff
 
@@ -340,7 +340,7 @@ def get_rectification(session: Session, actor: Actor, rect_id: int) -> Rectifica
     rect = session.get(Rectification, rect_id)
     if rect is None:
         raise errors.NotFound("rectification", rect_id)
-    ensure_unit_visible(actor, rect.unit_id, "rectification", rect_id)
+    ensure_visible(actor, rect.unit_id, "rectification", rect_id)
     return rect
 
 

@@ -29,7 +29,6 @@ from policies.compromise import (
 )
 from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.identity.deps import can_see_unit, ensure_unit_visible
 from vmportal.incidents import containment, lifecycle
 from vmportal.incidents.lifecycle import CONTAIN_TASK, RESTORE_TASK, Action, add_event, transition
 from vmportal.incidents.models import (
@@ -46,6 +45,7 @@ from vmportal.incidents.models import (
 )
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
+from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.kit.sql import insert_or_nothing
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, Lifecycle
@@ -526,7 +526,7 @@ def find_incident(session: Session, actor: Actor, incident_id: int) -> Incident:
     incident = session.get(Incident, incident_id)
     if incident is None:
         raise errors.NotFound("incident", incident_id)
-    ensure_unit_visible(actor, incident.unit_id, "incident", incident_id)
+    ensure_visible(actor, incident.unit_id, "incident", incident_id)
     return incident
 
 

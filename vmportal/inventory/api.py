@@ -10,9 +10,11 @@ from sqlmodel import col, select
 
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import get_connection
-from vmportal.identity.deps import CENTER, CENTER_READ, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentWho, require
 from vmportal.inventory import service
 from vmportal.jobs import outbox
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import CENTER, CENTER_READ
 from vmportal.vm.models import VM, Lifecycle
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])

@@ -10,6 +10,42 @@ from typing import Any
 
 from policies import Decision
 
+#: Every record type an answer can name, in Chinese: a Chinese message never carries an English noun.
+RECORD_NAMES_ZH: dict[str, str] = {
+    "alert": "告警",
+    "alert record": "告警原始记录",
+    "alert source": "告警来源",
+    "attachment": "附件",
+    "attachment file": "附件文件",
+    "containment": "处置",
+    "contact": "联络人",
+    "delivery credentials of vm": "虚拟机交付凭据",
+    "document": "文件",
+    "document file": "文件内容",
+    "exemption": "服务豁免",
+    "finding": "安全隐患",
+    "hypervisor connection": "虚拟化平台连接",
+    "incident": "安全事件",
+    "information system": "信息系统",
+    "ip pool": "IP 地址池",
+    "notice": "通报",
+    "notification": "通知邮件",
+    "power operation": "电源操作",
+    "rectification": "整改报告",
+    "request": "虚拟机申请",
+    "restore": "恢复",
+    "scan": "扫描",
+    "template": "模板",
+    "unit": "单位",
+    "user": "用户",
+    "violation": "违规服务",
+    "vm": "虚拟机",
+}
+
+
+def record_name_zh(what: str) -> str:
+    return RECORD_NAMES_ZH.get(what, what)
+
 
 class PortalError(Exception):
     status = 400
@@ -77,7 +113,9 @@ class NotFound(PortalError):
     code = "not_found"
 
     def __init__(self, what: str, ident: object) -> None:
-        super().__init__(f"{what} {ident} not found", message_zh=f"未找到{what} {ident}", resource=what)
+        super().__init__(
+            f"{what} {ident} not found", message_zh=f"未找到{record_name_zh(what)} {ident}", resource=what
+        )
 
 
 class StateConflict(PortalError):
@@ -89,7 +127,7 @@ class StateConflict(PortalError):
     def __init__(self, what: str, state: str, action: str, *, message: str = "") -> None:
         super().__init__(
             message or f"cannot {action} {what} in state '{state}'",
-            message_zh=f"{what}当前状态为“{state}”，不能执行“{action}”",
+            message_zh=f"{record_name_zh(what)}当前状态为“{state}”，不能执行“{action}”",
             state=state,
             action=action,
         )

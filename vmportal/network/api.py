@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response, status
 from sqlmodel import Session, col, select
 
 from policies.roles import Role
-from vmportal.identity.deps import CurrentUser, CurrentWho, SessionDep, require
+from vmportal.identity.deps import CurrentUser, CurrentWho, require
+from vmportal.kit.http import SessionDep
 from vmportal.network import service
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.network.schemas import AllocationOut, PoolCounts, PoolIn, PoolOut, PoolPatch

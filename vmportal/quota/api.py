@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from policies.quota import DIMENSIONS, Resources
 from policies.roles import UNIT_ROLES
-from vmportal.identity.deps import CurrentActor, SessionDep
+from vmportal.identity.deps import CurrentActor
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep
 from vmportal.quota import service
 
 router = APIRouter(tags=["reports"])

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, status
 
 from policies.roles import Actor
 from vmportal.center import service as center
-from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep
+from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep
 from vmportal.request import lifecycle, service
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import (

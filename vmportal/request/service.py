@@ -56,10 +56,10 @@ from vmportal.audit.service import Who, record
 from vmportal.center import service as center
 from vmportal.connection import service as connections
 from vmportal.connection.models import HypervisorConnection
-from vmportal.identity.deps import ensure_unit_visible
 from vmportal.jobs import outbox
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.scope import ensure_visible
 from vmportal.network import service as network
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.quota import service as quota
@@ -156,7 +156,7 @@ def get_request(session: Session, actor: Actor, request_id: int) -> VMRequest:
     req = session.get(VMRequest, request_id)
     if req is None:
         raise errors.NotFound("request", request_id)
-    ensure_unit_visible(actor, req.unit_id, "request", request_id)
+    ensure_visible(actor, req.unit_id, "request", request_id)
     return req
 
 

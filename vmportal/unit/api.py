@@ -17,16 +17,10 @@ from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
 from policies.roles import UNIT_ROLES, Actor, Role
-from vmportal.identity.deps import (
-    CENTER,
-    CurrentActor,
-    CurrentWho,
-    SessionDep,
-    ensure_unit_visible,
-    require,
-    shows_personal_data,
-)
+from vmportal.identity.deps import CurrentActor, CurrentWho, require
 from vmportal.kit import crypto, errors
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import CENTER, ensure_visible, shows_personal_data
 from vmportal.kit.settings import get_settings
 from vmportal.unit import service
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
@@ -57,7 +51,7 @@ _MULTIPART_OVERHEAD = 64 * 1024
 
 
 def _unit(session: Session, actor: Actor, unit_id: int) -> Unit:
-    ensure_unit_visible(actor, unit_id, "unit", unit_id)
+    ensure_visible(actor, unit_id, "unit", unit_id)
     return service.get_unit(session, unit_id)
 
 

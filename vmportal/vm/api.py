@@ -13,17 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from vmportal.identity import service as identity
-from vmportal.identity.deps import (
-    BEARER_SECURITY,
-    CENTER,
-    CurrentActor,
-    CurrentWho,
-    SessionDep,
-    request_bearer_token,
-    require,
-    user_from_token,
-)
+from vmportal.identity.deps import CurrentActor, CurrentWho, require, user_from_token
 from vmportal.kit import db
+from vmportal.kit.http import BEARER_SECURITY, SessionDep, request_bearer_token
+from vmportal.kit.scope import CENTER
 from vmportal.vm import service
 from vmportal.vm.schemas import (
     DecommissionIn,

@@ -21,9 +21,11 @@ from policies.base import Deny
 from policies.credentials import check_credentials_once
 from policies.roles import Role
 from vmportal.audit.service import Who, record
-from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
+from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import db, errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import can_see_unit
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle

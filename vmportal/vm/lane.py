@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vmportal.identity.deps import bearer_from_header
+from vmportal.kit.http import bearer_from_header
 from vmportal.vm import reads, service
 from vmportal.vm.schemas import VMListQuery
 

@@ -42,8 +42,10 @@ from policies.power import (
 from policies.roles import Actor, is_center
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
-from vmportal.identity.deps import CurrentActor, CurrentWho, SessionDep, can_see_unit
+from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import db, errors
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import can_see_unit
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle
 

@@ -45,10 +45,10 @@ from policies.power import SecurityState, check_power
 from policies.roles import Actor, Role, is_center
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
-from vmportal.identity.deps import can_see_unit, ensure_unit_visible
 from vmportal.identity.models import User
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
+from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
 from vmportal.vm.schemas import LifecycleFilter, VMSort
@@ -170,7 +170,7 @@ def find_vm(session: Session, actor: Actor, vm_id: int) -> VM:
     vm = session.get(VM, vm_id)
     if vm is None:
         raise errors.NotFound("vm", vm_id)
-    ensure_unit_visible(actor, vm.unit_id, "vm", vm_id)
+    ensure_visible(actor, vm.unit_id, "vm", vm_id)
     return vm
 
 
