@@ -13,3 +13,4 @@ if [[ ! -f $stamp ]]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+scripts/vendor-assets.sh  # the web pages' browser files (npm, no CDN) and compiled message catalogs
