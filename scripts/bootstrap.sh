@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose slapd ldap-utils)
+APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose slapd ldap-utils openssl curl)
 
 scripts/slapd-debconf.sh
 
