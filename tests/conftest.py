@@ -20,7 +20,13 @@ from vmportal.identity import service as identity_service
 from vmportal.kit import crypto, db
 from vmportal.kit.settings import Settings, use_settings
 
-pytest_plugins = ["tests.factories", "tests.support.vcsim", "tests.support.proxmox_double"]
+pytest_plugins = [
+    "tests.factories",
+    "tests.support.vcsim",
+    "tests.support.proxmox_double",
+    "tests.support.ldap_fixtures",
+    "tests.support.cas_fixtures",
+]
 
 # argon2's production cost is the point in production and only a slowdown here: tests hash with
 # the cheapest parameters (the verification logic is the same; the parameters live in the hash).

@@ -1,14 +1,11 @@
 """The ``vmportal`` command line: run the portal, migrate, create the first admin, check the audit log.
 
-Settings come from the environment (``VMPORTAL_*``, see the README). Other domains add commands
-(worker, beat, sync …) without touching the ones here: put a module exposing
-``register(app: typer.Typer) -> None`` on the :data:`EXTENSIONS` list, or add a sub-app with
-``app.add_typer``.
+Settings come from the environment (``VMPORTAL_*``, see the README). Commands that belong beside the
+code they drive (worker, beat, sync, ship …) live in modules exposing ``register(app)``, called below.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Annotated
 
@@ -16,8 +13,10 @@ import typer
 from pydantic import ValidationError
 
 from vmportal import __version__
+from vmportal.app import cli_tasks
 from vmportal.kit import crypto, db, errors
 from vmportal.kit.settings import Settings, get_settings, use_settings
+from vmportal.shipper import cli as ship_cli
 
 app = typer.Typer(
     name="vmportal",
@@ -27,12 +26,6 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-
-#: Modules that add commands: each exposes ``register(app)``. A module that does not exist (yet) is
-#: skipped, so a domain can land its commands independently.
-EXTENSIONS: list[str] = [
-    "vmportal.app.cli_tasks",  # worker, beat, sync
-]
 
 
 def _open(settings: Settings | None = None) -> Settings:
@@ -233,20 +226,10 @@ def audit_tail(
 # ---- extensions ------------------------------------------------------------------------------------
 
 
-def _load_extensions() -> None:
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # the module itself is not there (yet); a broken import still fails
-                continue
-            raise
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(app)
-
-
-_load_extensions()
+# Commands defined beside the code they drive, added by name so the command line's dependencies read
+# as plain imports.
+cli_tasks.register(app)  # worker, beat, redrive, sync
+ship_cli.register(app)  # ship: alerts from IDS logs to the portal
 
 
 if __name__ == "__main__":  # pragma: no cover

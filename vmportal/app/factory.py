@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal import __version__
+from vmportal.app import metrics, registry  # noqa: F401  (registry: every task known to this process)
 from vmportal.kit import context, db, errors
 from vmportal.kit.settings import Settings, get_settings, use_settings
 
@@ -170,14 +171,21 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         "(网络与信息中心虚拟机服务平台).",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # /docs is served from the portal's own copy of Swagger UI (campus intranets are often
+        # offline): FastAPI's default loads it from a CDN.
+        docs_url=None,
     )
     install_error_handlers(app)
     from vmportal.kit import observability
     from vmportal.vm.lane import ReadLane
+    from vmportal.web import docs, i18n, language
 
+    docs.install_docs(app)  # also mounts /static
+    app.include_router(language.router)
+    app.add_middleware(i18n.LocaleMiddleware)  # pages only; it lets /api/ through untouched
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
 
+    metrics.register()
     observability.install(app)
 
     app.add_middleware(_RequestId)

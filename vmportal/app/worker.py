@@ -36,6 +36,7 @@ from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.orm import configure_mappers
 
 from vmportal.app import (
+    metrics,
     registry,  # noqa: F401  (registers every task)
     startup,
 )
@@ -54,6 +55,7 @@ settings = get_settings()
 configure()
 celery_app.conf.beat_schedule = beat_schedule(settings)
 observability.configure_logging()
+metrics.register()
 startup.prepare(settings, migrate=False, seed=False)
 
 

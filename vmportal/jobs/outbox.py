@@ -80,10 +80,6 @@ def _held_claims() -> dict[int, Connection]:
 
 
 def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxTask:
-    # Import every task module now, not inside the commit hook: an import that registers a
-    # session listener while SQLAlchemy iterates them would break the commit.
-    from vmportal.app import registry  # noqa: F401
-
     # Written as dispatched with the row: it is dispatched right after the commit, and writing that
     # afterwards would cost every task a write transaction of its own. The re-drive treats a row
     # dispatched and not completed exactly like one never dispatched (same age), so a dispatch lost
@@ -411,11 +407,18 @@ def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_i
 
 
 def _run_local(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> None:
-    from vmportal.app import registry  # noqa: F401  (registers every task on the app)
     from vmportal.jobs.app import celery_app
 
     settings = get_settings()
-    target = celery_app.tasks[task]
+    # Every task module is imported by the application package (vmportal.app.registry) when the
+    # process starts, never here: an import that registers a session listener while SQLAlchemy
+    # iterates them (this runs from a commit hook) would break the commit.
+    target = celery_app.tasks.get(task)
+    if target is None:
+        log.error(
+            "task %s (outbox %s) is not registered: vmportal.app.registry was not imported", task, outbox_id
+        )
+        return
     for attempt in range(settings.task_max_retries + 1):
         try:
             target(**kwargs, outbox_id=outbox_id, request_id=request_id)

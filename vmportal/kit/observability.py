@@ -15,10 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -30,7 +28,6 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,68 +50,9 @@ CONTAINMENT_LATENCY = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
 
-
-class SharedStateCollector(Collector):
-    """Gauges read at scrape time from the database and the broker."""
-
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        # Registering must not touch the database (it may not be configured yet at import time).
-        return []
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        from vmportal.jobs.models import OutboxTask
-        from vmportal.request.models import VMRequest
-
-        overdue = GaugeMetricFamily("vmportal_requests_overdue", "Requests past their provisioning deadline")
-        pending = GaugeMetricFamily("vmportal_outbox_pending", "Tasks committed but not completed")
-        try:
-            with db.new_session() as session:
-                now = db.utcnow()
-                n_overdue = session.execute(
-                    sa.select(sa.func.count())
-                    .select_from(VMRequest)
-                    .where(
-                        VMRequest.due_at < now,  # type: ignore[arg-type]
-                        VMRequest.state.in_(["submitted", "endorsed", "approved", "provisioning", "failed"]),  # type: ignore[attr-defined]
-                    )
-                ).scalar_one()
-                n_pending = session.execute(
-                    sa.select(sa.func.count())
-                    .select_from(OutboxTask)
-                    .where(OutboxTask.completed_at.is_(None))  # type: ignore[union-attr]
-                ).scalar_one()
-            overdue.add_metric([], n_overdue)
-            pending.add_metric([], n_pending)
-        except Exception:  # a scrape must not fail because the database hiccups
-            log.warning("metrics: database unavailable", exc_info=True)
-        yield overdue
-        yield pending
-        depth = GaugeMetricFamily("vmportal_queue_depth", "Messages waiting in the Celery queue")
-        value = queue_depth()
-        if value is not None:
-            depth.add_metric([], value)
-        yield depth
-        if get_settings().broker_url.startswith("redis"):
-            # No depth sample while the broker is down would read as "no data"; say it plainly.
-            up = GaugeMetricFamily("vmportal_broker_up", "1 when the task broker answers, else 0")
-            up.add_metric([], 1 if value is not None else 0)
-            yield up
-
-
-def queue_depth() -> int | None:
-    settings = get_settings()
-    if not settings.broker_url.startswith("redis"):
-        return None
-    try:
-        import redis
-
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=1, socket_connect_timeout=1)
-        return int(client.llen("celery"))
-    except Exception:
-        return None
-
-
-REGISTRY.register(SharedStateCollector())
+#: Gauges read at scrape time from the database and the broker. They read domains' tables, so the
+#: application package adds them (vmportal.app.metrics); a multi-process scrape reads them too.
+SHARED_STATE: list[Collector] = []
 
 
 def _multiprocess() -> bool:
@@ -130,7 +68,8 @@ def scrape_registry(*, shared_state: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     if shared_state:
-        registry.register(SharedStateCollector())
+        for collector in SHARED_STATE:
+            registry.register(collector)
     return registry
 
 
