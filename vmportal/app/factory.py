@@ -176,7 +176,6 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         docs_url=None,
     )
     install_error_handlers(app)
-    from vmportal.kit import observability
     from vmportal.vm.lane import ReadLane
     from vmportal.web import docs, i18n, language
 
@@ -186,7 +185,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
 
     metrics.register()
-    observability.install(app)
+    metrics.install(app)
 
     app.add_middleware(_RequestId)
 

@@ -1,19 +1,26 @@
-"""The gauges the portal reads at scrape time from its database and broker: outbox rows pending,
-requests overdue, the broker's queue. They read several domains' tables, so they are registered here,
-in the application package, onto the kit's metrics registry."""
+"""The portal's observability over HTTP: request latency, ``/readyz`` and ``/metrics``, and the gauges
+read at scrape time from its database and broker (outbox rows pending, requests overdue, the broker's
+queue). The gauges read several domains' tables, so they live here, in the application package, and
+are registered onto the kit's metrics registry."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal.jobs.models import OutboxTask
 from vmportal.kit import db
-from vmportal.kit.observability import REGISTRY, SHARED_STATE
+from vmportal.kit.observability import HTTP_LATENCY, REGISTRY, SHARED_STATE, readiness, scrape_registry
 from vmportal.kit.settings import get_settings
 from vmportal.request.lifecycle import OPEN_STATES
 from vmportal.request.models import VMRequest
@@ -89,3 +96,50 @@ def register() -> None:
         REGISTRY.register(collector)
         SHARED_STATE.append(collector)
         _registered = True
+
+
+class _Timing:
+    """Request latency by route template and status, as plain ASGI middleware (Starlette's
+    ``BaseHTTPMiddleware`` runs every request through an extra task and memory streams)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            key = (scope["method"], path, status)
+            child = self._children.get(key)
+            if child is None:  # labels() takes a lock and builds its key on every call
+                child = self._children[key] = HTTP_LATENCY.labels(scope["method"], path, str(status))
+            child.observe(time.perf_counter() - start)
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(_Timing)
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        ok, checks = readiness()
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+        )
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)

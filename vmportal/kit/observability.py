@@ -14,22 +14,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from typing import Any
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
     multiprocess,
     start_http_server,
 )
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal.kit import context, db
 from vmportal.kit.settings import get_settings
@@ -102,53 +96,6 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         checks["broker"] = "in-process"
     ok = all(v in ("ok", "in-process") for v in checks.values())
     return ok, checks
-
-
-class _Timing:
-    """Request latency by route template and status, as plain ASGI middleware (Starlette's
-    ``BaseHTTPMiddleware`` runs every request through an extra task and memory streams)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._children: dict[tuple[str, str, int], Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            key = (scope["method"], path, status)
-            child = self._children.get(key)
-            if child is None:  # labels() takes a lock and builds its key on every call
-                child = self._children[key] = HTTP_LATENCY.labels(scope["method"], path, str(status))
-            child.observe(time.perf_counter() - start)
-
-
-def install(app: FastAPI) -> None:
-    app.add_middleware(_Timing)
-
-    @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        ok, checks = readiness()
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
-        )
-
-    @app.get("/metrics", tags=["health"], include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 class JSONFormatter(logging.Formatter):
