@@ -103,6 +103,12 @@ def serve(
         reload=reload,
         workers=workers if not reload else None,
         log_level=settings.log_level.lower(),
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which would let anyone on the
+        # host pose as any address (alert source ranges, rate limits, the audit log): only the proxies
+        # the center names are believed, none by default.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
+        server_header=False,
     )
 
 

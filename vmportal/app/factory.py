@@ -8,76 +8,19 @@ import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal import __version__
-from vmportal.app import metrics, registry  # noqa: F401  (registry: every task known to this process)
+from vmportal.app import guards, http_errors, metrics, registry  # noqa: F401  (registry: every task known to this process)
 from vmportal.kit import context, db, errors
 from vmportal.kit.settings import Settings, get_settings, use_settings
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-
-
-def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
-def _validation_fields(exc: RequestValidationError) -> tuple[int, list[dict[str, Any]]]:
-    fields = []
-    status = 422
-    for e in exc.errors():
-        loc = [str(p) for p in e.get("loc", ())]
-        if e.get("type") == "json_invalid":
-            status = 400  # the body is not JSON at all: a syntax error, not a field's rule
-        where = ".".join(p for p in loc if p not in ("body", "query", "path", "header")) or ".".join(loc)
-        fields.append({"field": where, "rule": e.get("type", "invalid"), "message": e.get("msg", "")})
-    return status, fields
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(errors.PortalError)
-    async def portal_error(_: Request, exc: errors.PortalError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, exc.body(), headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        status, fields = _validation_fields(exc)
-        if status == 400:
-            return _error(
-                400,
-                {
-                    "code": "malformed_json",
-                    "message": "request body is not valid JSON",
-                    "message_zh": "请求体不是合法的 JSON",
-                    "fields": fields,
-                },
-            )
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return _error(
-            422,
-            {
-                "code": "validation_error",
-                "message": summary,
-                "message_zh": "输入校验失败：" + summary,
-                "fields": fields,
-            },
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(
-            exc.status_code, {"code": "http_error", "message": str(exc.detail), "message_zh": str(exc.detail)}
-        )
 
 
 # A request id: this process's random prefix and a counter (unique across processes and restarts
@@ -136,6 +79,16 @@ def _start_redrive_thread(settings: Settings, stop: threading.Event) -> threadin
     return thread
 
 
+def _token_check(token: str | None) -> None:
+    """Raise ``Unauthorized`` unless ``token`` is a live token of an active account."""
+    from vmportal.identity import service as identity
+
+    if token is None:
+        raise errors.Unauthorized("a bearer token is required", message_zh="需要登录令牌（Bearer）")
+    with db.transaction(read_only=True) as session:
+        identity.user_for_token(session, token)
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     if settings is not None:
         use_settings(settings)
@@ -175,7 +128,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         # offline): FastAPI's default loads it from a CDN.
         docs_url=None,
     )
-    install_error_handlers(app)
+    http_errors.install(app)
     from vmportal.vm.lane import ReadLane
     from vmportal.web import docs, i18n, language
 
@@ -186,6 +139,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     metrics.register()
     metrics.install(app)
+    app.add_middleware(guards.AuthBeforeBody, check=_token_check)
+    app.add_middleware(guards.BodyLimit, limit_for=guards.limits(settings))
+    app.add_middleware(guards.SecurityHeaders)
 
     app.add_middleware(_RequestId)
 

@@ -55,13 +55,14 @@ class EncryptedString(sa.TypeDecorator[str]):
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
+_read_factory: sessionmaker[Session] | None = None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(get_settings().db_lock_timeout * 1000)}")
     # In WAL mode NORMAL keeps the database consistent across a crash and skips the fsync on
     # every commit; only the last transactions before a power loss can be lost. The embedded
     # default trades that for commits an order of magnitude cheaper.
@@ -71,24 +72,45 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
 
 
+#: The execution option that marks a connection's transactions as reads (see _sqlite_begin).
+READ_ONLY = "vmportal_read_only"
+
+
 def _sqlite_begin(conn: sa.Connection) -> None:
+    if conn.get_execution_options().get(READ_ONLY):
+        # A read takes no lock: in WAL mode it reads its snapshot while a writer writes, so a
+        # writer never blocks the pages and lists (nor they the writer).
+        conn.exec_driver_sql("BEGIN")
+        return
     # Writers are serialised from the first statement on: a read-then-write use case (quota check
-    # then approval, next free IP then allocation) cannot interleave with another writer.
+    # then approval, next free IP then allocation) cannot interleave with another writer. (A
+    # deferred transaction that reads and then writes would fail at once with "database is locked"
+    # when another writer committed in between; an immediate one waits its turn.)
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
+    settings = get_settings()
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_pool_overflow,
+        # A request that cannot get a connection soon answers 503 with Retry-After (the error
+        # handler), instead of every request queueing for the pool's default 30 s.
+        "pool_timeout": settings.db_pool_timeout,
+    }
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": settings.db_lock_timeout}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(url, pool_pre_ping=True, **pool)
 
 
 def init(settings: Settings | None = None, *, url: str | None = None) -> Engine:
     """(Re)bind the process to a database. Tests call it with their own URL."""
-    global _engine, _factory
+    global _engine, _factory, _read_factory
     settings = settings or get_settings()
     if _engine is not None:
         _engine.dispose()
@@ -96,6 +118,12 @@ def init(settings: Settings | None = None, *, url: str | None = None) -> Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     _engine = make_engine(url or settings.sqlalchemy_url)
     _factory = sessionmaker(bind=_engine, class_=Session, expire_on_commit=False)
+    _read_factory = sessionmaker(
+        bind=_engine.execution_options(**{READ_ONLY: True}),
+        class_=Session,
+        expire_on_commit=False,
+        info={READ_ONLY: True},
+    )
     return _engine
 
 
@@ -106,18 +134,21 @@ def engine() -> Engine:
     return _engine
 
 
-def new_session() -> Session:
-    if _factory is None:
+def new_session(*, read_only: bool = False) -> Session:
+    if _factory is None or _read_factory is None:
         init()
-    assert _factory is not None
-    return _factory()
+    assert _factory is not None and _read_factory is not None
+    return (_read_factory if read_only else _factory)()
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
+def transaction(*, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any exception. Tasks and CLI use it;
-    API requests get the same through the ``SessionDep`` dependency."""
-    session = new_session()
+    API requests get the same through the ``SessionDep`` dependency.
+
+    ``read_only``: the unit of work only reads (GET requests, pages). On SQLite it then takes no
+    lock, so it never waits for a writer; it must not write (a write may fail on a busy database)."""
+    session = new_session(read_only=read_only)
     try:
         yield session
         session.commit()
@@ -130,3 +161,33 @@ def transaction() -> Iterator[Session]:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is too busy right now (SQLite's writer lock held past the
+    lock timeout, no free pooled connection): worth an answer of 503 with Retry-After, or a retry."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, OperationalError):
+        text = str(exc.orig).lower()
+        return "database is locked" in text or "database table is locked" in text or "busy" in text
+    return False
+
+
+class WriteInReadOnly(RuntimeError):
+    """A read-only unit of work tried to write: a route answering GET must not change anything."""
+
+
+@event.listens_for(Session, "before_flush")
+def _no_flush_when_reading(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise WriteInReadOnly("a read-only unit of work tried to write (a GET route changing data?)")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _no_statement_write_when_reading(state: Any) -> None:
+    if state.session.info.get(READ_ONLY) and (state.is_insert or state.is_update or state.is_delete):
+        raise WriteInReadOnly("a read-only unit of work tried to write (a GET route changing data?)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies import Decision
+from vmportal.kit.labels import field_name_zh
 
 #: Every record type an answer can name, in Chinese: a Chinese message never carries an English noun.
 RECORD_NAMES_ZH: dict[str, str] = {
@@ -75,7 +76,7 @@ class InvalidField(PortalError):
     def __init__(self, field: str, rule: str, message: str, *, message_zh: str = "") -> None:
         super().__init__(
             f"{field}: {message}",
-            message_zh=f"{field}：{message_zh or message}",
+            message_zh=f"{field_name_zh(field)}：{message_zh or message}",
             fields=[{"field": field, "rule": rule, "message": message}],
         )
 

@@ -11,11 +11,15 @@ from sqlmodel import Session
 
 from vmportal.kit import db
 
+#: Methods whose routes only read: their unit of work takes no write lock (see db.transaction).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_session() -> Iterator[Session]:
+
+def get_session(request: Request) -> Iterator[Session]:
     """The request's unit of work: committed when the route returns, rolled back on any error,
-    so a failed request never leaves anything half-written."""
-    with db.transaction() as session:
+    so a failed request never leaves anything half-written. A GET only reads (no route answering
+    GET changes anything), so on SQLite it never waits for a writer."""
+    with db.transaction(read_only=request.method in READ_METHODS) as session:
         yield session
 
 

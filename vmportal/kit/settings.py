@@ -43,6 +43,15 @@ class Settings(BaseSettings):
         False, description="Initial value of the center setting: requests need the unit lead's endorsement."
     )
     upload_max_bytes: int = 10 * 1024 * 1024
+    json_max_bytes: int = Field(
+        1024 * 1024,
+        description="Largest JSON (or form) request body; a larger one is answered 413 before it is read.",
+    )
+    multipart_max_bytes: int = Field(
+        128 * 1024 * 1024,
+        description="Largest multipart upload request, all files together (each route also limits its "
+        "files: upload_max_bytes per file, 32 MiB per scan report); larger is answered 413 unread.",
+    )
     upload_types: list[str] = Field(
         default_factory=lambda: ["application/pdf", "image/png", "image/jpeg"],
         description="Content types accepted for signed documents and rectification attachments.",
@@ -81,6 +90,24 @@ class Settings(BaseSettings):
     smtp_max_attempts: int = Field(10, description="Delivery attempts of one e-mail before it is failed.")
     mail_from: str = Field("vmportal@localhost", description="Sender address of notification e-mails.")
     center_mailbox: str = Field("", description="The center's mailbox, copied on every notification.")
+    db_pool_size: int = Field(
+        20, description="Database connections each process keeps open (API: at least its worker threads)."
+    )
+    db_pool_overflow: int = Field(20, description="Connections opened beyond db_pool_size under load.")
+    db_pool_timeout: float = Field(
+        10.0, description="Seconds a request waits for a free connection before answering 503 (Retry-After)."
+    )
+    db_lock_timeout: float = Field(
+        15.0,
+        description="SQLite: seconds a writer waits for another writer to finish before answering 503; "
+        "tasks retry instead.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-For/-Proto are "
+        "believed; empty: none, the peer address is the client (alert source ranges, rate limits and "
+        "the audit log use it).",
+    )
     sql_reads: bool = Field(
         True,
         description='On PostgreSQL, answer "list VMs" and "get one VM" with one SQL statement that '
