@@ -353,7 +353,7 @@ def portal_url(settings: Settings) -> str:
 def seed(settings: Settings, *, announce: bool | None = None) -> DemoInfo:
     """Create whatever of the demo is missing (see the module docstring); print the logins when
     ``announce`` (default: when the settings ask for the demo, i.e. ``serve --demo``)."""
-    from vmportal.app.startup import ensure_simulator_connection
+    from vmportal.app.embedded import ensure_simulator_connection
 
     connection_id = ensure_simulator_connection(settings)
     count = _Counter()

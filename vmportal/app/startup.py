@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
-from sqlmodel import select
-
+from vmportal.app.embedded import ensure_simulator_connection
 from vmportal.kit import crypto, db
 from vmportal.kit.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SIMULATOR_CONNECTION = "simulator"
-
 
 def prepare(settings: Settings, *, migrate: bool = True, seed: bool = True) -> None:
+    protect_data_dir(settings)
     crypto.configure(settings.fernet_keys())
+    if settings.encryption_key is None and not settings.demo:
+        log.warning(
+            "the encryption key of national IDs, mobile numbers and hypervisor secrets is kept beside "
+            "the database (%s): one copy of that folder decrypts them all. Set VMPORTAL_ENCRYPTION_KEY "
+            "from a secret store instead (README, Configuration).",
+            settings.data_dir / "encryption.key",
+        )
     db.init(settings)
     if migrate:
         from vmportal.app import migrate as migrations
@@ -29,20 +36,18 @@ def prepare(settings: Settings, *, migrate: bool = True, seed: bool = True) -> N
         demo.seed(settings)
 
 
-def ensure_simulator_connection(settings: Settings) -> int:
-    """The embedded default governs the simulator; register it once so requests can name it."""
-    from vmportal.connection.models import HypervisorConnection
-
-    with db.transaction() as session:
-        row = session.exec(
-            select(HypervisorConnection).where(HypervisorConnection.name == SIMULATOR_CONNECTION)
-        ).first()
-        if row is None:
-            row = HypervisorConnection(
-                name=SIMULATOR_CONNECTION, kind="simulator", url=settings.simulator_state_url, verify_tls=True
-            )
-            session.add(row)
-            session.flush()
-            log.info("registered the simulator connection at %s", settings.simulator_state_url)
-        assert row.id is not None
-        return row.id
+def protect_data_dir(settings: Settings) -> None:
+    """Everything the portal writes is its own: folders 0700, files 0600 (the database, its WAL, the
+    uploads, the embedded key). The process's umask makes new files so; existing ones are fixed here,
+    for data folders made by older versions."""
+    os.umask(0o077)
+    root = Path(settings.data_dir)
+    if not root.exists():
+        return
+    for path in [root, *root.rglob("*")]:
+        try:
+            if path.is_symlink():
+                continue
+            path.chmod(0o700 if path.is_dir() else 0o600)
+        except OSError as exc:  # a file that is not ours (a mounted folder): say so, go on
+            log.warning("could not restrict %s: %s", path, exc)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import func, select
-from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
 T = TypeVar("T")
+#: Any select statement; ordering keeps its type.
+Q = TypeVar("Q")
 
 #: The largest page any list serves: a bound on memory and time per request.
 MAX_LIMIT = 500
@@ -38,31 +40,32 @@ class Page(Generic[T]):
 
 
 def order(
-    statement: Select[Any],
+    statement: Q,
     sort: str | None,
     columns: Mapping[str, ColumnElement[Any]],
     *,
     default: str,
     tiebreak: ColumnElement[Any],
-) -> Select[Any]:
+) -> Q:
     """``statement`` ordered by ``sort`` (a key of ``columns``, "-key" descending; unknown keys are
     refused by the schema before this point), then by ``tiebreak`` in the same direction."""
     key = sort or default
     descending = key.startswith("-")
     column = columns[key.lstrip("-")]
+    query: Any = statement
     if descending:
-        return statement.order_by(column.desc(), tiebreak.desc())
-    return statement.order_by(column.asc(), tiebreak.asc())
+        return cast(Q, query.order_by(column.desc(), tiebreak.desc()))
+    return cast(Q, query.order_by(column.asc(), tiebreak.asc()))
 
 
-def count(session: Session, statement: Select[Any]) -> int:
+def count(session: Session, statement: Any) -> int:
     """How many rows ``statement`` matches (its ORDER BY, LIMIT and OFFSET ignored). Counted over
     the statement as a subquery, which both databases flatten, so joins and filters count alike."""
     inner = statement.order_by(None).limit(None).offset(None).subquery()
     return int(session.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
-def page(session: Session, statement: Select[Any], request: PageRequest) -> tuple[Sequence[Any], int]:
+def page(session: Session, statement: Any, request: PageRequest) -> tuple[Sequence[Any], int]:
     """One page of ``statement``'s rows and the total; ``statement`` carries its filters and order."""
     total = count(session, statement)
     rows = session.execute(statement.limit(min(request.limit, MAX_LIMIT)).offset(request.offset)).all()

@@ -11,10 +11,9 @@ Another unit's record answers 404, not 403: a unit's users cannot even learn tha
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import false
-from sqlalchemy.sql import Select
 
 from policies.roles import Actor, Role
 from vmportal.kit import errors
@@ -23,7 +22,8 @@ from vmportal.kit import errors
 CENTER: tuple[Role, ...] = (Role.CENTER_ADMIN, Role.CENTER_OPERATOR)
 CENTER_READ: tuple[Role, ...] = (Role.CENTER_ADMIN, Role.CENTER_OPERATOR, Role.AUDITOR)
 
-Q = TypeVar("Q", bound=Select[Any])
+# Any select statement (SQLAlchemy's or SQLModel's, of any columns): the filter keeps its type.
+Q = TypeVar("Q")
 
 
 def sees_every_unit(role: Role) -> bool:
@@ -53,9 +53,10 @@ def visible(statement: Q, actor: Actor, unit_column: Any) -> Q:
     """``statement`` limited to the rows ``actor`` may see, by the row's owning unit ``unit_column``."""
     if sees_every_unit(actor.role):
         return statement
+    query: Any = statement
     if actor.unit_id is None:
-        return statement.where(false())
-    return statement.where(unit_column == actor.unit_id)
+        return cast(Q, query.where(false()))
+    return cast(Q, query.where(unit_column == actor.unit_id))
 
 
 def shows_personal_data(actor: Actor) -> bool:

@@ -1,0 +1,33 @@
+"""The embedded default's own world: the simulator hypervisor, registered once as a connection."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import select
+
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_CONNECTION = "simulator"
+
+
+def ensure_simulator_connection(settings: Settings) -> int:
+    """The embedded default governs the simulator; register it once so requests can name it."""
+    from vmportal.connection.models import HypervisorConnection
+
+    with db.transaction() as session:
+        row = session.exec(
+            select(HypervisorConnection).where(HypervisorConnection.name == SIMULATOR_CONNECTION)
+        ).first()
+        if row is None:
+            row = HypervisorConnection(
+                name=SIMULATOR_CONNECTION, kind="simulator", url=settings.simulator_state_url, verify_tls=True
+            )
+            session.add(row)
+            session.flush()
+            log.info("registered the simulator connection at %s", settings.simulator_state_url)
+        assert row.id is not None
+        return row.id
