@@ -89,6 +89,15 @@ def _token_check(token: str | None) -> None:
         identity.user_for_token(session, token)
 
 
+def _request_slots(settings: Settings) -> int:
+    if settings.request_slots:
+        return settings.request_slots
+    # Leave connections for what runs beside the requests: in-process tasks, the re-drive and mail
+    # threads, a denial audited in a transaction of its own.
+    background = settings.task_workers + 4 if settings.effective_task_mode == "thread" else 4
+    return max(settings.db_pool_size + settings.db_pool_overflow - background, 4)
+
+
 def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
     if settings is not None:
         use_settings(settings)
@@ -135,6 +144,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     docs.install_docs(app)  # also mounts /static
     app.include_router(language.router)
     app.add_middleware(i18n.LocaleMiddleware)  # pages only; it lets /api/ through untouched
+    app.add_middleware(guards.Admission, slots=_request_slots(settings), wait=settings.request_queue_seconds)
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
 
     metrics.register()

@@ -29,10 +29,6 @@ _AUTH_FROM_BODY = (f"{API}/auth/login", f"{API}/alerts/")
 _PRE_AUTH_BYTES = 64 * 1024
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _envelope(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[Message]:
     payload = json.dumps({"error": body}, ensure_ascii=False).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
@@ -71,29 +67,29 @@ class BodyLimit:
                 await send(message)
             return
         received = 0
-        started = False
+        refused = False  # the 413 has been sent: whatever the app still says is dropped
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    # Answer now, and tell the app the client left: it stops reading (the framework
+                    # would turn an exception raised here into its own 400).
+                    refused = True
+                    for answer in _too_large(limit):
+                        await send(answer)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                for message in _too_large(limit):
-                    await send(message)
+        await self.app(scope, counted, guarded)
 
 
 def limits(settings: Settings) -> Callable[[Scope, Headers], int]:
@@ -139,6 +135,56 @@ class AuthBeforeBody:
                     await send(message)
                 return
         await self.app(scope, receive, send)
+
+
+class Admission:
+    """At most ``slots`` requests inside the application at once; the others wait their turn, up to
+    ``wait`` seconds, then answer 503 with ``Retry-After``.
+
+    Why: a request holds its database connection from its first dependency to its answer, while the
+    framework runs at most a fixed number of handlers at a time; with more requests in flight than the
+    pool has connections, the extra ones would each wait out the pool's timeout and fail. Queueing them
+    here instead keeps every connection working, and a burst of 200 requests is served in turn.
+
+    Reads and writes queue apart: a quarter of the slots serve writes (on SQLite they run one at a
+    time anyway, and a writer waiting for the lock would only hold a connection readers could use), the
+    rest serve reads, so a burst of writes never makes the lists and pages wait. Static files and
+    health checks never queue.
+    """
+
+    def __init__(self, app: ASGIApp, slots: int, wait: float) -> None:
+        import asyncio
+
+        self.app = app
+        self.wait = wait
+        slots = max(slots, 2)
+        writes = max(1, slots // 4)
+        self._writes = asyncio.Semaphore(writes)
+        self._reads = asyncio.Semaphore(slots - writes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import asyncio
+
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith("/static/") or path in ("/healthz", "/metrics"):
+            await self.app(scope, receive, send)
+            return
+        slots = self._reads if scope["method"] in ("GET", "HEAD", "OPTIONS") else self._writes
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=self.wait)
+        except TimeoutError:
+            body = {
+                "code": "busy",
+                "message": "the portal is busy right now; try again in a moment",
+                "message_zh": "服务繁忙，请稍后再试",
+            }
+            for message in _envelope(503, body, {"retry-after": "2"}):
+                await send(message)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            slots.release()
 
 
 #: For the JSON API: nothing of an answer is a page, so nothing may load, run or frame it.

@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery, Task
 
 from hypervisors.base import Retriable
-from vmportal.kit import context
+from vmportal.kit import context, db
 from vmportal.kit.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -101,13 +101,20 @@ class PortalTask(Task):
         started = time.perf_counter()
         try:
             try:
-                if outbox_id is None:
-                    result = super().__call__(*args, **kwargs)
-                    completed = False
-                else:
-                    with outbox.running(outbox_id) as run:
+                try:
+                    if outbox_id is None:
                         result = super().__call__(*args, **kwargs)
-                    completed = run.completed
+                        completed = False
+                    else:
+                        with outbox.running(outbox_id) as run:
+                            result = super().__call__(*args, **kwargs)
+                        completed = run.completed
+                except Exception as exc:
+                    # A database too busy right now (SQLite's writer lock held past its timeout, no
+                    # free pooled connection) is a reason to try again, never to fail the work.
+                    if db.is_busy(exc):
+                        raise Retriable(f"database busy: {exc}", defer=1.0) from exc
+                    raise
             except Retriable as exc:
                 if self.request.called_directly:  # in-process runner retries by itself
                     raise

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(
         10.0, description="Seconds a request waits for a free connection before answering 503 (Retry-After)."
     )
+    request_slots: int = Field(
+        0,
+        description="Requests inside the application at once per API process (each holds a database "
+        "connection); 0: the database pool's size and overflow less what background work needs.",
+    )
+    request_queue_seconds: float = Field(
+        30.0, description="Seconds a request waits for its turn when all slots are taken; then 503."
+    )
     db_lock_timeout: float = Field(
         15.0,
         description="SQLite: seconds a writer waits for another writer to finish before answering 503; "
