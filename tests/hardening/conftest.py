@@ -16,8 +16,8 @@ from cryptography.fernet import Fernet
 
 from policies.roles import Role
 from tests.production.harness import (
-    VENV_BIN,
     PG_BASE,
+    VENV_BIN,
     Proc,
     create_database,
     drop_database,
