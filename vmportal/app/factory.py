@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         stop = threading.Event()
         if settings.effective_task_mode == "thread":
             _start_redrive_thread(settings, stop)
-        from vmportal.vm import reads
+        from vmportal.vm.repository import sql as reads
 
         reader = await reads.open_reader(settings)
         app.state.vm_reader = reader

@@ -13,12 +13,12 @@ from vmportal.identity import api as identity_api
 from vmportal.incidents import api as incidents_api
 from vmportal.inventory import api as inventory_api
 from vmportal.network import api as network_api
-from vmportal.quota import api as quota_api
+from vmportal.reports import quota_api
 from vmportal.request import api as request_api
 from vmportal.unit import api as unit_api
 from vmportal.vm import api as vm_api
-from vmportal.vm import credentials as vm_credentials
-from vmportal.vm import network as vm_network
+from vmportal.vm.service import credentials as vm_credentials
+from vmportal.vm.service import network as vm_network
 
 # In the order their tags appear in /docs. The VM router comes first: a request is matched against the
 # routes in this order, and "list my VMs" / "get one VM" are the requests every page makes (no route of

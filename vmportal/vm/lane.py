@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vmportal.kit.http import bearer_from_header
-from vmportal.vm import reads, service
+from vmportal.vm import service
+from vmportal.vm.repository import sql as reads
 from vmportal.vm.schemas import VMListQuery
 
 _LIST = "/api/v1/vms"
