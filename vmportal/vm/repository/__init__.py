@@ -1,0 +1,1 @@
+"""The VM domain's queries (moved into a package; the modules follow)."""
