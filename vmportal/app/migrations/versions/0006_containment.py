@@ -1,0 +1,24 @@
+"""incidents and inventory: containment that holds (reserved)
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-02 05:30:00
+
+Reserved in the chain so that work on separate domains adds its schema changes without two heads;
+the owner fills in upgrade/downgrade and this docstring.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

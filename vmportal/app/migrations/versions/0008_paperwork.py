@@ -1,0 +1,24 @@
+"""paperwork: generated documents, clean-up campaigns, maintenance notices (reserved)
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-02 05:30:00
+
+Reserved in the chain so that work on separate domains adds its schema changes without two heads;
+the owner fills in upgrade/downgrade and this docstring.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,24 @@
+"""web: page sessions (reserved)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-02 05:30:00
+
+Reserved in the chain so that work on separate domains adds its schema changes without two heads;
+the owner fills in upgrade/downgrade and this docstring.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
