@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose slapd ldap-utils openssl curl fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 poppler-utils)
+APT_PACKAGES=(golang-go golang-github-vmware-govmomi-dev chromium docker-compose slapd ldap-utils openssl curl fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 poppler-utils)
 
 scripts/slapd-debconf.sh
 
