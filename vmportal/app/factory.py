@@ -9,12 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal import __version__
-from vmportal.app import guards, http_errors, metrics, registry  # noqa: F401  (registry: every task known to this process)
+from vmportal.app import guards, http_errors, inputs, metrics, openapi, registry  # noqa: F401  (registry: every task known to this process)
 from vmportal.kit import context, db, errors
 from vmportal.kit.settings import Settings, get_settings, use_settings
 
@@ -136,6 +136,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         # /docs is served from the portal's own copy of Swagger UI (campus intranets are often
         # offline): FastAPI's default loads it from a CDN.
         docs_url=None,
+        # Integer parameters beyond 64 bits are a 422 naming them, on every route.
+        dependencies=[Depends(inputs.int64_params)],
     )
     http_errors.install(app)
     from vmportal.vm.lane import ReadLane
@@ -162,6 +164,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     from vmportal.app import routes
 
     routes.include_all(app, API)
+    # Both after every route is known: the input rules and the OpenAPI cover all of them.
+    inputs.install(app)
+    openapi.install(app)
     return app
 
 
