@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from vmportal.audit import api as audit_api
 from vmportal.center import api as center_api
 from vmportal.compliance import api as compliance_api
 from vmportal.connection import api as connection_api
@@ -13,7 +12,7 @@ from vmportal.identity import api as identity_api
 from vmportal.incidents import api as incidents_api
 from vmportal.inventory import api as inventory_api
 from vmportal.network import api as network_api
-from vmportal.reports import quota_api
+from vmportal.reports import audit_api, quota_api
 from vmportal.request import api as request_api
 from vmportal.unit import api as unit_api
 from vmportal.vm import api as vm_api

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from vmportal.audit.models import AuditEntry, AuditHead
-from vmportal.kit import context
+from vmportal.audit import repository
+from vmportal.audit.models import AuditEntry
+from vmportal.audit.repository import GENESIS, AuditFilter
+from vmportal.kit import context, paging
 from vmportal.kit.db import utcnow
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "AuditFilter", "VerifyResult", "Who", "entry_hash", "list_entries", "record", "verify"]
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,7 @@ def record(
     unit_id: int | None = None,
 ) -> AuditEntry:
     """Append one row in the caller's transaction: it commits or rolls back with the change."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
-    if head is None:
-        # The migration seeds the row; a database emptied by hand gets it back here, race-free.
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
-        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    head = repository.lock_head(session)
     entry = AuditEntry(
         at=utcnow(),
         actor_id=who.actor_id,
@@ -128,9 +123,7 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
     checked = 0
     last_seen = 0
     while True:
-        rows = session.exec(
-            select(AuditEntry).where(AuditEntry.id > last_seen).order_by(AuditEntry.id).limit(batch)  # type: ignore[arg-type, operator]
-        ).all()
+        rows = repository.entries_after(session, last_seen, batch)
         if not rows:
             break
         for row in rows:
@@ -144,7 +137,7 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
             prev_hash, prev_id = row.hash, row.id
             checked += 1
         last_seen = rows[-1].id or last_seen
-    head = session.get(AuditHead, 1)
+    head = repository.head(session)
     if head is not None and (head.last_id != prev_id or head.last_hash != prev_hash):
         return VerifyResult(
             False,
@@ -153,3 +146,11 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
             f"the chain ends at row {prev_id} but its tip says row {head.last_id}",
         )
     return VerifyResult(True, checked)
+
+
+def list_entries(
+    session: Session, where: AuditFilter, request: paging.PageRequest
+) -> tuple[list[AuditEntry], int]:
+    """The audit log as the auditor reads it: newest first, filtered, one page and the total.
+    Who may read it is the caller's gate (center_admin and auditor)."""
+    return repository.list_entries(session, where, request)

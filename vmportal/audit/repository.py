@@ -1,0 +1,85 @@
+"""Every query of the audit log: the chain's tip (locked while appending), the rows in id order for
+the chain check, and the filtered, paged list the auditor reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from vmportal.audit.models import AuditEntry, AuditHead
+from vmportal.kit import paging
+
+GENESIS = "0" * 64
+
+
+def lock_head(session: Session) -> AuditHead:
+    """The chain's tip, locked for the caller's transaction (PostgreSQL: FOR UPDATE), so two writers
+    cannot both link to the same predecessor."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
+    if head is None:
+        # The migration seeds the row; a database emptied by hand gets it back here, race-free.
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    return head
+
+
+def head(session: Session) -> AuditHead | None:
+    return session.get(AuditHead, 1)
+
+
+def entries_after(session: Session, last_id: int, batch: int) -> Sequence[AuditEntry]:
+    """Up to ``batch`` rows with an id above ``last_id``, in id order (the chain's order)."""
+    return session.exec(
+        select(AuditEntry).where(col(AuditEntry.id) > last_id).order_by(col(AuditEntry.id)).limit(batch)
+    ).all()
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """The auditor's filters; ``action`` is exact, or a prefix when it ends in ``.*``. Times are
+    aware (UTC when given without a zone); ``until`` is exclusive."""
+
+    action: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    unit_id: int | None = None
+    actor: str | None = None
+    result: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_entries(
+    session: Session, where: AuditFilter, request: paging.PageRequest
+) -> tuple[list[AuditEntry], int]:
+    """One page of the log, newest first, and how many rows match."""
+    query: Any = select(AuditEntry)
+    if where.action:
+        if where.action.endswith(".*"):
+            query = query.where(col(AuditEntry.action).startswith(where.action[:-1], autoescape=True))
+        else:
+            query = query.where(AuditEntry.action == where.action)
+    if where.target_type:
+        query = query.where(AuditEntry.target_type == where.target_type)
+    if where.target_id:
+        query = query.where(AuditEntry.target_id == where.target_id)
+    if where.unit_id is not None:
+        query = query.where(AuditEntry.unit_id == where.unit_id)
+    if where.actor:
+        query = query.where(AuditEntry.actor == where.actor)
+    if where.result:
+        query = query.where(AuditEntry.result == where.result)
+    if where.since is not None:
+        query = query.where(col(AuditEntry.at) >= where.since)
+    if where.until is not None:
+        query = query.where(col(AuditEntry.at) < where.until)
+    query = query.order_by(col(AuditEntry.id).desc())
+    rows, total = paging.page(session, query, request)
+    return [row[0] for row in rows], total
