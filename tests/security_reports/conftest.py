@@ -1,24 +1,17 @@
-"""A real SMTP server (aiosmtpd) on a free loopback port for the e-mail tests, a server that accepts
-connections and never answers (a hung mail relay), and the incident workflow's notification hook.
-
-The hook: the incident workflow reports its steps through ``lifecycle.add_event``; the one line that
-calls ``notification.on_event`` from there belongs to the incident module's owner. Until it is in,
-:func:`incident_mail_hook` adds exactly that call around ``add_event`` for these tests (and does
-nothing once the real line is there), so the tests exercise the same path production will.
-"""
+"""A real SMTP server (aiosmtpd) on a free loopback port for the e-mail tests, and a server that
+accepts connections and never answers (a hung mail relay). The incident workflow's mails need no help
+here: each step's timeline row calls ``incidents.mails.on_event`` itself."""
 
 from __future__ import annotations
 
 import email
-import inspect
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -171,23 +164,3 @@ def hung_mail_server(settings: Settings) -> Iterator[HungServer]:
     for conn in accepted:
         conn.close()
     listener.close()
-
-
-@pytest.fixture(autouse=True)
-def incident_mail_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``notification.on_event`` called from ``lifecycle.add_event`` (see the module docstring)."""
-    from vmportal.incidents import containment, lifecycle, rectification
-    from vmportal.incidents import service as incident
-    from vmportal.mail import service as notification
-
-    if "on_event" in inspect.getsource(lifecycle.add_event):
-        return  # the real hook is in
-    original: Callable[..., Any] = lifecycle.add_event
-
-    def add_event(session: Any, incident_row: Any, kind: str, **kwargs: Any) -> Any:
-        event = original(session, incident_row, kind, **kwargs)
-        notification.on_event(session, incident_row, event)
-        return event
-
-    for module in (lifecycle, incident, containment, rectification):
-        monkeypatch.setattr(module, "add_event", add_event)

@@ -15,10 +15,9 @@ from tests.security.helpers import center_admin
 from tests.security_reports.conftest import CENTER_MAILBOX, MailServer
 from tests.security_reports.helpers import contacts
 from vmportal.audit.models import AuditEntry
-from vmportal.compliance import findings
+from vmportal.compliance import tasks as findings
 from vmportal.incidents.models import Finding
 from vmportal.kit import db
-from vmportal.mail import tasks as tasks_mail
 
 
 def _at(value: str) -> datetime:
@@ -256,7 +255,7 @@ def test_deadline_reminders_go_out_48_hours_before_and_when_overdue_once_each(
 
     # Nothing is due yet; the critical one never gets a 48-hour reminder (it was set 24 h ahead, and
     # its opening mail said so).
-    assert tasks_mail.finding_reminders() == {"due_soon": 0, "overdue": 0}
+    assert findings.finding_reminders() == {"due_soon": 0, "overdue": 0}
     in_5_days = db.utcnow() + timedelta(days=5, hours=1)  # the medium one is due in 47 hours then
     assert findings.send_reminders(in_5_days) == {"due_soon": 1, "overdue": 1}
     assert findings.send_reminders(in_5_days) == {"due_soon": 0, "overdue": 0}  # once

@@ -16,6 +16,7 @@ from tests.factories import Factory
 from tests.security.helpers import center_admin, incidents, nics, post, register, suricata_c2
 from tests.security_reports.conftest import CENTER_MAILBOX, HungServer, MailServer
 from tests.security_reports.helpers import contacts
+from vmportal.incidents import mails as incident_mails
 from vmportal.incidents.models import Incident, IncidentEvent, Notification
 from vmportal.kit import db
 from vmportal.mail import service as notification
@@ -216,5 +217,5 @@ def test_the_same_step_reported_twice_is_mailed_once(
                 IncidentEvent.incident_id == row.id, IncidentEvent.kind == "contained"
             )
         ).one()
-        notification.on_event(s, row, event)  # as if a second call site reported it too
+        incident_mails.on_event(s, row, event)  # as if a second call site reported it too
     assert len(_rows(kind="containment")) == 1 and len(mail_server.messages) == 1

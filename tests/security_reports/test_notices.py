@@ -15,7 +15,7 @@ from tests.factories import Factory
 from tests.security.helpers import calls, center_admin, nics, vm_state
 from tests.security_reports.conftest import CENTER_MAILBOX, MailServer
 from tests.security_reports.helpers import contacts, set_vm
-from vmportal.compliance.notices import parse_deadline
+from vmportal.compliance.service.deadlines import parse_deadline
 from vmportal.kit import errors
 from vmportal.unit.service import BEIJING
 

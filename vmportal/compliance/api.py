@@ -9,47 +9,78 @@ security administrator reports a finding fixed. The e-mail outbox is the center'
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from policies.compromise import Category, Containment, Severity
+from policies.compromise import Category, Containment
 from policies.forbidden_services import ServiceKind
 from policies.roles import Actor
-from vmportal.compliance import findings, notices
-from vmportal.compliance import scans as scan
-from vmportal.compliance.notices import EventType, Issuer, NoticeState
-from vmportal.identity.deps import CurrentActor, CurrentWho, require
-from vmportal.incidents.models import (
+from vmportal.compliance.models import (
     Finding,
     FindingState,
-    Incident,
-    Notice,
-    Notification,
-    NotificationState,
+    Issuer,
+    NoticeState,
     ServiceExemption,
     ServiceScan,
     ServiceViolation,
     ViolationState,
 )
+from vmportal.compliance.schemas import (
+    MAX_FILES,
+    MAX_ID,
+    MAX_SCAN_BYTES,
+    ExemptionIn,
+    ExemptionOut,
+    FindingFilters,
+    FindingIn,
+    FindingList,
+    FindingOut,
+    FixIn,
+    IncidentBrief,
+    NoteIn,
+    NoticeAssignIn,
+    NoticeAttachmentOut,
+    NoticeConfirmIn,
+    NoticeFilters,
+    NoticeIn,
+    NoticeList,
+    NoticeOut,
+    NotificationList,
+    NotificationOut,
+    OverdueReport,
+    OverdueUnitOut,
+    ReasonIn,
+    RetestIn,
+    ScanList,
+    ScanOut,
+    ScanResultOut,
+    ShutdownIn,
+    ShutdownOut,
+    ViolationFilters,
+    ViolationList,
+    ViolationOut,
+)
+from vmportal.compliance.service import exemptions, findings, notices, scans, violations
+from vmportal.identity.deps import CurrentActor, CurrentWho, require
 from vmportal.incidents.rectification import Upload
-from vmportal.incidents.schemas import ContainAction
 from vmportal.kit import db, errors
 from vmportal.kit.http import SessionDep
+from vmportal.kit.paging import PageRequest
 from vmportal.kit.scope import CENTER, CENTER_READ
 from vmportal.kit.settings import get_settings
 from vmportal.mail import service as notification
+from vmportal.mail.models import Notification, NotificationState
 
 router = APIRouter(tags=["security reports"])
 
 PREFIX = "/api/v1"
-MAX_ID = 2**31 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 OptId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -74,106 +105,7 @@ def _limit_body(request: Request, limit: int) -> None:
         )
 
 
-# ---- findings: schemas --------------------------------------------------------------------------------
-
-
-class FindingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vm_id: int | None = Field(None, ge=1, le=MAX_ID, description="The VM; or give unit_id alone")
-    unit_id: int | None = Field(None, ge=1, le=MAX_ID)
-    category: Category = Field(description="vulnerability, backdoor, dark_link, weak_password…")
-    severity: Severity = Field(
-        description="Sets the deadline: critical 24 h, high 72 h, medium 7 d, low 30 d"
-    )
-    title: str = Field(min_length=1, max_length=500)
-    description: str = Field("", max_length=20_000)
-    target: str = Field("", max_length=2000, description="URL, ip:port, account")
-    deadline_at: AwareDatetime | None = Field(None, description="Instead of the severity's deadline")
-
-
-class FindingOut(BaseModel):
-    id: int
-    unit_id: int | None
-    vm_id: int | None
-    system_id: int | None
-    incident_id: int | None
-    notice_id: int | None
-    origin: str
-    category: str
-    severity: str
-    title: str
-    description: str
-    target: str
-    evidence: dict[str, Any]
-    state: FindingState
-    deadline_at: datetime | None
-    overdue: bool
-    created_at: datetime
-    created_by: int | None
-    updated_at: datetime
-    notified_at: datetime | None
-    fixed_at: datetime | None
-    fixed_by: int | None
-    fix_note: str
-    retested_at: datetime | None
-    retested_by: int | None
-    retest_passed: bool | None
-    retest_note: str
-    closed_at: datetime | None
-    version: int
-    actions: list[str] = Field(description="What the caller may do now")
-    links: dict[str, str]
-
-
-class FindingList(BaseModel):
-    items: list[FindingOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class FixIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    note: str = Field(min_length=1, max_length=2000, description="What was fixed, and how")
-
-
-class RetestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    passed: bool
-    note: str = Field("", max_length=2000)
-    deadline_at: AwareDatetime | None = Field(
-        None, description="New deadline when failed; default by severity"
-    )
-
-
-class NoteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    note: str = Field("", max_length=2000)
-
-
-class ReasonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class OverdueUnitOut(BaseModel):
-    unit_id: int | None
-    unit_code: str | None
-    unit_name_zh: str | None
-    count: int
-    oldest_deadline: datetime | None
-    findings: list[FindingOut]
-
-
-class OverdueReport(BaseModel):
-    generated_at: datetime
-    total: int
-    units: list[OverdueUnitOut]
+# ---- findings ------------------------------------------------------------------------------------------
 
 
 def finding_out(f: Finding, actor: Actor, now: datetime | None = None) -> FindingOut:
@@ -188,13 +120,10 @@ def finding_out(f: Finding, actor: Actor, now: datetime | None = None) -> Findin
     data = f.model_dump()
     data.update(
         overdue=findings.is_overdue(f, now or db.utcnow()),
-        actions=findings.available(f, actor),
+        actions=findings.actions(f, actor),
         links=links,
     )
     return FindingOut.model_validate(data)
-
-
-# ---- findings: routes --------------------------------------------------------------------------------
 
 
 @router.post(
@@ -234,11 +163,11 @@ def list_findings(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> FindingList:
-    f = findings.FindingFilters(unit_id, vm_id, state, overdue, category, notice_id, limit, offset)
-    rows, total = findings.list_findings(session, actor, f)
+    f = FindingFilters(unit_id, vm_id, state, overdue, category, notice_id)
+    page = findings.list_findings(session, actor, f, PageRequest(limit, offset))
     now = db.utcnow()
     return FindingList(
-        items=[finding_out(r, actor, now) for r in rows], total=total, limit=limit, offset=offset
+        items=[finding_out(r, actor, now) for r in page.items], total=page.total, limit=limit, offset=offset
     )
 
 
@@ -325,107 +254,8 @@ def overdue_report(session: SessionDep, actor: CurrentActor) -> OverdueReport:
 # ---- notices -------------------------------------------------------------------------------------------
 
 
-class NoticeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    issuer: Issuer = Field(description="教育部, 公安, 网信, CNCERT, 360 or other")
-    issuer_name: str = Field("", max_length=200, description="The issuer's full name (required for other)")
-    notice_number: str = Field(min_length=1, max_length=100, description="通报编号")
-    received_on: date | None = None
-    target_url: str = Field("", max_length=2000)
-    target_ip: str = Field("", max_length=64)
-    target_mailbox: str = Field("", max_length=254)
-    event_type: EventType = Field(
-        description="挂马, 暗链, 篡改, webshell, 后门, 僵木蠕, 挖矿, 高危漏洞, 中危漏洞, 弱口令, 有害信息"
-    )
-    severity: Severity | None = Field(None, description="Default by event type")
-    evidence: str = Field("", max_length=notices.MAX_EVIDENCE)
-    required_action: str = Field("", max_length=500, description="清除, 关停, 限制校外访问…")
-    deadline: str | None = Field(
-        None,
-        max_length=100,
-        description="ISO date-time (Beijing time without a zone), a date, '3月20日前', '24小时内', '3天内', "
-        "'5个工作日内'. Default: by severity.",
-    )
-    title: str = Field("", max_length=500)
-
-
-class IncidentBrief(BaseModel):
-    id: int
-    state: str
-    containment_state: str
-    action: str
-    link: str
-
-
-class NoticeAttachmentOut(BaseModel):
-    index: int
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    link: str
-
-
-class NoticeOut(BaseModel):
-    id: int
-    issuer: str
-    issuer_kind: str
-    notice_number: str
-    received_on: date | None
-    target_url: str
-    target_ip: str
-    target_mailbox: str
-    event_type: str
-    category: str
-    severity: str
-    evidence: str
-    required_action: str
-    deadline_at: datetime | None
-    unit_id: int | None
-    unit_code: str | None
-    vm_id: int | None
-    system_id: int | None
-    incident_id: int | None
-    state: NoticeState
-    entered_by: int | None
-    entered_at: datetime
-    confirmed_by: int | None
-    confirmed_at: datetime | None
-    suggested_action: str = Field(description="The containment the notice calls for (confirm's default)")
-    incident: IncidentBrief | None
-    findings: list[FindingOut]
-    attachments: list[NoticeAttachmentOut]
-    links: dict[str, str]
-
-
-class NoticeList(BaseModel):
-    items: list[NoticeOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class NoticeConfirmIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: ContainAction | None = Field(None, description="Default: the notice's suggested action")
-    reason: str = Field("", max_length=1000)
-
-
-class NoticeAssignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vm_id: int = Field(ge=1, le=MAX_ID)
-
-
-def notice_out(
-    session: Any,
-    n: Notice,
-    actor: Actor,
-    related: list[Finding],
-    incident: Incident | None,
-) -> NoticeOut:
+def notice_out(view: notices.NoticeView, actor: Actor) -> NoticeOut:
+    n, incident = view.notice, view.incident
     assert n.id is not None
     now = db.utcnow()
     links = {"self": f"{PREFIX}/notices/{n.id}", "findings": f"{PREFIX}/findings?notice_id={n.id}"}
@@ -433,8 +263,8 @@ def notice_out(
         links["incident"] = f"{PREFIX}/incidents/{n.incident_id}"
     data = n.model_dump()
     data.update(
-        unit_code=notices.unit_code(session, n.unit_id),
-        suggested_action=notices.suggested_action(n).value,
+        unit_code=view.unit_code,
+        suggested_action=view.suggested_action.value,
         incident=(
             IncidentBrief(
                 id=incident.id or 0,
@@ -446,7 +276,7 @@ def notice_out(
             if incident is not None
             else None
         ),
-        findings=[finding_out(f, actor, now) for f in related],
+        findings=[finding_out(f, actor, now) for f in view.findings],
         attachments=[
             NoticeAttachmentOut(
                 index=i,
@@ -456,25 +286,40 @@ def notice_out(
                 sha256=str(a.get("sha256", "")),
                 link=f"{PREFIX}/notices/{n.id}/attachments/{i}",
             )
-            for i, a in enumerate(notices.attachments(related))
+            for i, a in enumerate(view.attachments)
         ],
         links=links,
     )
     return NoticeOut.model_validate(data)
 
 
-def _one_notice(session: Any, actor: Actor, notice_id: int) -> NoticeOut:
-    n = notices.get_notice(session, actor, notice_id)
-    related = notices.findings_of(session, [notice_id])[notice_id]
-    incident = session.get(Incident, n.incident_id) if n.incident_id is not None else None
-    return notice_out(session, n, actor, related, incident)
+def _inline_schema(model: type[NoticeIn]) -> dict[str, Any]:
+    """``model``'s JSON schema with its enumerations written in place: the body is read by hand (JSON or
+    multipart), so FastAPI does not list the model under ``components``, and a ``$ref`` to it would
+    point nowhere (client generators and Swagger UI stop on it)."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(
+                    {**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+                )
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
 
 
 _NOTICE_FORM: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/NoticeIn"}},
+            "application/json": {"schema": _inline_schema(NoticeIn)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -484,7 +329,7 @@ _NOTICE_FORM: dict[str, Any] = {
                         **{name: {"type": "string"} for name in NoticeIn.model_fields},
                         "files": {
                             "type": "array",
-                            "maxItems": notices.MAX_FILES,
+                            "maxItems": MAX_FILES,
                             "items": {"type": "string", "format": "binary"},
                             "description": "Screenshots, URL lists: PDF, PNG, JPEG or text; "
                             "VMPORTAL_UPLOAD_MAX_BYTES each",
@@ -497,12 +342,11 @@ _NOTICE_FORM: dict[str, Any] = {
 }
 
 
-def _notice_input(values: dict[str, Any]) -> notices.NoticeInput:
+def _notice_input(values: dict[str, Any]) -> NoticeIn:
     try:
-        body = NoticeIn.model_validate(values)
+        return NoticeIn.model_validate(values)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    return notices.NoticeInput(**body.model_dump())
 
 
 @router.post(
@@ -521,8 +365,8 @@ async def create_notice(
     uploads: list[Upload] = []
     form = None
     if content_type.startswith("multipart/form-data"):
-        _limit_body(request, settings.upload_max_bytes * notices.MAX_FILES + _MULTIPART_OVERHEAD)
-        form = await request.form(max_files=notices.MAX_FILES + 1, max_fields=30)
+        _limit_body(request, settings.upload_max_bytes * MAX_FILES + _MULTIPART_OVERHEAD)
+        form = await request.form(max_files=MAX_FILES + 1, max_fields=30)
         # An empty form field is an omitted one (browsers send every field of the form).
         values = {k: v for k, v in form.multi_items() if isinstance(v, str) and v != ""}
         uploads = [
@@ -551,9 +395,7 @@ async def create_notice(
         data = _notice_input(values)
 
         def enter() -> NoticeOut:
-            n = notices.create_notice(session, actor, who, data, uploads, settings)
-            assert n.id is not None
-            return _one_notice(session, actor, n.id)
+            return notice_out(notices.create_notice(session, actor, who, data, uploads, settings), actor)
 
         return await run_in_threadpool(enter)
     finally:
@@ -572,27 +414,16 @@ def list_notices(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> NoticeList:
-    rows, total = notices.list_notices(
-        session, actor, notices.NoticeFilters(state, unit_id, vm_id, issuer, limit, offset)
+    page = notices.list_notices(
+        session, actor, NoticeFilters(state, unit_id, vm_id, issuer), PageRequest(limit, offset)
     )
-    related = notices.findings_of(session, [n.id for n in rows if n.id is not None])
-    incident_rows = notices.incidents_of(session, rows)
-    items = [
-        notice_out(
-            session,
-            n,
-            actor,
-            related.get(n.id or 0, []),
-            incident_rows.get(n.incident_id) if n.incident_id is not None else None,
-        )
-        for n in rows
-    ]
-    return NoticeList(items=items, total=total, limit=limit, offset=offset)
+    items = [notice_out(view, actor) for view in page.items]
+    return NoticeList(items=items, total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/notices/{notice_id}", response_model=NoticeOut)
 def get_notice(notice_id: Id, session: SessionDep, actor: CurrentActor) -> NoticeOut:
-    return _one_notice(session, actor, notice_id)
+    return notice_out(notices.get_notice(session, actor, notice_id), actor)
 
 
 @router.post(
@@ -606,8 +437,7 @@ def confirm_notice(
     notice_id: Id, body: NoticeConfirmIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> NoticeOut:
     action = Containment(body.action.value) if body.action is not None else None
-    notices.confirm(session, actor, who, notice_id, action, body.reason)
-    return _one_notice(session, actor, notice_id)
+    return notice_out(notices.confirm(session, actor, who, notice_id, action, body.reason), actor)
 
 
 @router.post(
@@ -619,8 +449,7 @@ def confirm_notice(
 def assign_notice(
     notice_id: Id, body: NoticeAssignIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> NoticeOut:
-    notices.assign(session, actor, who, notice_id, body.vm_id)
-    return _one_notice(session, actor, notice_id)
+    return notice_out(notices.assign(session, actor, who, notice_id, body.vm_id), actor)
 
 
 @router.get(
@@ -631,122 +460,11 @@ def assign_notice(
 def download_notice_attachment(
     notice_id: Id, index: Annotated[int, Path(ge=0, le=100)], session: SessionDep, actor: CurrentActor
 ) -> FileResponse:
-    notices.get_notice(session, actor, notice_id)
-    files = notices.attachments(notices.findings_of(session, [notice_id])[notice_id])
-    if index >= len(files):
-        raise errors.NotFound("attachment", index)
-    a = files[index]
-    path = get_settings().upload_dir / str(a.get("sha256", ""))
-    if not path.is_file():
-        raise errors.NotFound("attachment file", index)
-    return FileResponse(path, media_type=str(a.get("content_type")), filename=str(a.get("filename")))
+    found = notices.attachment_file(session, actor, notice_id, index)
+    return FileResponse(found.path, media_type=found.content_type, filename=found.filename)
 
 
-# ---- forbidden services: schemas ----------------------------------------------------------------------
-
-
-class ViolationOut(BaseModel):
-    id: int
-    vm_id: int
-    unit_id: int | None
-    scan_id: int | None
-    last_scan_id: int | None
-    ip: str
-    protocol: str
-    port: int
-    service: str
-    product: str
-    version: str
-    evidence: dict[str, Any]
-    reasons_en: list[str]
-    reasons_zh: list[str]
-    state: ViolationState
-    open: bool = Field(description="Still this appearance: not resolved or exempted")
-    first_seen: datetime
-    last_seen: datetime
-    resolved_at: datetime | None
-    decided_by: int | None
-    note: str
-    links: dict[str, str]
-
-
-class ViolationList(BaseModel):
-    items: list[ViolationOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class ScanOut(BaseModel):
-    id: int
-    uploaded_by: int | None
-    uploaded_at: datetime
-    filename: str
-    sha256: str
-    scanner: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    hosts_up: int
-    open_ports: int
-    violations_raised: int
-
-
-class ScanList(BaseModel):
-    items: list[ScanOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class ScanResultOut(BaseModel):
-    scan: ScanOut
-    raised: list[ViolationOut] = Field(description="New violations (first appearance)")
-    still_open: list[ViolationOut] = Field(description="Seen again: already raised, not raised twice")
-    resolved: list[ViolationOut] = Field(description="No longer seen on a host up in this scan")
-    exempted: list[dict[str, Any]] = Field(description="Forbidden services seen but approved")
-    unmatched_hosts: list[str] = Field(description="Hosts up that are no VM of the inventory")
-
-
-class ExemptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    vm_id: int = Field(ge=1, le=MAX_ID)
-    kind: ServiceKind = Field(description="mail, dns, proxy or forum")
-    port: int | None = Field(None, ge=1, le=65535, description="Only this port; default any")
-    protocol: Literal["tcp", "udp", "sctp"] | None = Field(
-        None, description="Only this protocol; default any"
-    )
-    reason: str = Field(min_length=1, max_length=1000, description="Who approved it (有关部门同意) and why")
-    expires_at: AwareDatetime | None = None
-
-
-class ExemptionOut(BaseModel):
-    id: int
-    vm_id: int
-    unit_id: int | None
-    kind: str
-    protocol: str | None
-    port: int | None
-    reason: str
-    granted_by: int | None
-    granted_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: int | None
-    active: bool
-    closed_violations: list[int] = Field(default_factory=list, description="Violations this grant closed")
-
-
-class ShutdownIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field("", max_length=1000)
-
-
-class ShutdownOut(BaseModel):
-    violation: ViolationOut
-    operation_id: int | None = Field(description="The power operation (None: the VM was already off)")
-    links: dict[str, str]
+# ---- forbidden services ------------------------------------------------------------------------------
 
 
 def violation_out(v: ServiceViolation) -> ViolationOut:
@@ -765,11 +483,9 @@ def scan_out(s: ServiceScan) -> ScanOut:
 
 def exemption_out(e: ServiceExemption, closed: list[int] | None = None) -> ExemptionOut:
     data = e.model_dump()
-    data.update(kind=e.service, active=scan.is_active(e, db.utcnow()), closed_violations=closed or [])
+    data.update(kind=e.service, active=exemptions.is_active(e, db.utcnow()), closed_violations=closed or [])
     return ExemptionOut.model_validate(data)
 
-
-# ---- forbidden services: routes -----------------------------------------------------------------------
 
 _SCAN_FORM: dict[str, Any] = {
     "requestBody": {
@@ -801,18 +517,18 @@ async def upload_scan(
     request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> ScanResultOut:
     _multipart_required(request, "the Nmap report", "Nmap扫描报告")
-    _limit_body(request, scan.MAX_SCAN_BYTES + _MULTIPART_OVERHEAD)
-    form = await request.form(max_files=1, max_fields=5, max_part_size=scan.MAX_SCAN_BYTES + 1)
+    _limit_body(request, MAX_SCAN_BYTES + _MULTIPART_OVERHEAD)
+    form = await request.form(max_files=1, max_fields=5, max_part_size=MAX_SCAN_BYTES + 1)
     try:
         part = form.get("file")
         if not isinstance(part, UploadFile):
             raise errors.InvalidField(
                 "file", "required", "a file part named 'file' is required", message_zh="缺少报告文件（file）"
             )
-        data = await part.read(scan.MAX_SCAN_BYTES + 1)
+        data = await part.read(MAX_SCAN_BYTES + 1)
 
         def upload() -> ScanResultOut:
-            outcome = scan.upload_scan(session, actor, who, part.filename or "", data)
+            outcome = scans.upload_scan(session, actor, who, part.filename or "", data)
             return ScanResultOut(
                 scan=scan_out(outcome.scan),
                 raised=[violation_out(v) for v in outcome.raised],
@@ -829,13 +545,13 @@ async def upload_scan(
 
 @router.get("/scans", response_model=ScanList, dependencies=[require(*CENTER_READ)])
 def list_scans(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> ScanList:
-    rows, total = scan.list_scans(session, limit, offset)
-    return ScanList(items=[scan_out(s) for s in rows], total=total, limit=limit, offset=offset)
+    page = scans.list_scans(session, PageRequest(limit, offset))
+    return ScanList(items=[scan_out(s) for s in page.items], total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/scans/{scan_id}", response_model=ScanOut, dependencies=[require(*CENTER_READ)])
 def get_scan(scan_id: Id, session: SessionDep) -> ScanOut:
-    return scan_out(scan.get_scan(session, scan_id))
+    return scan_out(scans.get_scan(session, scan_id))
 
 
 @router.get(
@@ -853,14 +569,15 @@ def list_violations(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> ViolationList:
-    f = scan.ViolationFilters(state, open, vm_id, unit_id, scan_id, service, limit, offset)
-    rows, total = scan.list_violations(session, actor, f)
-    return ViolationList(items=[violation_out(v) for v in rows], total=total, limit=limit, offset=offset)
+    f = ViolationFilters(state, open, vm_id, unit_id, scan_id, service)
+    page = violations.list_violations(session, actor, f, PageRequest(limit, offset))
+    items = [violation_out(v) for v in page.items]
+    return ViolationList(items=items, total=page.total, limit=limit, offset=offset)
 
 
 @router.get("/violations/{violation_id}", response_model=ViolationOut)
 def get_violation(violation_id: Id, session: SessionDep, actor: CurrentActor) -> ViolationOut:
-    return violation_out(scan.get_violation(session, actor, violation_id))
+    return violation_out(violations.get_violation(session, actor, violation_id))
 
 
 @router.post(
@@ -873,7 +590,7 @@ def get_violation(violation_id: Id, session: SessionDep, actor: CurrentActor) ->
 def shutdown_violation(
     violation_id: Id, body: ShutdownIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> ShutdownOut:
-    done = scan.shutdown(session, actor, who, violation_id, body.reason)
+    done = violations.shutdown(session, actor, who, violation_id, body.reason)
     links = {"vm": f"{PREFIX}/vms/{done.violation.vm_id}"}
     if done.operation_id is not None:
         links["operation"] = f"{PREFIX}/operations/{done.operation_id}"
@@ -890,7 +607,7 @@ def shutdown_violation(
 def grant_exemption(
     body: ExemptionIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> ExemptionOut:
-    exemption, closed = scan.grant_exemption(
+    exemption, closed = exemptions.grant_exemption(
         session,
         actor,
         who,
@@ -908,7 +625,7 @@ def grant_exemption(
 def list_exemptions(
     session: SessionDep, actor: CurrentActor, vm_id: OptId = None, active: bool | None = None
 ) -> list[ExemptionOut]:
-    return [exemption_out(e) for e in scan.list_exemptions(session, actor, vm_id=vm_id, active=active)]
+    return [exemption_out(e) for e in exemptions.list_exemptions(session, actor, vm_id=vm_id, active=active)]
 
 
 @router.delete(
@@ -920,35 +637,10 @@ def list_exemptions(
 def revoke_exemption(
     exemption_id: Id, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> ExemptionOut:
-    return exemption_out(scan.revoke_exemption(session, actor, who, exemption_id))
+    return exemption_out(exemptions.revoke_exemption(session, actor, who, exemption_id))
 
 
 # ---- the e-mail outbox ---------------------------------------------------------------------------------
-
-
-class NotificationOut(BaseModel):
-    id: int
-    to: list[str]
-    cc: list[str]
-    subject: str
-    body: str
-    kind: str
-    related_type: str
-    related_id: str
-    unit_id: int | None
-    state: NotificationState
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str
-    created_at: datetime
-    sent_at: datetime | None
-
-
-class NotificationList(BaseModel):
-    items: list[NotificationOut]
-    total: int
-    limit: int
-    offset: int
 
 
 def notification_out(n: Notification) -> NotificationOut:

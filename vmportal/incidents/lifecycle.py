@@ -30,10 +30,10 @@ from sqlmodel import Session, col, select
 from policies.power import SecurityState
 from policies.roles import Role
 from vmportal.audit.service import Who
+from vmportal.incidents import mails as notification
 from vmportal.incidents.models import Incident, IncidentEvent, IncidentState
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
-from vmportal.mail import service as notification
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM
 

@@ -28,6 +28,9 @@ from sqlmodel import Field, SQLModel
 
 from vmportal.kit.db import EncryptedString, UTCDateTime, utcnow
 
+# The e-mail outbox is mail's own table; re-exported here for the callers that import it from here.
+from vmportal.mail.models import Notification, NotificationState  # noqa: F401
+
 # ---- enumerations (stored as plain strings) ----------------------------------------------------------
 
 
@@ -90,13 +93,6 @@ class ViolationState(enum.StrEnum):
     EXEMPTED = "exempted"  # an exemption was granted after it was raised
     RESOLVED = "resolved"  # a later scan no longer sees the service
     SHUT_DOWN = "shut_down"  # the center shut the VM down over it
-
-
-class NotificationState(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"  # gave up after the last attempt
 
 
 # ---- alert sources and what they post -----------------------------------------------------------------
@@ -441,29 +437,3 @@ class ServiceExemption(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_by: int | None = Field(default=None, foreign_key="user.id")
-
-
-# ---- e-mail notifications (point 10) ------------------------------------------------------------------
-
-
-class Notification(SQLModel, table=True):
-    """An e-mail waiting to be sent (an outbox of its own: delivery retries never delay containment)."""
-
-    __tablename__ = "notification"
-
-    id: int | None = Field(default=None, primary_key=True)
-    to: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    cc: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    subject: str = Field(max_length=500)
-    body: str = Field(sa_type=sa.Text)
-    kind: str = Field(default="", max_length=40)  # containment | rectification_decision | finding | …
-    related_type: str = Field(default="", max_length=40)
-    related_id: str = Field(default="", max_length=64)
-    unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
-    dedup_key: str | None = Field(default=None, max_length=200, sa_column_kwargs={"unique": True})
-    state: str = Field(default=NotificationState.PENDING, max_length=20, index=True)
-    attempts: int = 0
-    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
-    last_error: str = Field(default="", max_length=2000)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -12,8 +12,8 @@ portal, by a Celery worker in production. Beat runs the same task every minute f
 Why containment is never delayed by mail: the containment task's transaction only *adds* a row; the
 SMTP conversation happens after that transaction committed, in another task, outside any database
 transaction. A dead or hanging SMTP server costs at most ``smtp_timeout`` of the mail task, never a
-moment of the containment, and :func:`on_event` swallows its own errors so a mail problem cannot roll
-back the event it reports.
+moment of the containment, and the incident mails (``incidents.mails.on_event``) swallow their errors
+so a mail problem cannot roll back the event it reports.
 
 Delivery: one SMTP connection per mail (``smtplib``, optional STARTTLS and login, ``smtp_timeout`` on
 every step). A claimed row is ``sending`` with ``next_attempt_at`` as its lease (a worker that dies
@@ -33,10 +33,9 @@ import logging
 import smtplib
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -45,17 +44,15 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Containment, Severity
-from vmportal.incidents.models import Incident, IncidentEvent, Notification, NotificationState, Rectification
 from vmportal.kit import db, errors
 from vmportal.kit.settings import Settings, get_settings
-from vmportal.unit.models import Contact, ContactRole, Unit
-from vmportal.unit.service import BEIJING
-from vmportal.vm.models import VM
+from vmportal.mail.models import Notification, NotificationState
 
 log = logging.getLogger(__name__)
 
 SEND_TASK = "vmportal.security.send_notifications"
+#: The center's clock (the same zone as ``unit.service.BEIJING``; mail sits below the unit domain).
+BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 SUBJECT_PREFIX = "【网络与信息中心】"
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=6)
@@ -89,6 +86,29 @@ def beijing(moment: datetime | None) -> str:
 # ---- writing ----------------------------------------------------------------------------------------
 
 
+#: (session, unit_id, center_only, unit_addresses) -> (to, cc). Who a unit's mail goes to is the unit
+#: domain's knowledge (its contact registry): it registers its look-up here at import
+#: (:mod:`vmportal.unit.recipients`), so mail stays below every domain.
+Recipients = Callable[[Session, int | None, bool, Sequence[str] | None], tuple[list[str], list[str]]]
+_recipients: list[Recipients] = []
+#: Called with each mail the server accepted, in the transaction that marks it sent (a domain that
+#: waits for its mail to be delivered registers here at import, e.g. compliance's findings).
+Delivered = Callable[[Session, Notification], None]
+_delivered: list[Delivered] = []
+
+
+def use_recipients(look_up: Recipients) -> None:
+    """Register the unit domain's recipient look-up (the last registered wins)."""
+    _recipients[:] = [look_up]
+
+
+def on_delivered(hook: Delivered) -> Delivered:
+    """Register ``hook`` to run when a mail was delivered (once per hook; usable as a decorator)."""
+    if hook not in _delivered:
+        _delivered.append(hook)
+    return hook
+
+
 def recipients(
     session: Session,
     unit_id: int | None,
@@ -96,34 +116,10 @@ def recipients(
     center_only: bool = False,
     unit_addresses: Sequence[str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """(to, cc): the unit's security administrator and lead from its contact registry, the center's
-    mailbox in copy. With no unit address (or ``center_only``) the center's mailbox alone, as "to".
-    ``unit_addresses`` replaces the registry's pair, for a mail meant for one person of the unit."""
-    center = get_settings().center_mailbox.strip()
-    unit: list[str] = []
-    if unit_addresses is not None and not center_only:
-        for raw in unit_addresses:
-            address = raw.strip()
-            if "@" in address and address not in unit:
-                unit.append(address)
-    elif unit_id is not None and not center_only:
-        with session.no_autoflush:
-            rows = session.exec(
-                select(Contact.role, Contact.email).where(
-                    col(Contact.unit_id) == unit_id,
-                    col(Contact.role).in_(
-                        [ContactRole.SECURITY_ADMIN.value, ContactRole.SECURITY_LEAD.value]
-                    ),
-                )
-            ).all()
-        # The administrator first: the one who acts; the lead is told as the one responsible.
-        for _role, email in sorted(rows, key=lambda r: r[0] != ContactRole.SECURITY_ADMIN.value):
-            address = (email or "").strip()
-            if "@" in address and address not in unit:
-                unit.append(address)
-    if unit:
-        return unit, [center] if center and center not in unit else []
-    return ([center] if center else []), []
+    """(to, cc) of a mail about ``unit_id``, by the look-up the unit domain registered."""
+    if not _recipients:
+        raise RuntimeError("no recipient look-up registered: import vmportal.unit.recipients")
+    return _recipients[0](session, unit_id, center_only, unit_addresses)
 
 
 def _pending_duplicate(session: Session, dedup_key: str) -> bool:
@@ -198,156 +194,6 @@ def notify(
     session.add(row)
     session.info[_KICK] = True
     return row
-
-
-# ---- the incident workflow's events ------------------------------------------------------------------
-
-_ACTION_ZH = {
-    Containment.ISOLATE_NETWORK: "断开网络",
-    Containment.POWER_OFF: "关机",
-    Containment.BLOCK_WEB: "断开WEB服务",
-    Containment.NOTIFY_ONLY: "仅通知",
-}
-
-
-@dataclass(frozen=True)
-class _Subject:
-    vm_zh: str
-    vm_en: str
-    unit_zh: str
-    category_zh: str
-    severity_zh: str
-
-
-def _subject_of(session: Session, incident: Incident) -> _Subject:
-    with session.no_autoflush:
-        vm = session.get(VM, incident.vm_id) if incident.vm_id is not None else None
-        unit = session.get(Unit, incident.unit_id) if incident.unit_id is not None else None
-    ip = f"（{vm.ip_address}）" if vm is not None and vm.ip_address else ""
-    ip_en = f" ({vm.ip_address})" if vm is not None and vm.ip_address else ""
-    try:
-        category_zh = CATEGORY_NAMES_ZH[Category(incident.category)]
-    except ValueError:
-        category_zh = incident.category
-    try:
-        severity_zh = SEVERITY_NAMES_ZH[Severity(incident.severity)]
-    except ValueError:
-        severity_zh = incident.severity
-    return _Subject(
-        vm_zh=f"虚拟机 {vm.name}{ip}" if vm is not None else "（未关联虚拟机）",
-        vm_en=f"VM {vm.name}{ip_en}" if vm is not None else "(no VM)",
-        unit_zh=f"{unit.name_zh}：\n\n" if unit is not None else "",
-        category_zh=category_zh,
-        severity_zh=severity_zh,
-    )
-
-
-def _action_zh(value: str) -> str:
-    try:
-        return _ACTION_ZH[Containment(value)]
-    except ValueError:
-        return value
-
-
-def on_event(session: Session, incident: Incident, event: IncidentEvent) -> None:
-    """The incident workflow's hook: e-mail the unit and the center about the steps they must hear of
-    (containment confirmed or failed, rectification accepted or rejected, dismissal); other steps are
-    ignored. Called with the timeline row the step just added, in the step's transaction.
-
-    Never raises: a notification problem must not roll back the containment it reports. Reporting the
-    same step twice (from two call sites) queues one mail.
-    """
-    try:
-        _on_event(session, incident, event)
-    except Exception:
-        log.exception("no notification for incident %s, event %s", incident.id, event.kind)
-
-
-def _on_event(session: Session, incident: Incident, event: IncidentEvent) -> None:
-    kind = event.kind
-    if kind not in _INCIDENT_MAILS:
-        return
-    s = _subject_of(session, incident)
-    n = incident.id
-    link = f"/api/v1/incidents/{n}"
-    head_en = f"Security incident #{n} ({incident.category}, {incident.severity}) on {s.vm_en}."
-    head_zh = f"{s.vm_zh}的安全事件 #{n}（{s.category_zh}，{s.severity_zh}）。"
-    mail_event = _INCIDENT_MAILS[kind]
-    action = incident.executed_action or incident.action
-    if mail_event is MailEvent.CONTAINED:
-        subject_zh = f"{s.vm_zh}因安全事件 #{n} 已被暂停（{_action_zh(action)}）"
-        subject_en = f"{s.vm_en} suspended over security incident #{n} ({action})"
-        body_zh = (
-            f"{s.unit_zh}{head_zh}\n\n平台已执行处置：{_action_zh(action)}，并经虚拟化平台确认。\n"
-            f"{event.message_zh}\n\n处置依据：{''.join(incident.reasons_zh)}\n\n"
-            "根据《虚拟机服务协议书》第8条，虚拟机在整改完成前保持暂停，单位不能自行恢复。请单位网络安全管理员"
-            "登录平台查看事件详情，清除问题后提交整改报告；信息中心核实后恢复虚拟机。"
-        )
-        body_en = (
-            f"{head_en}\n\nThe portal contained it ({action}), confirmed by the hypervisor.\n"
-            f"{event.message_en}\n\nWhy: {' '.join(incident.reasons_en)}\n\n"
-            "Under §8 of the VM service agreement the VM stays suspended until the problem is fixed; the "
-            "unit cannot restore it. The unit's security administrator should read the incident in the "
-            "portal, fix the problem and submit a rectification report; the center restores the VM once "
-            "it has verified it."
-        )
-    elif mail_event is MailEvent.CONTAINMENT_FAILED:
-        subject_zh = f"安全事件 #{n} 处置失败，请处理：{s.vm_zh}"
-        subject_en = f"Containment of security incident #{n} failed: {s.vm_en}"
-        body_zh = f"{head_zh}\n\n{event.message_zh}\n\n请在平台上重试或改用其他处置方式。"
-        body_en = f"{head_en}\n\n{event.message_en}\n\nRetry it or choose another action in the portal."
-    elif mail_event is MailEvent.RECTIFICATION_ACCEPTED:
-        subject_zh = f"整改报告已通过，{s.vm_zh}正在恢复（安全事件 #{n}）"
-        subject_en = f"Rectification accepted: {s.vm_en} is being restored (security incident #{n})"
-        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}\n\n恢复完成后虚拟机即可正常使用。"
-        body_en = (
-            f"{head_en}\n\n{event.message_en}\n\nThe VM is back in service once the restore is confirmed."
-        )
-    elif mail_event is MailEvent.RECTIFICATION_REJECTED:
-        reason = _rectification_reason(session, event)
-        subject_zh = f"整改报告被驳回，{s.vm_zh}保持暂停（安全事件 #{n}）"
-        subject_en = f"Rectification rejected: {s.vm_en} stays suspended (security incident #{n})"
-        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}" + (
-            f"\n\n驳回理由：{reason}" if reason else ""
-        )
-        body_en = f"{head_en}\n\n{event.message_en}" + (f"\n\nReason: {reason}" if reason else "")
-    else:  # dismissed
-        subject_zh = f"安全事件 #{n} 已判定为误报：{s.vm_zh}"
-        subject_en = f"Security incident #{n} dismissed as a false positive: {s.vm_en}"
-        body_zh = f"{s.unit_zh}{head_zh}\n\n{event.message_zh}"
-        body_en = f"{head_en}\n\n{event.message_en}"
-    notify(
-        session,
-        mail_event,
-        incident.unit_id,
-        subject_zh=subject_zh,
-        subject_en=subject_en,
-        body_zh=body_zh,
-        body_en=body_en,
-        related_type="incident",
-        related_id=n,
-        link=link,
-        dedup_key=f"incident:{n}:{kind}:v{incident.version}:a{incident.attempts}",
-        center_only=mail_event is MailEvent.CONTAINMENT_FAILED,
-    )
-
-
-_INCIDENT_MAILS: dict[str, MailEvent] = {
-    "contained": MailEvent.CONTAINED,
-    "containment_failed": MailEvent.CONTAINMENT_FAILED,
-    "rectification_accepted": MailEvent.RECTIFICATION_ACCEPTED,
-    "rectification_rejected": MailEvent.RECTIFICATION_REJECTED,
-    "dismissed": MailEvent.DISMISSED,
-}
-
-
-def _rectification_reason(session: Session, event: IncidentEvent) -> str:
-    rect_id = (event.data or {}).get("rectification_id")
-    if not isinstance(rect_id, int):
-        return ""
-    with session.no_autoflush:
-        rect = session.get(Rectification, rect_id)
-    return rect.decision_reason if rect is not None else ""
 
 
 # ---- dispatch after commit ---------------------------------------------------------------------------
@@ -556,11 +402,8 @@ def _record(
                 :2000
             ]
             s.add(n)
-            from vmportal.compliance import (
-                findings as finding,  # late: findings queue mails through this module
-            )
-
-            finding.on_delivered(s, n)
+            for hook in _delivered:
+                hook(s, n)
             return "sent"
         permanent, _ = _classify(error)
         n.last_error = f"attempt {n.attempts}: {_describe(error)}"[:2000]
