@@ -11,6 +11,7 @@ from celery.schedules import crontab
 
 from vmportal.app import retention
 from vmportal.audit import service as audit
+from vmportal.compliance import tasks as compliance_tasks
 from vmportal.jobs import outbox
 from vmportal.jobs.app import PortalTask, celery_app
 from vmportal.kit import db
@@ -83,6 +84,7 @@ def embedded_tick() -> None:
     and ``tasks_mail.embedded_tick()``."""
     global _last_embedded_prune
     reminders.send_reminders()
+    compliance_tasks.send_reminders()  # the findings' deadline reminders (mail runs no domain's task)
     with _embedded_lock:
         due = (
             _last_embedded_prune is None or time.monotonic() - _last_embedded_prune >= EMBEDDED_PRUNE_SECONDS
