@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from tests.factories import Factory
 from tests.security.helpers import calls, center_admin, incidents, nics, post, register, suricata_c2
 from vmportal.alerts import ingest, signing
-from vmportal.incidents.lifecycle import CONTAIN_TASK, PROCESS_TASK
+from vmportal.alerts.ingest import PROCESS_TASK
+from vmportal.incidents.containment import CONTAIN_TASK
 from vmportal.jobs import outbox
 from vmportal.jobs.app import celery_app
 from vmportal.jobs.models import OutboxTask

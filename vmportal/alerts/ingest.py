@@ -51,7 +51,6 @@ from vmportal.alerts.model import Category, Confidence, Severity
 from vmportal.alerts.parsers import MAX_RAW_RECORD_BYTES, MAX_RECORDS, split_records
 from vmportal.audit.service import Who, record
 from vmportal.incidents import service as incidents
-from vmportal.incidents.lifecycle import PROCESS_TASK
 from vmportal.incidents.models import (
     AlertRecord,
     AlertSource,
@@ -67,6 +66,10 @@ from vmportal.unit.models import InformationSystem
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)
+
+# Task names (registered by vmportal.alerts.tasks; kept from before the move so queued tasks still run).
+PROCESS_TASK = "vmportal.security.process_alerts"
+PRUNE_TASK = "vmportal.security.prune_webhook_ids"
 
 #: Alerts per processing task: a big batch is split so one task stays short.
 PROCESS_CHUNK = 200

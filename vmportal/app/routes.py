@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from vmportal.alerts import api as alerts_api
 from vmportal.center import api as center_api
 from vmportal.compliance import api as compliance_api
 from vmportal.connection import api as connection_api
@@ -12,6 +13,7 @@ from vmportal.identity import api as identity_api
 from vmportal.incidents import api as incidents_api
 from vmportal.inventory import api as inventory_api
 from vmportal.network import api as network_api
+from vmportal.paperwork import api as paperwork_api
 from vmportal.reports import audit_api, quota_api
 from vmportal.request import api as request_api
 from vmportal.unit import api as unit_api
@@ -34,9 +36,11 @@ ROUTERS: list[APIRouter] = [
     vm_credentials.router,
     quota_api.router,
     inventory_api.router,
+    alerts_api.router,
     incidents_api.router,
     compliance_api.router,
     audit_api.router,
+    paperwork_api.router,
 ]
 
 

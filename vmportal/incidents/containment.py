@@ -62,8 +62,8 @@ from policies.compromise import (
 from policies.power import LOCKED_STATES, SecurityState
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
-from vmportal.incidents import lifecycle
-from vmportal.incidents.lifecycle import Action, add_event, sync_vm_security_state, transition
+from vmportal.incidents import repository
+from vmportal.incidents.lifecycle import INCIDENT, Action
 from vmportal.incidents.models import (
     ContainmentPolicy,
     ContainmentState,
@@ -72,6 +72,7 @@ from vmportal.incidents.models import (
     Resolution,
     RestoreState,
 )
+from vmportal.incidents.timeline import add_event, sync_vm_security_state
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.observability import CONTAINMENT_LATENCY
@@ -79,6 +80,10 @@ from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle, PowerOpState
 
 log = logging.getLogger(__name__)
+
+# Task names (registered by vmportal.incidents.tasks; kept from before the move so queued tasks run).
+CONTAIN_TASK = "vmportal.security.contain"
+RESTORE_TASK = "vmportal.security.restore"
 
 ACTION_ZH = {
     Containment.ISOLATE_NETWORK: "断开网络",
@@ -293,7 +298,7 @@ def _contain_once(s: Session, incident_id: int) -> tuple[str, float | None]:
         return "unknown incident", None
     if found.state != IncidentState.CONTAINING or found.containment_state != ContainmentState.PENDING:
         return f"nothing to do ({found.state}, containment {found.containment_state})", None
-    incident, vm = lifecycle.lock_incident(s, incident_id)
+    incident, vm = repository.lock_incident(s, incident_id)
     if incident.state != IncidentState.CONTAINING or incident.containment_state != ContainmentState.PENDING:
         return f"nothing to do ({incident.state}, containment {incident.containment_state})", None
     if vm is None or vm.lifecycle != Lifecycle.ACTIVE:
@@ -340,7 +345,7 @@ def _confirm(
         values["decision_fallback"] = True
         values["reasons_en"] = [*incident.reasons_en, outcome.fallback_en]
         values["reasons_zh"] = [*incident.reasons_zh, outcome.fallback_zh]
-    transition(s, incident, Action.CONTAINED, **values)
+    INCIDENT.move(s, incident, Action.CONTAINED, **values)
     action_zh = ACTION_ZH[executed]
     if already:
         en = (
@@ -476,7 +481,7 @@ def execute_restore(incident_id: int) -> str:
                 return "unknown incident"
             if found.state != IncidentState.RESTORING or found.restore_state != RestoreState.PENDING:
                 return f"nothing to do ({found.state}, restore {found.restore_state})"
-            incident, vm = lifecycle.lock_incident(s, incident_id)
+            incident, vm = repository.lock_incident(s, incident_id)
             if incident.state != IncidentState.RESTORING or incident.restore_state != RestoreState.PENDING:
                 return f"nothing to do ({incident.state}, restore {incident.restore_state})"
             return _restore(s, incident, vm)
@@ -493,7 +498,7 @@ def _restore(s: Session, incident: Incident, vm: VM | None) -> str:
     if vm is None:
         _finish_restore(s, incident, final_action, now, released=False, note_en="", note_zh="")
         return "closed"
-    others = lifecycle.holding_incidents(s, vm.id or 0, exclude=incident.id)
+    others = repository.holding_incidents(s, vm.id or 0, exclude=incident.id)
     if others:
         ids = ", ".join(f"#{o.id}" for o in others)
         _finish_restore(
@@ -615,7 +620,7 @@ def _finish_restore(
     elif containment_state == ContainmentState.PENDING:
         values["containment_state"] = ContainmentState.NONE.value
     before = {"state": incident.state, "restore_state": incident.restore_state}
-    transition(s, incident, action, **values)
+    INCIDENT.move(s, incident, action, **values)
     quarantine = incident.quarantine_seconds
     if released:
         done = ", ".join(steps or []) or "nothing to undo"

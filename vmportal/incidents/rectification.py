@@ -22,8 +22,9 @@ from sqlmodel import Session, col, select
 from policies.power import SecurityState
 from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.incidents import lifecycle
-from vmportal.incidents.lifecycle import RESTORE_TASK, Action, add_event, sync_vm_security_state, transition
+from vmportal.incidents import repository
+from vmportal.incidents.containment import RESTORE_TASK
+from vmportal.incidents.lifecycle import INCIDENT, Action
 from vmportal.incidents.models import (
     Incident,
     Rectification,
@@ -33,6 +34,7 @@ from vmportal.incidents.models import (
     RestoreState,
 )
 from vmportal.incidents.service import find_incident, snapshot
+from vmportal.incidents.timeline import add_event, sync_vm_security_state
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.scope import ensure_visible
@@ -158,7 +160,7 @@ def submit(
 ) -> Rectification:
     settings = settings or get_settings()
     find_incident(session, actor, incident_id)  # 404 for another unit's, before anything else
-    incident, vm = lifecycle.lock_incident(session, incident_id)
+    incident, vm = repository.lock_incident(session, incident_id)
     _unit_admin_of(actor, incident)
     text = text.strip()
     if not text:
@@ -170,7 +172,7 @@ def submit(
     if len(uploads) > MAX_FILES:
         raise errors.InvalidField("files", "max_items", f"at most {MAX_FILES} attachments")
     before = snapshot(incident)
-    transition(session, incident, Action.SUBMIT_RECTIFICATION)
+    INCIDENT.move(session, incident, Action.SUBMIT_RECTIFICATION)
     stored = [store_attachment(u, i, settings) for i, u in enumerate(uploads)]
     rect = Rectification(
         incident_id=incident_id,
@@ -221,7 +223,7 @@ def _open_rectification(session: Session, rect_id: int, action: str) -> tuple[Re
     rect = session.get(Rectification, rect_id)
     if rect is None:
         raise errors.NotFound("rectification", rect_id)
-    incident, _vm = lifecycle.lock_incident(session, rect.incident_id)
+    incident, _vm = repository.lock_incident(session, rect.incident_id)
     session.refresh(rect)
     if rect.state != RectificationState.SUBMITTED:
         raise errors.StateConflict(
@@ -238,7 +240,7 @@ def accept(session: Session, actor: Actor, who: Who, rect_id: int, comment: str 
     """The center verified the report: the VM is restored by the task, then the incident closes."""
     rect, incident = _open_rectification(session, rect_id, "accept")
     before = snapshot(incident)
-    transition(
+    INCIDENT.move(
         session,
         incident,
         Action.ACCEPT,
@@ -284,7 +286,7 @@ def reject(session: Session, actor: Actor, who: Who, rect_id: int, reason: str) 
     """The report does not convince: the VM stays suspended and the unit reports again."""
     rect, incident = _open_rectification(session, rect_id, "reject")
     before = snapshot(incident)
-    transition(session, incident, Action.REJECT)
+    INCIDENT.move(session, incident, Action.REJECT)
     rect.state = RectificationState.REJECTED.value
     rect.decided_by = actor.user_id
     rect.decided_at = db.utcnow()

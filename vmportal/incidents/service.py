@@ -29,8 +29,9 @@ from policies.compromise import (
 )
 from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.incidents import containment, lifecycle
-from vmportal.incidents.lifecycle import CONTAIN_TASK, RESTORE_TASK, Action, add_event, transition
+from vmportal.incidents import containment, lifecycle, repository
+from vmportal.incidents.containment import CONTAIN_TASK, RESTORE_TASK
+from vmportal.incidents.lifecycle import INCIDENT, Action
 from vmportal.incidents.models import (
     AlertSource,
     ContainmentState,
@@ -43,6 +44,7 @@ from vmportal.incidents.models import (
     RestoreState,
     SecurityAlert,
 )
+from vmportal.incidents.timeline import add_event
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.scope import can_see_unit, ensure_visible
@@ -272,7 +274,7 @@ def _start_containment(
     """Move the incident to ``containing`` and queue the containment task. ``audit_first``: the
     audit row of the step that led here (the incident's opening), written just before this one."""
     before = snapshot(incident)
-    transition(
+    INCIDENT.move(
         session,
         incident,
         step,
@@ -348,8 +350,8 @@ def confirm(
     session: Session, actor: Actor, who: Who, incident_id: int, action: Containment, reason: str = ""
 ) -> Incident:
     """A center user orders the containment of an open incident (notify-only, a notice, a victim)."""
-    incident, vm = lifecycle.lock_incident(session, incident_id)
-    lifecycle.check(Action.CONFIRM, incident.state)
+    incident, vm = repository.lock_incident(session, incident_id)
+    INCIDENT.check(Action.CONFIRM, incident.state)
     vm = _require_vm(incident, vm, Action.CONFIRM.value)
     decision = _chosen_decision(session, vm, Containment(action), who, reason)
     _start_containment(
@@ -367,8 +369,8 @@ def retry(
     session: Session, actor: Actor, who: Who, incident_id: int, action: Containment | None = None
 ) -> Incident:
     """Run again a containment or restore the hypervisor refused (or that still waits for it)."""
-    incident, vm = lifecycle.lock_incident(session, incident_id)
-    lifecycle.check(Action.RETRY, incident.state)
+    incident, vm = repository.lock_incident(session, incident_id)
+    INCIDENT.check(Action.RETRY, incident.state)
     before = snapshot(incident)
     if incident.state == IncidentState.CONTAINING:
         if incident.containment_state not in (ContainmentState.FAILED, ContainmentState.PENDING):
@@ -377,13 +379,15 @@ def retry(
         values: dict[str, Any] = {"containment_state": ContainmentState.PENDING.value, "last_error": ""}
         if action is not None and action.value != incident.action:
             values.update(_decision_values(_chosen_decision(session, vm, action, who, ""), who.actor))
-        transition(session, incident, Action.RETRY, **values)
+        INCIDENT.move(session, incident, Action.RETRY, **values)
         outbox.enqueue(session, CONTAIN_TASK, incident_id=incident.id)
         en, zh = f"Containment ({incident.action}) retried.", "重新执行处置。"
     else:
         if incident.restore_state not in (RestoreState.FAILED, RestoreState.PENDING):
             raise errors.StateConflict("restore", incident.restore_state, Action.RETRY.value)
-        transition(session, incident, Action.RETRY, restore_state=RestoreState.PENDING.value, last_error="")
+        INCIDENT.move(
+            session, incident, Action.RETRY, restore_state=RestoreState.PENDING.value, last_error=""
+        )
         outbox.enqueue(session, RESTORE_TASK, incident_id=incident.id)
         en, zh = "Restore retried.", "重新执行恢复。"
     add_event(session, incident, "retry", actor=who.actor, en=en, zh=zh)
@@ -402,8 +406,8 @@ def retry(
 
 def dismiss(session: Session, actor: Actor, who: Who, incident_id: int, reason: str) -> Incident:
     """The center judges the incident a false positive: closed, and the VM released if it was held."""
-    incident, _vm = lifecycle.lock_incident(session, incident_id)
-    target = lifecycle.check(Action.DISMISS, incident.state)
+    incident, _vm = repository.lock_incident(session, incident_id)
+    target = INCIDENT.check(Action.DISMISS, incident.state)
     before = snapshot(incident)
     values: dict[str, Any] = {
         "resolution": Resolution.FALSE_POSITIVE.value,
@@ -414,7 +418,7 @@ def dismiss(session: Session, actor: Actor, who: Who, incident_id: int, reason: 
         values["restore_state"] = RestoreState.PENDING.value
         if incident.containment_state == ContainmentState.PENDING:
             values["containment_state"] = ContainmentState.NONE.value  # cancelled before it happened
-    transition(session, incident, Action.DISMISS, **values)
+    INCIDENT.move(session, incident, Action.DISMISS, **values)
     for rect in session.exec(
         select(Rectification).where(
             col(Rectification.incident_id) == incident.id,

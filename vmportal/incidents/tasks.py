@@ -1,32 +1,17 @@
-"""Celery tasks of the security response. Bodies live in the services; all are idempotent (each
-re-reads the state under the VM's lock and does nothing when there is nothing left to do), and
-Retriable hypervisor errors propagate so the task base retries with backoff. When the retries run out
-the incident says so (containment or restore ``failed``, with the error) and the center can retry."""
+"""Celery tasks of the incident response: containment and restore. Bodies live in the services; all
+are idempotent (each re-reads the state under the VM's lock and does nothing when there is nothing left
+to do), and Retriable hypervisor errors propagate so the task base retries with backoff. When the
+retries run out the incident says so (containment or restore ``failed``, with the error) and the
+center can retry."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from hypervisors.base import Retriable
-from vmportal.alerts import ingest
 from vmportal.incidents import containment
-from vmportal.incidents.lifecycle import CONTAIN_TASK, PROCESS_TASK, PRUNE_TASK, RESTORE_TASK
+from vmportal.incidents.containment import CONTAIN_TASK, RESTORE_TASK
 from vmportal.jobs.app import PortalTask, celery_app
-
-
-class _ProcessTask(PortalTask):
-    abstract = True
-    # The body locks its alerts and acts only on those still "received", so a second delivery
-    # running at the same time waits for the first and then finds nothing to do: no outbox claim
-    # needed (one task per alert post, the commonest task by far). Its transaction marks the
-    # outbox row completed.
-    claims = False
-
-
-@celery_app.task(base=_ProcessTask, name=PROCESS_TASK)
-def process_alerts(alert_ids: list[int]) -> str:
-    """Match received alerts to VMs, gather them into incidents, apply the containment policy."""
-    return ingest.process_alerts(alert_ids)
 
 
 class _ContainTask(PortalTask):
@@ -55,9 +40,3 @@ def contain(incident_id: int) -> str:
 def restore(incident_id: int) -> str:
     """Undo the containment (reconnect, power on, unblock) once the center released the VM."""
     return containment.execute_restore(incident_id)
-
-
-@celery_app.task(base=PortalTask, name=PRUNE_TASK)
-def prune_webhook_ids() -> int:
-    """Forget replay-protection ids older than a day (for beat: e.g. hourly)."""
-    return ingest.prune_webhook_ids()
