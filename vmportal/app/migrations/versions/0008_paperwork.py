@@ -1,14 +1,16 @@
-"""paperwork: generated documents, clean-up campaigns, maintenance notices (reserved)
+"""paperwork: the PDFs the portal generates for a unit and the signed scan filed for each
 
 Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 05:30:00
-
-Reserved in the chain so that work on separate domains adds its schema changes without two heads;
-the owner fills in upgrade/downgrade and this docstring.
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from vmportal.kit.db import UTCDateTime
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -17,8 +19,23 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "paperwork_document",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("unit_id", sa.Integer(), sa.ForeignKey("unit.id"), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("document_id", sa.String(length=64), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("generated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("generated_by", sa.Integer(), sa.ForeignKey("user.id"), nullable=True),
+        sa.Column("signed_document_id", sa.Integer(), sa.ForeignKey("document.id"), nullable=True),
+        sa.Column("signed_at", UTCDateTime(timezone=True), nullable=True),
+        sa.UniqueConstraint("document_id"),
+    )
+    op.create_index("ix_paperwork_document_unit_id", "paperwork_document", ["unit_id"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_paperwork_document_unit_id", table_name="paperwork_document")
+    op.drop_table("paperwork_document")
