@@ -23,6 +23,7 @@ from vmportal.incidents.models import (
 )
 from vmportal.jobs.models import OutboxTask
 from vmportal.network.models import IPAllocation, IPPool
+from vmportal.paperwork.models import GeneratedPaper
 from vmportal.request.models import RequestReminder, RequestState, VMRequest
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
@@ -43,6 +44,7 @@ __all__ = [
     "Document",
     "DocumentKind",
     "Finding",
+    "GeneratedPaper",
     "HypervisorConnection",
     "IPAllocation",
     "IPPool",
