@@ -44,6 +44,7 @@ from policies.base import Decision
 from policies.power import SecurityState, check_power
 from policies.roles import Actor, Role, is_center
 from vmportal.audit.service import Who, record
+from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for, get_connection
 from vmportal.identity.models import User
 from vmportal.jobs import outbox
@@ -343,7 +344,54 @@ def request_power(
     session.refresh(vm)  # the state as of now, after any operation that finished meanwhile
     _ensure_active(vm, action.value)
     _ensure_power_state_allows(vm, action)
+    _ensure_capable(session, vm, action)
+    if _already_holds(session, vm, action):
+        return _new_operation(
+            session, vm, action, who=who, reason=reason, requested_by=actor.user_id, noop=True
+        )
     return _new_operation(session, vm, action, who=who, reason=reason, requested_by=actor.user_id)
+
+
+#: The power rule (docs/decisions.md "Power semantics"): start, stop and shutdown name a state to be
+#: in, so asking for the state a VM is already in is a success that sends nothing to the hypervisor;
+#: restart and reboot name an event on a running VM, so they need one (409 naming the state).
+_TARGET_STATE: dict[PowerAction, PowerState] = {
+    PowerAction.START: PowerState.RUNNING,
+    PowerAction.STOP: PowerState.STOPPED,
+    PowerAction.SHUTDOWN: PowerState.STOPPED,
+}
+_GUEST_ACTIONS = frozenset({PowerAction.SHUTDOWN, PowerAction.REBOOT})
+
+
+def _already_holds(session: Session, vm: VM, action: PowerAction) -> bool:
+    """The VM is already where the action would leave it, and no earlier operation is queued that
+    could change that before this one runs."""
+    target = _TARGET_STATE.get(action)
+    if target is None or vm.power_state != target.value:
+        return False
+    queued = session.exec(
+        select(func.count())
+        .select_from(PowerOperation)
+        .where(col(PowerOperation.vm_id) == vm.id, col(PowerOperation.state).in_(UNFINISHED))
+    ).one()
+    return not queued
+
+
+def _ensure_capable(session: Session, vm: VM, action: PowerAction) -> None:
+    """Guest shutdown and reboot need the guest's cooperation (tools, agent): refused up front when
+    the connection's adapter cannot ask for it."""
+    if action not in _GUEST_ACTIONS:
+        return
+    if adapter_for(get_connection(session, vm.connection_id)).capabilities.guest_power:
+        return
+    raise errors.InvalidField(
+        "action",
+        "guest_power",
+        f"{action.value} needs guest power operations, which the hypervisor connection of VM "
+        f"{vm.id} does not offer; use stop or restart",
+        message_zh=f"虚拟机 {vm.id} 所在的虚拟化平台连接不支持客户机电源操作，不能{_ACTION_ZH[action]}；"
+        "请改用强制关机或强制重启",
+    )
 
 
 def enqueue_power(
@@ -367,16 +415,29 @@ def enqueue_power(
 
 
 def _new_operation(
-    session: Session, vm: VM, action: PowerAction, *, who: Who, reason: str, requested_by: int | None
+    session: Session,
+    vm: VM,
+    action: PowerAction,
+    *,
+    who: Who,
+    reason: str,
+    requested_by: int | None,
+    noop: bool = False,
 ) -> PowerOperation:
+    """A pending operation and its task; with ``noop`` (the state already holds) an operation that
+    succeeded at once, so the answer and the operation's record look like any other success."""
     assert vm.id is not None
+    now = db.utcnow()
     op = PowerOperation(
         vm_id=vm.id,
         action=action.value,
         requested_by=requested_by,
         reason=reason,
-        state=PowerOpState.PENDING,
+        state=PowerOpState.SUCCEEDED if noop else PowerOpState.PENDING,
         power_before=vm.power_state,
+        power_after=vm.power_state if noop else "",
+        started_at=now if noop else None,
+        finished_at=now if noop else None,
     )
     session.add(op)
     session.flush()
@@ -387,10 +448,12 @@ def _new_operation(
         "vm",
         vm.id,
         before={"power_state": vm.power_state},
-        after={"operation_id": op.id, "action": action.value, "reason": reason},
+        after={"operation_id": op.id, "action": action.value, "reason": reason}
+        | ({"noop": True} if noop else {}),
         unit_id=vm.unit_id,
     )
-    outbox.enqueue(session, POWER_TASK, operation_id=op.id)
+    if not noop:
+        outbox.enqueue(session, POWER_TASK, operation_id=op.id)
     return op
 
 
@@ -427,33 +490,83 @@ def execute_power(operation_id: int) -> str:
 
 
 def _run_next(vm_id: int, *, up_to: int) -> tuple[int, str] | None:
-    """Apply the earliest unfinished operation of the VM with id <= ``up_to``, in one transaction
-    holding the VM's lock. None when there is none left."""
+    """Apply the earliest unfinished operation of the VM with id <= ``up_to``. None when there is none.
+
+    Three steps, so that no transaction is open while the hypervisor works (on SQLite a transaction
+    holds the database's only write lock; a slow adapter call would stall every writer): claim the
+    operation and re-check the rules in one short transaction, call the adapter outside any, record
+    the outcome in another short transaction.
+    """
+    with db.transaction() as s:
+        claimed = _claim(s, vm_id, up_to)
+        if claimed is None:
+            return None
+        op_id, work = claimed
+        if isinstance(work, str):  # refused or finished in the claim
+            return op_id, work
+        conn, ref, action = work
     try:
-        with db.transaction() as s:
-            vm = lock_vm(s, vm_id)
-            op = s.exec(
-                select(PowerOperation)
-                .where(
-                    col(PowerOperation.vm_id) == vm_id,
-                    col(PowerOperation.id) <= up_to,
-                    col(PowerOperation.state).in_(UNFINISHED),
-                )
-                .order_by(col(PowerOperation.id))
-                .limit(1)
-                .execution_options(populate_existing=True)
-            ).first()
-            if op is None:
-                return None
-            assert op.id is not None
-            if vm is None:  # cannot happen with the foreign key; keep the op from hanging anyway
-                _finish(s, op, None, error=f"VM {vm_id} no longer exists")
-                return op.id, "failed"
-            return op.id, _apply(s, vm, op)
+        info: VMInfo | None = adapter_for(conn).power(ref, action)
+        failure = ""
     except Retriable as exc:
-        # The transaction rolled back (the operation stays pending or running); say why it waits.
+        # The operation stays running (re-applied by the retry, which adapters treat idempotently).
         _note_retry(vm_id, up_to, exc)
         raise
+    except HypervisorError as exc:
+        log.info("power %s of VM %s failed: %s", action.value, vm_id, exc.message)
+        info, failure = None, exc.message
+    with db.transaction() as s:
+        vm = lock_vm(s, vm_id)
+        op = s.get(PowerOperation, op_id, populate_existing=True)
+        assert op is not None
+        if op.state in FINISHED:  # another delivery recorded it meanwhile
+            return op_id, str(op.state)
+        who, _ = _requester(s, op)
+        return op_id, _finish(s, op, vm, who=who, info=info, error=failure)
+
+
+def _claim(
+    session: Session, vm_id: int, up_to: int
+) -> tuple[int, str | tuple[HypervisorConnection, str, PowerAction]] | None:
+    """Step 1: lock the VM, take its earliest unfinished operation, re-check lifecycle and policy
+    (finishing the operation as refused here), mark it running. Returns what the adapter call needs:
+    the connection (detached from the session), the VM's reference and the action."""
+    vm = lock_vm(session, vm_id)
+    op = session.exec(
+        select(PowerOperation)
+        .where(
+            col(PowerOperation.vm_id) == vm_id,
+            col(PowerOperation.id) <= up_to,
+            col(PowerOperation.state).in_(UNFINISHED),
+        )
+        .order_by(col(PowerOperation.id))
+        .limit(1)
+        .execution_options(populate_existing=True)
+    ).first()
+    if op is None:
+        return None
+    assert op.id is not None
+    if vm is None:  # cannot happen with the foreign key; keep the op from hanging anyway
+        return op.id, _finish(session, op, None, error=f"VM {vm_id} no longer exists")
+    who, actor = _requester(session, op)
+    action = PowerAction(op.action)
+    op.state = PowerOpState.RUNNING
+    op.started_at = op.started_at or db.utcnow()
+    op.power_before = vm.power_state
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        return op.id, _finish(
+            session, op, vm, who=who, error=f"VM {vm.id} is {vm.lifecycle}; the operation was not applied"
+        )
+    if actor is not None and not is_center(actor.role):
+        # The VM may have been suspended (or the user's role changed) since the request was accepted.
+        decision = _policy_decision(actor, vm, action)
+        if not decision.allowed:
+            return op.id, _finish(session, op, vm, who=who, error=_denial_detail(decision), result="denied")
+    conn = get_connection(session, vm.connection_id)
+    session.add(op)
+    session.flush()
+    session.expunge(conn)  # used after this transaction ends, for the adapter call only
+    return op.id, (conn, vm.hypervisor_ref, action)
 
 
 def _note_retry(vm_id: int, up_to: int, exc: Retriable) -> None:
@@ -481,35 +594,6 @@ def _requester(session: Session, op: PowerOperation) -> tuple[Who, Actor | None]
         return Who(actor=f"user:{op.requested_by}", actor_id=op.requested_by), None
     actor = Actor(user_id=user.id, role=Role(user.role), unit_id=user.unit_id)
     return Who(actor=user.username, actor_id=user.id, role=user.role), actor
-
-
-def _apply(session: Session, vm: VM, op: PowerOperation) -> str:
-    """Run one operation on a locked VM and record the outcome. Retriable errors propagate."""
-    who, actor = _requester(session, op)
-    action = PowerAction(op.action)
-    op.state = PowerOpState.RUNNING
-    op.started_at = op.started_at or db.utcnow()
-    op.power_before = vm.power_state
-
-    if vm.lifecycle != Lifecycle.ACTIVE:
-        return _finish(
-            session, op, vm, who=who, error=f"VM {vm.id} is {vm.lifecycle}; the operation was not applied"
-        )
-    if actor is not None and not is_center(actor.role):
-        # The VM may have been suspended (or the user's role changed) since the request was accepted.
-        decision = _policy_decision(actor, vm, action)
-        if not decision.allowed:
-            return _finish(session, op, vm, who=who, error=_denial_detail(decision), result="denied")
-
-    conn = get_connection(session, vm.connection_id)
-    try:
-        info = adapter_for(conn).power(vm.hypervisor_ref, action)
-    except Retriable:
-        raise
-    except HypervisorError as exc:
-        log.info("power %s of VM %s failed: %s", action.value, vm.id, exc.message)
-        return _finish(session, op, vm, who=who, error=exc.message)
-    return _finish(session, op, vm, who=who, info=info)
 
 
 def _finish(
