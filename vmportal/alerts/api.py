@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from policies.roles import Role
 from vmportal.alerts import ingest
@@ -179,10 +180,15 @@ async def post_alerts(
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)  # refused at the door, before reading
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise _too_large(limit)
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise _too_large(limit)
+    except ClientDisconnect:
+        # The body guard ended the read (it has answered 413 itself) or the sender went away:
+        # nothing was taken in, and there is nobody to answer.
+        return Response(status_code=status.HTTP_413_CONTENT_TOO_LARGE)
     client = request.client.host if request.client else None
     result = await run_in_threadpool(
         ingest.receive_post, source_name, bytes(body), dict(request.headers), client, received_at=received_at
