@@ -2,6 +2,8 @@
 
 from hypervisors.base import (
     Capabilities,
+    ChangeBatch,
+    ChangeKind,
     CloneSpec,
     ConnectionCheck,
     ConnectionConfig,
@@ -11,12 +13,15 @@ from hypervisors.base import (
     PowerAction,
     PowerState,
     TemplateInfo,
+    VMChange,
     VMInfo,
 )
 from hypervisors.registry import create
 
 __all__ = [
     "Capabilities",
+    "ChangeBatch",
+    "ChangeKind",
     "CloneSpec",
     "ConnectionCheck",
     "ConnectionConfig",
@@ -26,6 +31,7 @@ __all__ = [
     "PowerAction",
     "PowerState",
     "TemplateInfo",
+    "VMChange",
     "VMInfo",
     "create",
 ]

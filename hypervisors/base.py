@@ -11,7 +11,8 @@ This package imports nothing of ``vmportal`` or ``policies``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,6 +138,9 @@ class Capabilities:
     #: A per-VM firewall able to drop inbound 80/443. When False, ``set_web_block`` raises
     #: :class:`NotSupported` and containment falls back to cutting the network.
     web_block: bool = False
+    #: A change stream (:meth:`~HypervisorAdapter.watch`). When False, ``watch`` raises
+    #: :class:`NotSupported` and the portal learns of changes only by its periodic full sync.
+    watch: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,6 +267,75 @@ class ConnectionConfig:
 
 
 # --------------------------------------------------------------------------------------------
+# Change streams (HypervisorAdapter.watch)
+# --------------------------------------------------------------------------------------------
+
+
+class ChangeKind(enum.StrEnum):
+    CREATED = "created"  # a VM (or template) the stream had not reported appeared
+    CHANGED = "changed"  # one or more of WATCHED_FIELDS differ from what was last reported
+    DELETED = "deleted"  # a VM the stream had reported no longer exists
+
+
+#: The :class:`VMInfo` attributes a change stream compares. ``extra`` is for display only and never
+#: makes a change on its own; a change to anything else is reported with the attribute's new value.
+WATCHED_FIELDS: tuple[str, ...] = (
+    "ref",
+    "name",
+    "power_state",
+    "vcpus",
+    "memory_mib",
+    "disks",
+    "nics",
+    "ips",
+    "is_template",
+    "marker",
+    "web_blocked",
+    "placement",
+)
+
+
+@dataclass(frozen=True)
+class VMChange:
+    """One VM that appeared, changed or went away, in the adapter's plain vocabulary.
+
+    ``vm`` is the whole record as the hypervisor reports it now (what :meth:`HypervisorAdapter.get_vm`
+    would return, with ``web_blocked`` judged as :meth:`~HypervisorAdapter.list_vms` judges it);
+    None for DELETED. ``fields`` maps the :data:`WATCHED_FIELDS` that differ from the stream's last
+    report to their new values: every watched field for CREATED, nothing for DELETED.
+    ``previous_ref`` is set when the VM is the same one under a new ref (a Proxmox migration
+    changes ``node/vmid``): the change is then CHANGED, ``fields`` holds ``"ref"``, and a consumer
+    keyed by ref moves its record instead of losing it.
+    """
+
+    ref: str
+    kind: ChangeKind
+    vm: VMInfo | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    previous_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """What one step of a change stream learned, and the version to resume after it.
+
+    A normal batch (``resync`` False) holds at least one change. A resync batch says the stream
+    cannot vouch for continuity with what the caller knew (no ``since``, a version this process
+    never issued or has forgotten, or a server that is not the one the version came from):
+    ``inventory`` is then the complete inventory, as :meth:`HypervisorAdapter.list_vms` returns it,
+    ``changes`` is empty, ``reason`` says why in words for an operator, and the caller reconciles
+    everything (a full sync from ``inventory``) before applying later batches.
+    """
+
+    version: str
+    changes: tuple[VMChange, ...] = ()
+    resync: bool = False
+    inventory: tuple[VMInfo, ...] = ()
+    reason: str = ""
+    received_at: float = 0.0  # time.time() when the adapter learned of it (for lag metrics)
+
+
+# --------------------------------------------------------------------------------------------
 # The contract
 # --------------------------------------------------------------------------------------------
 
@@ -347,6 +420,39 @@ class HypervisorAdapter(Protocol):
     def wait_task(self, task_ref: str, timeout: float | None = None) -> TaskResult:
         """Wait for one hypervisor task. A task that fails is returned with ``ok=False`` and the
         provider's fault text; a timeout raises :class:`Retriable`."""
+        ...
+
+    def watch(self, stop: threading.Event, since: str | None = None) -> Iterator[ChangeBatch]:
+        """The hypervisor's changes to its VMs, as they happen, until ``stop`` is set.
+
+        Contract, the same for every adapter:
+
+        * **Start.** ``since=None`` begins with a resync batch (the complete inventory). ``since``
+          a version an earlier batch of this process carried (for the same connection) resumes
+          after it: the first batch holds what changed since then, or nothing is yielded when
+          nothing did. A version the adapter cannot resume from (made up, from another process,
+          forgotten, or from a server that has since been replaced) begins with a resync batch.
+        * **Order and delivery.** Batches come in the order the hypervisor reported the changes;
+          a VM's changes are never reordered. Delivery is at least once: resuming from an older
+          version reports again what changed after it. Intermediate states may be folded into
+          one change (a NIC cut and restored between two looks is no change), never lost: the
+          last batch always reflects the state the hypervisor reported last.
+        * **Quiet.** Nothing is yielded while nothing changes; ``watch`` then costs the adapter
+          at most a cheap poll every few seconds.
+        * **Reconnects.** A lost connection or session is re-established by the adapter itself,
+          which then reports what changed meanwhile (not a resync: it compares against what it
+          last reported). Transient failures lasting longer than the adapter's retry window
+          (a minute by default) raise :class:`Retriable` (usually :class:`Unreachable`); the
+          caller waits ``defer`` seconds and calls ``watch(stop, since=<last version>)`` again.
+          :class:`AuthFailed`, :class:`TLSFailed` are raised at once.
+        * **Stop.** Setting ``stop`` ends the iteration within about a second (the adapter
+          cancels its pending wait); closing the generator does too. Either way the stream's own
+          session is released.
+        * **Threads.** ``watch`` opens its own session, so it may run in a thread of its own
+          while the same adapter serves calls elsewhere (each call has its own session).
+
+        Raises :class:`NotSupported` when ``capabilities.watch`` is false.
+        """
         ...
 
     def close(self) -> None:

@@ -82,6 +82,7 @@ from hypervisors.base import (
     POWER_ACTION_RESULT,
     AuthFailed,
     Capabilities,
+    ChangeBatch,
     CloneSpec,
     ConnectionCheck,
     ConnectionConfig,
@@ -103,6 +104,7 @@ from hypervisors.base import (
     VMInfo,
 )
 from hypervisors.registry import register
+from hypervisors.watch import Stream, poll, scope_of
 
 PRODUCT = "vmportal hypervisor simulator"
 VERSION = "1.0"
@@ -433,7 +435,7 @@ class SimulatorAdapter:
     """The whole adapter contract, in-process. See the module docstring for URLs and test hooks."""
 
     kind = HypervisorKind.SIMULATOR
-    capabilities = Capabilities(guest_power=True, web_block=True)
+    capabilities = Capabilities(guest_power=True, web_block=True, watch=True)
 
     def __init__(self, config: ConnectionConfig | str = "simulator://memory") -> None:
         if isinstance(config, str):
@@ -917,6 +919,10 @@ class SimulatorAdapter:
             result_ref=task["vm_ref"],
             extra={"operation": task["operation"], "finished_at": task["finished_at"]},
         )
+
+    def watch(self, stop: threading.Event, since: str | None = None) -> Iterator[ChangeBatch]:
+        # The simulated world is polled (its state file may be changed by another process).
+        return poll(Stream(scope_of(self.config)), self.list_vms, stop, since)
 
     def close(self) -> None:
         """Nothing to release: there is no session. Safe to call any number of times."""

@@ -39,8 +39,12 @@ web-block firewall rules) and :mod:`~hypervisors.proxmox.tasks` (UPID polling).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from hypervisors.base import (
     Capabilities,
+    ChangeBatch,
     CloneSpec,
     ConnectionCheck,
     ConnectionConfig,
@@ -57,6 +61,7 @@ from hypervisors.proxmox.power import PowerOps
 from hypervisors.proxmox.provisioning import Provisioner
 from hypervisors.proxmox.tasks import Tasks
 from hypervisors.registry import register
+from hypervisors.watch import Stream, poll, scope_of
 
 
 class ProxmoxAdapter:
@@ -69,7 +74,7 @@ class ProxmoxAdapter:
     """
 
     kind = HypervisorKind.PROXMOX
-    capabilities = Capabilities(guest_power=True, web_block=True)
+    capabilities = Capabilities(guest_power=True, web_block=True, watch=True)
 
     def __init__(self, config: ConnectionConfig) -> None:
         self.config = config
@@ -116,6 +121,16 @@ class ProxmoxAdapter:
 
     def wait_task(self, task_ref: str, timeout: float | None = None) -> TaskResult:
         return self._tasks.wait_task(task_ref, timeout)
+
+    def watch(self, stop: threading.Event, since: str | None = None) -> Iterator[ChangeBatch]:
+        # Proxmox pushes nothing: polled every few seconds, only differences yielded. Keyed by
+        # vmid, so a migration (node/vmid changes) is one VM moving, not one gone and one new.
+        return poll(
+            Stream(scope_of(self.config), key=lambda vm: vm.ref.rpartition("/")[2]),
+            self.list_vms,
+            stop,
+            since,
+        )
 
     def close(self) -> None:
         self._api.close()

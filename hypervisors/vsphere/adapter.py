@@ -54,8 +54,12 @@ What the adapter relies on, and where it lives
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from hypervisors.base import (
     Capabilities,
+    ChangeBatch,
     CloneSpec,
     ConnectionCheck,
     ConnectionConfig,
@@ -74,6 +78,7 @@ from hypervisors.vsphere.power import PowerOps
 from hypervisors.vsphere.provisioning import Provisioner
 from hypervisors.vsphere.session import Session
 from hypervisors.vsphere.tasks import Tasks
+from hypervisors.watch import Stream, poll, scope_of
 
 
 class VSphereAdapter:
@@ -87,7 +92,7 @@ class VSphereAdapter:
     """
 
     kind = HypervisorKind.VSPHERE
-    capabilities = Capabilities(guest_power=True, web_block=False)
+    capabilities = Capabilities(guest_power=True, web_block=False, watch=True)
 
     def __init__(self, config: ConnectionConfig, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.config = config
@@ -148,6 +153,11 @@ class VSphereAdapter:
 
     def wait_task(self, task_ref: str, timeout: float | None = None) -> TaskResult:
         return self._tasks.wait_task(task_ref, timeout)
+
+    def watch(self, stop: threading.Event, since: str | None = None) -> Iterator[ChangeBatch]:
+        # Polled for now (the whole inventory every few seconds, only differences yielded); a
+        # WaitForUpdatesEx stream is the next step.
+        return poll(Stream(scope_of(self.config)), self.list_vms, stop, since)
 
     def close(self) -> None:
         self._session.close()
