@@ -15,11 +15,12 @@ from policies.roles import Actor, Role
 from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
-from vmportal.kit.scope import CENTER, ensure_visible
+from vmportal.kit.scope import CENTER, ensure_visible, shows_personal_data
 from vmportal.kit.settings import get_settings
 from vmportal.paperwork import service
 from vmportal.paperwork.models import GeneratedPaper, PaperKind
 from vmportal.paperwork.schemas import GenerateIn, PaperOut, SignedForm
+from vmportal.paperwork.sheets import XLSX_TYPE
 
 router = APIRouter(tags=["paperwork"])
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -206,3 +207,73 @@ async def file_signed(
         return await run_in_threadpool(file_it)
     finally:
         await form.close()
+
+
+# ---- the contact registry as a spreadsheet (附件1) ------------------------------------------------
+
+_MAX_FILES = 200
+
+
+@router.get(
+    "/units/{unit_id}/forms/contacts.xlsx",
+    response_class=Response,
+    responses={200: {"content": {XLSX_TYPE: {}}}},
+    summary="The 附件1 contact registry as an XLSX template, pre-filled with the unit's current rows",
+)
+def contact_template(unit_id: int, session: SessionDep, actor: CurrentActor) -> Response:
+    ensure_visible(actor, unit_id, "unit", unit_id)
+    content, filename = service.contact_template(session, unit_id, show_personal=shows_personal_data(actor))
+    return Response(
+        content,
+        media_type=XLSX_TYPE,
+        headers={
+            "Content-Disposition": (
+                f"attachment; filename=\"contacts-{unit_id}.xlsx\"; filename*=UTF-8''{quote(filename)}"
+            )
+        },
+    )
+
+
+@router.post(
+    "/paperwork/imports/contacts",
+    summary="Import filled 附件1 files (multipart 'files', one or many): a dry run unless commit=true",
+)
+async def import_contacts(
+    request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho, commit: bool = False
+) -> dict[str, Any]:
+    if actor.role not in CENTER and actor.role not in (Role.UNIT_LEAD, Role.UNIT_ADMIN):
+        raise errors.Forbidden(
+            f"role '{actor.role}' may not import the contact registry",
+            message_zh=f"角色“{actor.role}”无权导入网络安全联络通讯录",
+            role=actor.role.value,
+        )
+    settings = get_settings()
+    form = await request.form(max_files=_MAX_FILES, max_fields=10)
+    try:
+        uploads: list[service.Upload] = []
+        for part in form.getlist("files"):
+            if not isinstance(part, UploadFile):
+                continue
+            content = await part.read(settings.upload_max_bytes + 1)
+            if len(content) > settings.upload_max_bytes:
+                raise errors.PayloadTooLarge(
+                    f"files: '{part.filename}' is larger than the limit of {settings.upload_max_bytes} bytes",
+                    message_zh=f"files：“{part.filename}”超过 {settings.upload_max_bytes} 字节的上限",
+                    field="files",
+                    rule="max_size",
+                    limit=settings.upload_max_bytes,
+                )
+            uploads.append(service.Upload(part.filename or "upload.xlsx", content))
+    finally:
+        await form.close()
+    if not uploads:
+        raise errors.InvalidField(
+            "files",
+            "required",
+            "at least one file part named 'files' is required",
+            message_zh="缺少名为 files 的文件",
+        )
+    only = None if actor.role in CENTER else (actor.unit_id if actor.unit_id is not None else -1)
+    return await run_in_threadpool(
+        service.import_contacts, session, who, uploads, only_unit=only, commit=commit
+    )

@@ -21,7 +21,7 @@ from vmportal.audit.service import Who, record
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.settings import Settings, get_settings
-from vmportal.paperwork import repository, wording
+from vmportal.paperwork import repository, sheets, wording
 from vmportal.paperwork.models import GeneratedPaper, PaperKind
 from vmportal.paperwork.pdf import (
     RenderedDocument,
@@ -31,7 +31,7 @@ from vmportal.paperwork.pdf import (
     render_pdf,
 )
 from vmportal.unit import service as unit_service
-from vmportal.unit.models import DocumentKind
+from vmportal.unit.models import ContactRole, DocumentKind
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -208,3 +208,126 @@ def file_signed(
         detail=f"signed scan {doc.sha256} filed as document {doc.id} for original {paper.sha256}",
     )
     return paper
+
+
+# ---- the contact registry as a spreadsheet (附件1) ------------------------------------------------
+
+
+class ImportRefused(errors.PortalError):
+    """422: the files have problems; nothing was written. ``problems`` names each by file/sheet/row/column."""
+
+    status = 422
+    code = "import_problems"
+
+
+def _current_contacts(session: Session, unit_id: int) -> dict[ContactRole, dict[str, Any]]:
+    current: dict[ContactRole, dict[str, Any]] = {}
+    for contact in unit_service.list_contacts(session, unit_id):
+        current[ContactRole(contact.role)] = {
+            name: getattr(contact, name)
+            for name in ("name", "title", "office_phone", "mobile", "email", "qq", "staff_no", "national_id")
+        }
+    return current
+
+
+def contact_template(session: Session, unit_id: int, *, show_personal: bool) -> tuple[bytes, str]:
+    """The 附件1 template pre-filled with the unit's registry, and a file name for it."""
+    unit = unit_service.get_unit(session, unit_id)
+    content = sheets.contact_template(
+        unit.code, unit.name_zh, _current_contacts(session, unit_id), show_personal=show_personal
+    )
+    return content, f"附件1-网络安全联络通讯录-{unit.name_zh}.xlsx"
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content: bytes
+
+
+def import_contacts(
+    session: Session, who: Who, uploads: list[Upload], *, only_unit: int | None, commit: bool
+) -> dict[str, Any]:
+    """Check one or many filled registries; with ``commit`` write them all, or nothing if any has a problem.
+
+    ``only_unit`` is the unit a unit user may import for (None: the center, any unit). A file is
+    matched to its unit by the unit code the template carries; re-importing replaces each role's row.
+    """
+    units = {u.code: u for u in unit_service.list_units(session)}
+    problems: list[sheets.Problem] = []
+    files: list[dict[str, Any]] = []
+    planned: list[tuple[int, ContactRole, dict[str, str | None]]] = []
+    seen: dict[int, str] = {}
+    for upload in uploads:
+        name = upload.filename
+        try:
+            code = sheets.read_contacts(upload.content, filename=name).unit_code
+            unit = units.get(code)
+            current = _current_contacts(session, unit.id) if unit and unit.id is not None else {}
+            sheet = sheets.read_contacts(upload.content, current, filename=name)
+        except sheets.NotXlsx as exc:
+            problems.append(sheets.Problem("", None, None, exc.reason_zh, exc.reason_en, name))
+            files.append({"file": name, "unit_code": None, "unit_id": None, "rows": 0})
+            continue
+        problems += sheet.problems
+        unit = units.get(sheet.unit_code)
+        if sheet.unit_code and (unit is None or (only_unit is not None and unit.id != only_unit)):
+            # Another unit's code reads as unknown to a unit user: it cannot learn which codes exist.
+            problems.append(
+                sheets.Problem(
+                    sheets.CONTACT_SHEET,
+                    2,
+                    "单位代码",
+                    f"未知的单位代码“{sheet.unit_code}”",
+                    f"unknown unit code '{sheet.unit_code}'",
+                    name,
+                )
+            )
+            unit = None
+        if unit is not None and unit.id is not None:
+            if unit.id in seen:
+                problems.append(
+                    sheets.Problem(
+                        sheets.CONTACT_SHEET,
+                        2,
+                        "单位代码",
+                        f"与文件“{seen[unit.id]}”是同一单位",
+                        f"the same unit as file '{seen[unit.id]}'",
+                        name,
+                    )
+                )
+            seen[unit.id] = name
+            planned += [(unit.id, role, values) for role, values in sheet.rows.items()]
+        files.append(
+            {
+                "file": name,
+                "unit_code": sheet.unit_code or None,
+                "unit_id": unit.id if unit else None,
+                "rows": len(sheet.rows),
+            }
+        )
+    report: dict[str, Any] = {
+        "committed": False,
+        "files": files,
+        "problems": [p.as_dict() for p in problems],
+    }
+    if not commit:
+        return report
+    if problems:
+        raise ImportRefused(
+            f"{len(problems)} problem(s) in the files; nothing was imported",
+            message_zh=f"文件中有 {len(problems)} 处问题，未导入任何数据",
+            **report,
+        )
+    for unit_id, role, values in planned:
+        unit_service.put_contact(session, who, unit_id, role, values)
+    record(
+        session,
+        who,
+        "paperwork.import_contacts",
+        "unit",
+        None,
+        detail=f"{len(uploads)} file(s), {len(planned)} row(s)",
+    )
+    report["committed"] = True
+    return report
