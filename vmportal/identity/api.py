@@ -6,58 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from policies.roles import UNIT_ROLES, Role
+from policies.roles import Role
 from vmportal.identity import service
 from vmportal.identity.deps import CurrentActor, CurrentUser, CurrentWho, require
-from vmportal.identity.models import User
 from vmportal.identity.schemas import (
-    CreatedAccountOut,
     LoginIn,
     PasswordChange,
     TokenOut,
-    UnitAccountsIn,
-    UnitAccountsOut,
-    UserBrief,
     UserCreate,
     UserOut,
     UserPatch,
+    user_brief,
+    user_out,
 )
 from vmportal.kit import errors
-from vmportal.kit.db import utcnow
 from vmportal.kit.http import SessionDep, request_bearer_token
-from vmportal.kit.scope import can_see_unit, ensure_visible
-from vmportal.unit.models import Unit
 
 router = APIRouter(tags=["identity"])
 
 CENTER_ADMIN = require(Role.CENTER_ADMIN)
-
-
-def user_out(user: User) -> UserOut:
-    assert user.id is not None
-    locked = user.locked_until is not None and user.locked_until > utcnow()
-    return UserOut(
-        id=user.id,
-        username=user.username,
-        role=Role(user.role),
-        unit_id=user.unit_id,
-        display_name=user.display_name,
-        email=user.email,
-        contact_id=user.contact_id,
-        active=user.active,
-        locked=locked,
-        locked_until=user.locked_until if locked else None,
-        last_login_at=user.last_login_at,
-        created_at=user.created_at,
-    )
-
-
-def _visible_user(session: SessionDep, actor: CurrentActor, user_id: int) -> User:
-    """Unit users see their own unit's accounts only; any other account answers 404."""
-    user = session.get(User, user_id)
-    if user is None or (actor.role in UNIT_ROLES and not can_see_unit(actor, user.unit_id)):
-        raise errors.NotFound("user", user_id)
-    return user
 
 
 # ---- log-in ----------------------------------------------------------------------------------------
@@ -67,19 +34,7 @@ def _visible_user(session: SessionDep, actor: CurrentActor, user_id: int) -> Use
 def login(body: LoginIn, session: SessionDep, response: Response) -> TokenOut:
     response.headers["Cache-Control"] = "no-store"
     issued = service.login(session, body.username, body.password)
-    user = issued.user
-    assert user.id is not None
-    return TokenOut(
-        access_token=issued.token,
-        expires_in=issued.expires_in,
-        user=UserBrief(
-            id=user.id,
-            username=user.username,
-            role=Role(user.role),
-            unit_id=user.unit_id,
-            display_name=user.display_name,
-        ),
-    )
+    return TokenOut(access_token=issued.token, expires_in=issued.expires_in, user=user_brief(issued.user))
 
 
 @router.post("/auth/logout", status_code=204, summary="Revoke the token of this request")
@@ -121,17 +76,16 @@ def list_users(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[UserOut]:
-    if actor.role in UNIT_ROLES:
-        if unit_id is not None and unit_id != actor.unit_id:
-            return []  # another unit's accounts do not exist for this user
-        unit_id = actor.unit_id
-    users = service.list_users(session, unit_id=unit_id, role=role, active=active, limit=limit, offset=offset)
+    # A unit's users see their own unit's accounts only: another unit's filter answers an empty list.
+    users = service.list_users(
+        session, actor, unit_id=unit_id, role=role, active=active, limit=limit, offset=offset
+    )
     return [user_out(u) for u in users]
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
 def get_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserOut:
-    return user_out(_visible_user(session, actor, user_id))
+    return user_out(service.visible_user(session, actor, user_id))
 
 
 @router.patch(
@@ -142,7 +96,7 @@ def get_user(user_id: int, session: SessionDep, actor: CurrentActor) -> UserOut:
 def update_user(
     user_id: int, body: UserPatch, session: SessionDep, actor: CurrentActor, who: CurrentWho
 ) -> UserOut:
-    user = _visible_user(session, actor, user_id)
+    user = service.visible_user(session, actor, user_id)
     own_profile = user.id == actor.user_id and body.active is None
     if actor.role != Role.CENTER_ADMIN and not own_profile:
         raise errors.Forbidden(
@@ -169,7 +123,7 @@ def set_password(
     actor: CurrentActor,
     who: CurrentWho,
 ) -> Response:
-    user = _visible_user(session, actor, user_id)
+    user = service.visible_user(session, actor, user_id)
     if user.id == actor.user_id:
         if body.old_password is None:
             raise errors.InvalidField(
@@ -200,35 +154,3 @@ def set_password(
 )
 def unlock(user_id: int, session: SessionDep, who: CurrentWho) -> UserOut:
     return user_out(service.unlock(session, who, service.get_user(session, user_id)))
-
-
-@router.post(
-    "/units/{unit_id}/accounts",
-    response_model=UnitAccountsOut,
-    status_code=201,
-    dependencies=[CENTER_ADMIN],
-    summary="Create the unit's unit_admin / unit_lead accounts from its contact registry",
-)
-def create_unit_accounts(
-    unit_id: int,
-    session: SessionDep,
-    actor: CurrentActor,
-    who: CurrentWho,
-    response: Response,
-    body: UnitAccountsIn | None = None,
-) -> UnitAccountsOut:
-    response.headers["Cache-Control"] = "no-store"  # the answer carries initial passwords
-    unit = session.get(Unit, unit_id)
-    if unit is None:
-        raise errors.NotFound("unit", unit_id)
-    ensure_visible(actor, unit_id, "unit", unit_id)
-    wanted = (body or UnitAccountsIn()).accounts
-    created = service.create_unit_accounts(session, who, unit, [(a.contact, a.username) for a in wanted])
-    return UnitAccountsOut(
-        accounts=[
-            CreatedAccountOut(
-                contact=c.contact_role, user=user_out(c.user), initial_password=c.initial_password
-            )
-            for c in created
-        ]
-    )

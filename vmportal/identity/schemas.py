@@ -10,9 +10,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import PydanticCustomError
 
 from policies.roles import Role
+from vmportal.identity.models import User
 from vmportal.identity.service import MAX_PASSWORD_LENGTH
-from vmportal.unit.models import ContactRole
-from vmportal.unit.schemas import Email
+from vmportal.kit.db import utcnow
+from vmportal.kit.fields import Email
 
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
 
@@ -92,37 +93,32 @@ class PasswordChange(BaseModel):
     new_password: Password
 
 
-class AccountWanted(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    contact: ContactRole = Field(description="security_admin → unit_admin, security_lead → unit_lead")
-    username: Username | None = Field(
-        default=None, description="Derived from the staff number, else the e-mail, when left out."
+def user_out(user: User) -> UserOut:
+    """An account as the API and the pages show it (never its hash; the lock only while it holds)."""
+    assert user.id is not None
+    locked = user.locked_until is not None and user.locked_until > utcnow()
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        role=Role(user.role),
+        unit_id=user.unit_id,
+        display_name=user.display_name,
+        email=user.email,
+        contact_id=user.contact_id,
+        active=user.active,
+        locked=locked,
+        locked_until=user.locked_until if locked else None,
+        last_login_at=user.last_login_at,
+        created_at=user.created_at,
     )
 
 
-class UnitAccountsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    accounts: list[AccountWanted] = Field(
-        default_factory=lambda: [
-            AccountWanted(contact=ContactRole.SECURITY_ADMIN),
-            AccountWanted(contact=ContactRole.SECURITY_LEAD),
-        ],
-        min_length=1,
-        max_length=2,
-    )
-
-
-class CreatedAccountOut(BaseModel):
-    contact: ContactRole
-    user: UserOut
-    initial_password: str = Field(description="Shown in this answer only; the portal keeps no copy.")
-
-
-class UnitAccountsOut(BaseModel):
-    accounts: list[CreatedAccountOut]
-    notice: str = (
-        "Initial passwords are shown once: hand them to their owners, who should change them at first "
-        "log-in (POST /users/{id}/password). 初始密码仅显示一次。"
+def user_brief(user: User) -> UserBrief:
+    assert user.id is not None
+    return UserBrief(
+        id=user.id,
+        username=user.username,
+        role=Role(user.role),
+        unit_id=user.unit_id,
+        display_name=user.display_name,
     )

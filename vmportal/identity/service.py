@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,16 +12,16 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
+from vmportal.identity import repository
 from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.scope import can_see_unit
 from vmportal.kit.settings import get_settings
-from vmportal.unit.models import Contact, ContactRole, Unit
-from vmportal.unit.service import lock_unit
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
@@ -99,7 +98,7 @@ def who(user: User) -> Who:
 
 
 def token_digest(token: str) -> str:
-    """What auth_token stores of a bearer token (vmportal/vm/reads.py compares it in SQL)."""
+    """What auth_token stores of a bearer token (vmportal/vm/repository/sql.py compares it in SQL)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -119,7 +118,7 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     is committed with it.
     """
     settings = get_settings()
-    user = session.exec(select(User).where(User.username == username)).first()
+    user = repository.user_by_name(session, username)
     now = utcnow()
     if user is None or not user.active:
         with contextlib.suppress(VerificationError):
@@ -167,7 +166,7 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
 
 
 def user_for_token(session: Session, token: str) -> User:
-    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == token_digest(token))).first()
+    row = repository.token_by_digest(session, token_digest(token))
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         raise errors.Unauthorized("missing, expired or revoked token", message_zh="令牌无效、已过期或已注销")
     user = session.get(User, row.user_id)
@@ -177,7 +176,7 @@ def user_for_token(session: Session, token: str) -> User:
 
 
 def logout(session: Session, token: str, by: Who | None = None) -> None:
-    row = session.exec(select(AuthToken).where(AuthToken.token_sha256 == token_digest(token))).first()
+    row = repository.token_by_digest(session, token_digest(token))
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
@@ -189,9 +188,7 @@ def revoke_all(session: Session, user_id: int, *, keep_token: str | None = None)
     """Revoke every live token of a user (but ``keep_token``, the caller's own); returns how many."""
     keep = token_digest(keep_token) if keep_token else None
     count = 0
-    for row in session.exec(
-        select(AuthToken).where(AuthToken.user_id == user_id, col(AuthToken.revoked_at).is_(None))
-    ):
+    for row in repository.live_tokens(session, user_id):
         if row.token_sha256 == keep:
             continue
         row.revoked_at = utcnow()
@@ -221,11 +218,11 @@ def create_user(
         raise errors.InvalidField(
             "unit_id", "forbidden", "center roles belong to no unit", message_zh="中心角色不属于任何单位"
         )
-    if unit_id is not None and session.get(Unit, unit_id) is None:
+    if unit_id is not None and not repository.unit_exists(session, unit_id):
         raise errors.InvalidField(
             "unit_id", "not_found", f"unit {unit_id} does not exist", message_zh=f"单位 {unit_id} 不存在"
         )
-    if session.exec(select(User).where(User.username == username)).first() is not None:
+    if repository.username_taken(session, username):
         raise errors.Conflict(
             f"username '{username}' is taken", message_zh=f"用户名“{username}”已被占用", field="username"
         )
@@ -269,14 +266,33 @@ def user_snapshot(user: User) -> dict[str, object]:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
+    user = repository.get_user(session, user_id)
     if user is None:
         raise errors.NotFound("user", user_id)
     return user
 
 
+def visible_user(session: Session, actor: Actor, user_id: int) -> User:
+    """The account ``actor`` may see: a unit's users see their own unit's accounts only; any other
+    account answers 404 (it does not exist for them)."""
+    user = repository.get_user(session, user_id)
+    if user is None or not can_see_unit(actor, user.unit_id):
+        raise errors.NotFound("user", user_id)
+    return user
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return repository.username_taken(session, username)
+
+
+def active_user_of_contact(session: Session, contact_id: int) -> User | None:
+    """The live account made from one row of a unit's contact registry, if any."""
+    return repository.active_user_of_contact(session, contact_id)
+
+
 def list_users(
     session: Session,
+    actor: Actor | None = None,
     *,
     unit_id: int | None = None,
     role: Role | None = None,
@@ -284,22 +300,15 @@ def list_users(
     limit: int = 100,
     offset: int = 0,
 ) -> list[User]:
-    query = select(User)
-    if unit_id is not None:
-        query = query.where(User.unit_id == unit_id)
-    if role is not None:
-        query = query.where(User.role == role.value)
-    if active is not None:
-        query = query.where(User.active == active)
-    return list(session.exec(query.order_by(col(User.id)).offset(offset).limit(limit)))
+    """Accounts by filter; ``actor`` sees only what the scoping rule lets them (None: every account,
+    for the CLI and tasks)."""
+    return repository.list_users(
+        session, actor, unit_id=unit_id, role=role, active=active, limit=limit, offset=offset
+    )
 
 
 def _active_center_admins(session: Session) -> int:
-    return len(
-        session.exec(
-            select(User.id).where(User.role == Role.CENTER_ADMIN.value, User.active == True)  # noqa: E712
-        ).all()
-    )
+    return repository.active_center_admins(session)
 
 
 def update_user(
@@ -428,111 +437,6 @@ def unlock(session: Session, by: Who, user: User) -> User:
         unit_id=user.unit_id,
     )
     return user
-
-
-# ---- accounts from the contact registry -----------------------------------------------------------
-
-#: plan 二(二)4: "信息中心依据单位上报的《网络安全联络通讯录》为网络安全管理员分配账号".
-CONTACT_ACCOUNT_ROLE: dict[ContactRole, Role] = {
-    ContactRole.SECURITY_ADMIN: Role.UNIT_ADMIN,
-    ContactRole.SECURITY_LEAD: Role.UNIT_LEAD,
-}
-_CONTACT_NAMES_ZH = {
-    ContactRole.SECURITY_ADMIN: "网络安全管理员",
-    ContactRole.SECURITY_LEAD: "网络安全负责人",
-}
-
-
-@dataclass(frozen=True)
-class CreatedAccount:
-    contact_role: ContactRole
-    user: User
-    initial_password: str  # shown once in the answer, never stored in clear
-
-
-def _username_candidates(unit: Unit, contact: Contact, role: ContactRole) -> list[str]:
-    """Staff number first (it is what the university's other systems log people in with), then the
-    e-mail's local part, then ``<unit code>-admin`` / ``<unit code>-lead``."""
-    found: list[str] = []
-    for raw in (contact.staff_no, contact.email.partition("@")[0] if contact.email else ""):
-        name = re.sub(r"[^a-z0-9._-]", "", (raw or "").lower()).lstrip("._-")
-        if len(name) >= 2:
-            found.append(name[:64])
-    found.append(f"{unit.code.lower()}-{'admin' if role == ContactRole.SECURITY_ADMIN else 'lead'}"[:64])
-    return found
-
-
-def _free_username(session: Session, candidates: list[str]) -> str:
-    def taken(name: str) -> bool:
-        return session.exec(select(User.id).where(User.username == name)).first() is not None
-
-    for name in candidates:
-        if not taken(name):
-            return name
-    base = candidates[-1][:60]
-    n = 2
-    while taken(f"{base}-{n}"):
-        n += 1
-    return f"{base}-{n}"
-
-
-def create_unit_accounts(
-    session: Session, by: Who, unit: Unit, wanted: list[tuple[ContactRole, str | None]]
-) -> list[CreatedAccount]:
-    """Create the unit_admin / unit_lead accounts of ``unit`` from its contact registry.
-
-    Every requested contact must be in the registry (422 naming it otherwise) and must not
-    already have an active account (409 naming it). Each account gets a random initial password
-    the caller shows once.
-    """
-    assert unit.id is not None
-    lock_unit(session, unit.id)  # two clicks on "create accounts" must not make two pairs
-    created: list[CreatedAccount] = []
-    seen: set[ContactRole] = set()
-    for contact_role, username in wanted:
-        if contact_role in seen:
-            raise errors.InvalidField(
-                "accounts", "duplicate", f"{contact_role} is listed twice", message_zh=f"{contact_role} 重复"
-            )
-        seen.add(contact_role)
-        contact = session.exec(
-            select(Contact).where(Contact.unit_id == unit.id, Contact.role == contact_role.value)
-        ).first()
-        if contact is None:
-            raise errors.InvalidField(
-                f"contacts.{contact_role.value}",
-                "missing_contact",
-                f"the unit's contact registry has no {contact_role.value.replace('_', ' ')}; "
-                "record it (PUT /units/{id}/contacts/" + contact_role.value + ") first",
-                message_zh=f"该单位的《网络安全联络通讯录》中没有{_CONTACT_NAMES_ZH[contact_role]}，请先登记",
-            )
-        existing = session.exec(
-            select(User).where(User.contact_id == contact.id, User.active == True)  # noqa: E712
-        ).first()
-        if existing is not None:
-            raise errors.Conflict(
-                f"the {contact_role.value} already has the active account '{existing.username}'",
-                message_zh=f"{_CONTACT_NAMES_ZH[contact_role]}已有有效账号“{existing.username}”",
-                field=f"contacts.{contact_role.value}",
-                username=existing.username,
-            )
-        if username is None:
-            username = _free_username(session, _username_candidates(unit, contact, contact_role))
-        password = generate_password()
-        user = create_user(
-            session,
-            by,
-            username=username,
-            password=password,
-            role=CONTACT_ACCOUNT_ROLE[contact_role],
-            unit_id=unit.id,
-            display_name=contact.name,
-            email=contact.email,
-            contact_id=contact.id,
-            detail=f"from the contact registry ({contact_role.value})",
-        )
-        created.append(CreatedAccount(contact_role, user, password))
-    return created
 
 
 def ensure_role(actor: Actor, roles: Iterable[Role]) -> None:

@@ -16,17 +16,19 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
-from policies.roles import UNIT_ROLES, Actor, Role
+from policies.roles import Actor, Role
 from vmportal.identity.deps import CurrentActor, CurrentWho, require
+from vmportal.identity.schemas import user_out
 from vmportal.kit import crypto, errors
 from vmportal.kit.http import SessionDep
-from vmportal.kit.scope import CENTER, ensure_visible, shows_personal_data
+from vmportal.kit.scope import CENTER, shows_personal_data
 from vmportal.kit.settings import get_settings
-from vmportal.unit import service
+from vmportal.unit import accounts, service
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 from vmportal.unit.schemas import (
     ContactIn,
     ContactOut,
+    CreatedAccountOut,
     DocumentForm,
     DocumentOut,
     PaperworkOut,
@@ -35,6 +37,8 @@ from vmportal.unit.schemas import (
     SystemIn,
     SystemOut,
     SystemPatch,
+    UnitAccountsIn,
+    UnitAccountsOut,
     UnitIn,
     UnitOut,
     UnitPatch,
@@ -51,8 +55,7 @@ _MULTIPART_OVERHEAD = 64 * 1024
 
 
 def _unit(session: Session, actor: Actor, unit_id: int) -> Unit:
-    ensure_visible(actor, unit_id, "unit", unit_id)
-    return service.get_unit(session, unit_id)
+    return service.visible_unit(session, actor, unit_id)
 
 
 def _may_change(actor: Actor, unit_id: int, *unit_roles: Role, what: str) -> None:
@@ -158,8 +161,7 @@ def create_unit(body: UnitIn, session: SessionDep, who: CurrentWho) -> UnitOut:
 
 @router.get("/units", response_model=list[UnitOut], summary="All units (center, auditor) or your own unit")
 def list_units(session: SessionDep, actor: CurrentActor, active: bool | None = None) -> list[UnitOut]:
-    only = actor.unit_id if actor.role in UNIT_ROLES else None
-    return [unit_out(u) for u in service.list_units(session, only=only, active=active)]
+    return [unit_out(u) for u in service.list_units(session, actor, active=active)]
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut)
@@ -421,3 +423,35 @@ def set_quota(
 ) -> QuotaOut:
     _unit(session, actor, unit_id)
     return quota_out(service.set_quota(session, who, unit_id, body.model_dump()))
+
+
+# ---- accounts from the contact registry ------------------------------------------------------------------
+
+
+@router.post(
+    "/units/{unit_id}/accounts",
+    response_model=UnitAccountsOut,
+    status_code=201,
+    dependencies=[CENTER_ADMIN],
+    summary="Create the unit's unit_admin / unit_lead accounts from its contact registry",
+)
+def create_unit_accounts(
+    unit_id: int,
+    session: SessionDep,
+    actor: CurrentActor,
+    who: CurrentWho,
+    response: Response,
+    body: UnitAccountsIn | None = None,
+) -> UnitAccountsOut:
+    response.headers["Cache-Control"] = "no-store"  # the answer carries initial passwords
+    unit = _unit(session, actor, unit_id)
+    wanted = (body or UnitAccountsIn()).accounts
+    created = accounts.create_unit_accounts(session, who, unit, [(a.contact, a.username) for a in wanted])
+    return UnitAccountsOut(
+        accounts=[
+            CreatedAccountOut(
+                contact=c.contact_role, user=user_out(c.user), initial_password=c.initial_password
+            )
+            for c in created
+        ]
+    )

@@ -14,16 +14,16 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from vmportal.identity.schemas import Username, UserOut
+from vmportal.kit.fields import Email, normalise_hostname
 from vmportal.unit.models import ContactRole, DocumentKind
 
-# ---- field rules shared by the forms (also used by identity.schemas) -------------------------------
+# ---- field rules shared by the forms (e-mail and DNS names: kit.fields) -------------------------------
 
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _QQ = re.compile(r"[1-9]\d{4,11}")
 _STAFF_NO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{3,30}((转|ext\.?|x|#)\s?[0-9]{1,6})?", re.IGNORECASE)
-_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _UNIT_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -76,40 +76,6 @@ def normalise_national_id(value: str) -> str:
     return value
 
 
-def normalise_email(value: str) -> str:
-    value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not _EMAIL_LOCAL.fullmatch(local) or ".." in local:
-        raise PydanticCustomError("format", "must be an e-mail address (name@example.edu.cn)")
-    try:
-        domain = normalise_hostname(domain)
-    except PydanticCustomError:
-        raise PydanticCustomError("format", "must be an e-mail address (name@example.edu.cn)") from None
-    return f"{local}@{domain}"
-
-
-def normalise_hostname(value: str) -> str:
-    """A DNS name, lower-cased, without the final dot; Chinese labels (计算机.example.cn) are stored
-    in their ASCII (punycode) form, the one DNS, certificates and alerts carry."""
-    name = value.strip().lower().removesuffix(".")
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            name = "\x00"  # fails the label check below with the usual message
-    labels = name.split(".")
-    if (
-        len(name) > 253
-        or len(labels) < 2
-        or not all(_LABEL.fullmatch(label) for label in labels)
-        or labels[-1].isdigit()  # an IP address is not a domain name
-    ):
-        raise PydanticCustomError(
-            "hostname", "must be a domain name such as lab.example.edu.cn (letters, digits, hyphens, dots)"
-        )
-    return name
-
-
 def _check(pattern: re.Pattern[str], rule: str, message: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
@@ -127,7 +93,6 @@ ShortText = Annotated[
 ]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Mobile = Annotated[str, StringConstraints(max_length=20), AfterValidator(normalise_mobile)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_email)]
 Phone = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=40),
@@ -329,3 +294,42 @@ class QuotaOut(BaseModel):
     max_memory_gib: int
     max_disk_gib: int
     updated_at: datetime | None
+
+
+# ---- accounts made from the contact registry ---------------------------------------------------------
+
+
+class AccountWanted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact: ContactRole = Field(description="security_admin → unit_admin, security_lead → unit_lead")
+    username: Username | None = Field(
+        default=None, description="Derived from the staff number, else the e-mail, when left out."
+    )
+
+
+class UnitAccountsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: list[AccountWanted] = Field(
+        default_factory=lambda: [
+            AccountWanted(contact=ContactRole.SECURITY_ADMIN),
+            AccountWanted(contact=ContactRole.SECURITY_LEAD),
+        ],
+        min_length=1,
+        max_length=2,
+    )
+
+
+class CreatedAccountOut(BaseModel):
+    contact: ContactRole
+    user: UserOut
+    initial_password: str = Field(description="Shown in this answer only; the portal keeps no copy.")
+
+
+class UnitAccountsOut(BaseModel):
+    accounts: list[CreatedAccountOut]
+    notice: str = (
+        "Initial passwords are shown once: hand them to their owners, who should change them at first "
+        "log-in (POST /users/{id}/password). 初始密码仅显示一次。"
+    )

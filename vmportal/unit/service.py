@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from policies.base import Deny
 from policies.paperwork import ADMIN_FIELDS, LEAD_FIELDS, ContactFacts, PaperworkFacts, check_paperwork
 from policies.paperwork import missing_paperwork as _missing
+from policies.roles import Actor
 from vmportal.audit.service import Who, record
 from vmportal.kit import crypto, errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.scope import ensure_visible
 from vmportal.kit.settings import Settings, get_settings
+from vmportal.unit import repository
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 
 #: China has one time zone and no daylight saving: "today" for a signature is Beijing's today.
@@ -44,32 +47,34 @@ def unit_snapshot(unit: Unit) -> dict[str, Any]:
 
 
 def get_unit(session: Session, unit_id: int) -> Unit:
-    unit = session.get(Unit, unit_id)
+    unit = repository.get_unit(session, unit_id)
     if unit is None:
         raise errors.NotFound("unit", unit_id)
     return unit
 
 
-def list_units(session: Session, *, only: int | None = None, active: bool | None = None) -> list[Unit]:
-    query = select(Unit)
-    if only is not None:
-        query = query.where(Unit.id == only)
-    if active is not None:
-        query = query.where(Unit.active == active)
-    return list(session.exec(query.order_by(col(Unit.code))))
+def list_units(session: Session, actor: Actor | None = None, *, active: bool | None = None) -> list[Unit]:
+    """The units ``actor`` may see (a unit's users: their own), by code; None: every unit."""
+    return repository.list_units(session, actor, active=active)
+
+
+def visible_unit(session: Session, actor: Actor, unit_id: int) -> Unit:
+    """The unit, if ``actor`` may see it; another unit answers 404 as if it did not exist."""
+    ensure_visible(actor, unit_id, "unit", unit_id)
+    return get_unit(session, unit_id)
 
 
 def lock_unit(session: Session, unit_id: int) -> Unit:
     """Take the unit's row lock (PostgreSQL; SQLite serialises writers anyway) so that changes to
     its one-per-kind records (registry rows, current documents, accounts) do not race."""
-    unit = session.exec(select(Unit).where(Unit.id == unit_id).with_for_update()).first()
+    unit = repository.lock_unit(session, unit_id)
     if unit is None:
         raise errors.NotFound("unit", unit_id)
     return unit
 
 
 def create_unit(session: Session, who: Who, *, code: str, name_zh: str, name_en: str = "") -> Unit:
-    if session.exec(select(Unit.id).where(Unit.code == code)).first() is not None:
+    if repository.code_taken(session, code):
         raise errors.Conflict(
             f"unit code '{code}' is taken", message_zh=f"单位代码“{code}”已存在", field="code"
         )
@@ -138,11 +143,11 @@ def contact_snapshot(contact: Contact) -> dict[str, Any]:
 
 
 def list_contacts(session: Session, unit_id: int) -> list[Contact]:
-    return list(session.exec(select(Contact).where(Contact.unit_id == unit_id).order_by(col(Contact.role))))
+    return repository.list_contacts(session, unit_id)
 
 
 def get_contact(session: Session, unit_id: int, role: ContactRole) -> Contact | None:
-    return session.exec(select(Contact).where(Contact.unit_id == unit_id, Contact.role == role.value)).first()
+    return repository.get_contact(session, unit_id, role)
 
 
 def put_contact(
@@ -379,28 +384,15 @@ def file_document(
 
 
 def current_documents(session: Session, unit_id: int, kind: DocumentKind) -> list[Document]:
-    return list(
-        session.exec(
-            select(Document)
-            .where(
-                Document.unit_id == unit_id,
-                Document.kind == kind.value,
-                col(Document.superseded_at).is_(None),
-            )
-            .order_by(col(Document.id))
-        )
-    )
+    return repository.current_documents(session, unit_id, kind)
 
 
 def list_documents(session: Session, unit_id: int, *, include_superseded: bool = True) -> list[Document]:
-    query = select(Document).where(Document.unit_id == unit_id)
-    if not include_superseded:
-        query = query.where(col(Document.superseded_at).is_(None))
-    return list(session.exec(query.order_by(col(Document.id).desc())))
+    return repository.list_documents(session, unit_id, include_superseded=include_superseded)
 
 
 def get_document(session: Session, unit_id: int, doc_id: int) -> Document:
-    doc = session.get(Document, doc_id)
+    doc = repository.get_document(session, doc_id)
     if doc is None or doc.unit_id != unit_id:
         raise errors.NotFound("document", doc_id)
     return doc
@@ -426,11 +418,7 @@ def _facts_of(contact: Contact | None) -> ContactFacts | None:
 
 def paperwork_facts(session: Session, unit_id: int) -> PaperworkFacts:
     """The plain facts ``policies.paperwork.check_paperwork`` decides on, for one unit."""
-    on_file = set(
-        session.exec(
-            select(Document.kind).where(Document.unit_id == unit_id, col(Document.superseded_at).is_(None))
-        ).all()
-    )
+    on_file = repository.kinds_on_file(session, unit_id)
     return PaperworkFacts(
         security_lead=_facts_of(get_contact(session, unit_id, ContactRole.SECURITY_LEAD)),
         security_admin=_facts_of(get_contact(session, unit_id, ContactRole.SECURITY_ADMIN)),
@@ -443,15 +431,7 @@ def agreement_filed_at(session: Session, unit_id: int) -> datetime | None:
     """When the unit's current (not superseded) VM service agreement was filed; None without one.
 
     The provisioning deadline runs from the later of a request's submission and this moment."""
-    return session.exec(
-        select(Document.filed_at)
-        .where(
-            Document.unit_id == unit_id,
-            Document.kind == DocumentKind.VM_AGREEMENT.value,
-            col(Document.superseded_at).is_(None),
-        )
-        .order_by(col(Document.filed_at).desc())
-    ).first()
+    return repository.agreement_filed_at(session, unit_id)
 
 
 @dataclass(frozen=True)
@@ -491,17 +471,11 @@ def system_snapshot(system: InformationSystem) -> dict[str, Any]:
 
 
 def list_systems(session: Session, unit_id: int) -> list[InformationSystem]:
-    return list(
-        session.exec(
-            select(InformationSystem)
-            .where(InformationSystem.unit_id == unit_id)
-            .order_by(col(InformationSystem.id))
-        )
-    )
+    return repository.list_systems(session, unit_id)
 
 
 def get_system(session: Session, unit_id: int, system_id: int) -> InformationSystem:
-    system = session.get(InformationSystem, system_id)
+    system = repository.get_system(session, system_id)
     if system is None or system.unit_id != unit_id:
         raise errors.NotFound("information system", system_id)
     return system
@@ -563,18 +537,21 @@ def update_system(
     return system
 
 
-def delete_system(session: Session, who: Who, system: InformationSystem) -> None:
-    from vmportal.request.models import VMRequest
-    from vmportal.vm.models import VM
+#: How the refusal to delete a system names the records that still point at it.
+_REFERRERS_EN = {"vm": "VMs", "vm_request": "VM requests"}
+_REFERRERS_ZH = {"vm": "虚拟机", "vm_request": "虚拟机申请"}
 
-    in_use = (
-        session.exec(select(VM.id).where(VM.system_id == system.id)).first() is not None
-        or session.exec(select(VMRequest.id).where(VMRequest.system_id == system.id)).first() is not None
-    )
-    if in_use:
+
+def delete_system(session: Session, who: Who, system: InformationSystem) -> None:
+    assert system.id is not None
+    # VMs and VM requests (upper domains) name the system by foreign key; unit does not import them.
+    named_by = repository.referencing_tables(session, "information_system", system.id)
+    if named_by:
+        names_en = ", ".join(_REFERRERS_EN.get(t, t) for t in named_by)
+        names_zh = "、".join(_REFERRERS_ZH.get(t, "其他记录") for t in named_by)
         raise errors.Conflict(
-            f"information system {system.id} is named by VM requests or VMs and cannot be deleted",
-            message_zh=f"信息系统 {system.id} 已被虚拟机申请或虚拟机引用，不能删除",
+            f"information system {system.id} is named by {names_en} and cannot be deleted",
+            message_zh=f"信息系统 {system.id} 已被{names_zh}引用，不能删除",
             resource="information system",
         )
     record(
@@ -596,11 +573,11 @@ _QUOTA_FIELDS = ("max_vms", "max_vcpus", "max_memory_gib", "max_disk_gib")
 
 def get_quota(session: Session, unit_id: int) -> Quota:
     """The unit's quota; a unit without a row has a quota of zero (nothing may be requested)."""
-    return session.get(Quota, unit_id) or Quota(unit_id=unit_id)
+    return repository.get_quota(session, unit_id) or Quota(unit_id=unit_id)
 
 
 def set_quota(session: Session, who: Who, unit_id: int, values: dict[str, int]) -> Quota:
-    quota = session.get(Quota, unit_id)
+    quota = repository.get_quota(session, unit_id)
     before = {f: getattr(quota, f) for f in _QUOTA_FIELDS} if quota is not None else None
     if quota is None:
         quota = Quota(unit_id=unit_id)

@@ -1,0 +1,84 @@
+"""Every query of accounts and bearer tokens; a unit's users see their own unit's accounts only
+(:func:`vmportal.kit.scope.visible`)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from policies.roles import Actor, Role
+from vmportal.identity.models import AuthToken, User
+from vmportal.kit.scope import visible
+
+#: The unit table as the account's foreign key names it; identity sits below unit and does not
+#: import its model, but may ask whether the row its key points to exists.
+_UNIT = sa.table("unit", sa.column("id"))
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def user_by_name(session: Session, username: str) -> User | None:
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return session.exec(select(User.id).where(User.username == username)).first() is not None
+
+
+def unit_exists(session: Session, unit_id: int) -> bool:
+    return session.execute(sa.select(_UNIT.c.id).where(_UNIT.c.id == unit_id)).first() is not None
+
+
+def active_user_of_contact(session: Session, contact_id: int) -> User | None:
+    return session.exec(
+        select(User).where(User.contact_id == contact_id, col(User.active).is_(True)).order_by(col(User.id))
+    ).first()
+
+
+def users_of_contact(session: Session, contact_id: int) -> list[User]:
+    return list(session.exec(select(User).where(User.contact_id == contact_id).order_by(col(User.id))))
+
+
+def list_users(
+    session: Session,
+    actor: Actor | None,
+    *,
+    unit_id: int | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[User]:
+    """Accounts by filter, in id order; limited to what ``actor`` may see (None: everything)."""
+    query = select(User)
+    if actor is not None:
+        query = visible(query, actor, col(User.unit_id))
+    if unit_id is not None:
+        query = query.where(User.unit_id == unit_id)
+    if role is not None:
+        query = query.where(User.role == role.value)
+    if active is not None:
+        query = query.where(User.active == active)
+    return list(session.exec(query.order_by(col(User.id)).offset(offset).limit(limit)))
+
+
+def active_center_admins(session: Session) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.CENTER_ADMIN.value, col(User.active).is_(True))
+    ).one()
+
+
+def token_by_digest(session: Session, digest: str) -> AuthToken | None:
+    return session.exec(select(AuthToken).where(AuthToken.token_sha256 == digest)).first()
+
+
+def live_tokens(session: Session, user_id: int) -> list[AuthToken]:
+    return list(
+        session.exec(
+            select(AuthToken).where(AuthToken.user_id == user_id, col(AuthToken.revoked_at).is_(None))
+        )
+    )
