@@ -6,17 +6,22 @@ reboot need a running VM (409 naming the state); guest operations need the adapt
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from hypervisors.base import PowerAction, PowerState
+from hypervisors.base import PowerAction, PowerState, Retriable
 from hypervisors.simulator import SimulatorAdapter
 from tests.api import test_power
 from tests.api.test_power import World, operations, set_vm, simulator
 from vmportal.connection.models import HypervisorConnection
 from vmportal.kit import db
+from vmportal.vm import service
+from vmportal.vm.models import PowerOperation, PowerOpState
+from vmportal.vm.service.power import POWER_LEASE
 
 #: The VM, its units and their users (the fixture of tests/api/test_power.py).
 world = test_power.world
@@ -97,3 +102,29 @@ def test_the_power_task_writes_while_the_hypervisor_works(world: World, monkeypa
     assert r.status_code == 202, r.text
     assert wrote == [True]
     assert world.get("a_admin", f"/operations/{r.json()['id']}").json()["state"] == "succeeded"
+
+
+def test_an_operation_another_worker_is_applying_is_not_applied_twice(world: World) -> None:
+    vm_id = world.vm.id or 0
+    with db.transaction() as s:
+        op = PowerOperation(
+            vm_id=vm_id,
+            action="stop",
+            state=PowerOpState.RUNNING,
+            power_before="running",
+            started_at=db.utcnow(),
+        )
+        s.add(op)
+        s.flush()
+        op_id = op.id or 0
+    with pytest.raises(Retriable):
+        service.execute_power(op_id)
+    assert simulator(world).get_vm(world.vm.hypervisor_ref).power_state is PowerState.RUNNING
+    # Once its lease has run out (the worker died), a redelivery applies it.
+    with db.transaction() as s:
+        row = s.get(PowerOperation, op_id)
+        assert row is not None
+        row.started_at = db.utcnow() - POWER_LEASE - timedelta(seconds=1)
+        s.add(row)
+    assert service.execute_power(op_id) == "succeeded"
+    assert simulator(world).get_vm(world.vm.hypervisor_ref).power_state is PowerState.STOPPED

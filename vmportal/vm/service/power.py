@@ -4,16 +4,23 @@ Power operations are a queue per VM. A request records a ``PowerOperation`` (pen
 row in the request's transaction and enqueues ``vmportal.vm.power`` through the outbox; the task
 (:func:`execute_power`) applies it through the VM's adapter. The guarantees, and how they are kept:
 
-* **In order, one at a time per VM.** The executing transaction locks the VM row (``SELECT … FOR NO
-  KEY UPDATE`` on PostgreSQL; SQLite serialises writers already) for the length of the adapter call
-  and always runs the *earliest* unfinished operation of that VM first, so a task delivered early or
-  twice still applies operations in id order. Ids follow commit order per VM because requests for
-  one VM take a transaction-scoped advisory lock before inserting (on PostgreSQL two concurrent
-  requests could otherwise commit ids 8 before 7, and 8 would run first).
-* **Never twice.** A finished operation (succeeded/failed) is never applied again: a redelivered
-  task finds it finished and does nothing. A ``running`` operation found by a redelivery was left by
-  a worker that died mid-call; it is applied again, which the adapters treat idempotently (start of a
-  running VM, stop of a stopped one are no-ops).
+* **In order, one at a time per VM.** A task always runs the *earliest* unfinished operation of
+  its VM first, so a task delivered early or twice still applies operations in id order. Ids follow
+  commit order per VM because requests for one VM take a transaction-scoped advisory lock before
+  inserting (on PostgreSQL two concurrent requests could otherwise commit ids 8 before 7).
+* **No transaction during the hypervisor call.** The task claims the operation in one short
+  transaction (VM row locked, ``SELECT … FOR NO KEY UPDATE`` on PostgreSQL; pending -> running with
+  a lease of :data:`POWER_LEASE`), calls the adapter outside any transaction, and records the
+  outcome in another: on SQLite the single write lock is never held while a hypervisor works.
+* **Never twice.** A finished operation (succeeded/failed) is never applied again. A ``running``
+  operation within its lease belongs to the worker applying it: another delivery waits (retries).
+  One whose lease ran out was left by a worker that died mid-call; it is applied again, which the
+  adapters treat idempotently. A transient hypervisor error gives the claim back (pending).
+* **One power rule** (docs/decisions.md "Power semantics"): start, stop and shutdown are
+  idempotent (a state that already holds is a succeeded operation, nothing sent to the hypervisor);
+  restart and reboot need a running VM (409 naming the state); guest shutdown/reboot need the
+  adapter's ``guest_power`` capability (422 on ``action``); a suspended VM is refused by the policy
+  (``suspended_lock``) with its reason.
 * **Rules re-checked when applied.** Between the request and its execution the center may have
   suspended the VM or decommissioned it; the task re-asks the policy (``power_ops``,
   ``suspended_lock``) and the lifecycle, and fails the operation with the reason if they now refuse.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,6 +74,9 @@ UNFINISHED: tuple[str, ...] = (PowerOpState.PENDING, PowerOpState.RUNNING)
 _DECOMMISSIONABLE: frozenset[str] = frozenset({Lifecycle.ACTIVE, Lifecycle.MISSING, Lifecycle.DECOMMISSIONED})
 
 # Namespace of the advisory locks that order power requests per VM (pg_advisory_xact_lock(ns, vm)).
+#: How long a claimed (running) operation belongs to the worker that claimed it; longer than any
+#: adapter call. A worker that died mid-call leaves the operation to be re-applied after it.
+POWER_LEASE = timedelta(minutes=10)
 _POWER_LOCK_NAMESPACE = 0x564D50  # "VMP"
 
 _ACTION_ZH = {
@@ -468,14 +479,8 @@ def execute_power(operation_id: int) -> str:
     Idempotent; safe to run twice or concurrently. Returns what happened, for logs. Raises
     :class:`Retriable` when the hypervisor is temporarily unavailable (the task base retries).
     """
-    # Claim: pending -> running, committed, so pollers see the work has started. A finished
-    # operation stops here; a running one (its worker died mid-call) goes on and is re-applied.
+    # A finished operation stops here; the claim (pending -> running) is :func:`_claim`'s.
     with db.transaction() as s:
-        s.exec(
-            sa.update(PowerOperation)
-            .where(col(PowerOperation.id) == operation_id, col(PowerOperation.state) == PowerOpState.PENDING)
-            .values(state=PowerOpState.RUNNING, started_at=db.utcnow())
-        )
         op = s.get(PowerOperation, operation_id)
         if op is None:
             return "unknown operation"
@@ -509,8 +514,8 @@ def _run_next(vm_id: int, *, up_to: int) -> tuple[int, str] | None:
         info: VMInfo | None = adapter_for(conn).power(ref, action)
         failure = ""
     except Retriable as exc:
-        # The operation stays running (re-applied by the retry, which adapters treat idempotently).
-        _note_retry(vm_id, up_to, exc)
+        # Give the claim back (pending again), so the retry may take it at once; say why it waits.
+        _release(op_id, exc)
         raise
     except HypervisorError as exc:
         log.info("power %s of VM %s failed: %s", action.value, vm_id, exc.message)
@@ -548,10 +553,18 @@ def _claim(
     assert op.id is not None
     if vm is None:  # cannot happen with the foreign key; keep the op from hanging anyway
         return op.id, _finish(session, op, None, error=f"VM {vm_id} no longer exists")
+    if (
+        op.state == PowerOpState.RUNNING
+        and op.started_at is not None
+        and op.started_at > db.utcnow() - POWER_LEASE
+    ):
+        # Claimed by a worker that is still within its lease: wait for its outcome (the task base
+        # retries) rather than apply the same action a second time.
+        raise Retriable(f"power operation {op.id} of VM {vm_id} is being applied by another worker")
     who, actor = _requester(session, op)
     action = PowerAction(op.action)
     op.state = PowerOpState.RUNNING
-    op.started_at = op.started_at or db.utcnow()
+    op.started_at = db.utcnow()  # the lease of this claim
     op.power_before = vm.power_state
     if vm.lifecycle != Lifecycle.ACTIVE:
         return op.id, _finish(
@@ -569,21 +582,16 @@ def _claim(
     return op.id, (conn, vm.hypervisor_ref, action)
 
 
-def _note_retry(vm_id: int, up_to: int, exc: Retriable) -> None:
+def _release(op_id: int, exc: Retriable) -> None:
     with db.transaction() as s:
-        op = s.exec(
-            select(PowerOperation)
-            .where(
-                col(PowerOperation.vm_id) == vm_id,
-                col(PowerOperation.id) <= up_to,
-                col(PowerOperation.state).in_(UNFINISHED),
+        s.exec(
+            sa.update(PowerOperation)
+            .where(col(PowerOperation.id) == op_id, col(PowerOperation.state) == PowerOpState.RUNNING)
+            .values(
+                state=PowerOpState.PENDING,
+                error=f"hypervisor temporarily unavailable, retrying: {exc.message}"[:2000],
             )
-            .order_by(col(PowerOperation.id))
-            .limit(1)
-        ).first()
-        if op is not None:
-            op.error = f"hypervisor temporarily unavailable, retrying: {exc.message}"[:2000]
-            s.add(op)
+        )
 
 
 def _requester(session: Session, op: PowerOperation) -> tuple[Who, Actor | None]:
