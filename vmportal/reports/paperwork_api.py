@@ -1,0 +1,49 @@
+"""``GET /reports/paperwork``: paperwork compliance per unit as JSON, CSV (UTF-8 with BOM) or XLSX."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from vmportal.identity.deps import CurrentActor
+from vmportal.kit.http import SessionDep
+from vmportal.kit.scope import ensure_visible
+from vmportal.reports import tables
+from vmportal.reports.paperwork_report import paperwork_table
+
+router = APIRouter(tags=["reports"])
+
+
+class Format(enum.StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
+@router.get(
+    "/reports/paperwork",
+    summary="Paperwork compliance per unit (registry, letter, agreement, systems): JSON, CSV or XLSX",
+    responses={200: {"content": {"text/csv": {}, tables.XLSX_TYPE: {}}}},
+)
+def paperwork_report(
+    session: SessionDep, actor: CurrentActor, format: Format = Format.JSON, unit_id: int | None = None
+) -> Any:
+    # Unit users read their own unit only; center staff and auditors every unit, or the one asked for.
+    if unit_id is not None:
+        ensure_visible(actor, unit_id, "unit", unit_id)
+    table = paperwork_table(session, actor, unit_id=unit_id)
+    if format == Format.JSON:
+        return {
+            "title": table.title,
+            "columns": [{"key": c.key, "zh": c.header_zh, "en": c.header_en} for c in table.columns],
+            "units": table.rows,
+        }
+    stem = f"paperwork-{date.today():%Y%m%d}"
+    if format == Format.CSV:
+        body, media, name = tables.to_csv(table), "text/csv; charset=utf-8", f"{stem}.csv"
+    else:
+        body, media, name = tables.to_xlsx(table), tables.XLSX_TYPE, f"{stem}.xlsx"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
