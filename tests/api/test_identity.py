@@ -216,6 +216,31 @@ def test_create_user_refusals(client: TestClient, factory: Factory) -> None:
     assert r.json()["error"]["field"] == "username"
 
 
+def test_common_and_guessable_passwords_are_refused_in_both_languages(
+    client: TestClient, factory: Factory
+) -> None:
+    """Each mixes three character classes and is long enough, yet is among the first guesses of any
+    attacker; the refusal names the field and the rule in English and Chinese."""
+    admin = factory.login(client, factory.user("center_admin"))
+    for password in ("Password123", "Qwerty12345", "Aaaaaaaaaa1", "P@ssw0rd2024"):
+        r = client.post(f"{API}/users", json=_new_user(password=password), headers=admin)
+        assert r.status_code == 422, (password, r.text)
+        assert _field(r.json()) == ("password", "guessable"), password
+        error = r.json()["error"]
+        assert "guess" in error["message"] and "猜" in error["message_zh"], error
+    me = factory.user("center_operator")
+    headers = factory.login(client, me)
+    r = client.post(
+        f"{API}/users/{me.id}/password",
+        json={"old_password": PASSWORD, "new_password": "Qwerty12345"},
+        headers=headers,
+    )
+    assert (r.status_code, _field(r.json())) == (422, ("new_password", "guessable"))
+    # A password of random words and symbols passes.
+    r = client.post(f"{API}/users", json=_new_user(password="Tz7#qLm2xRw9"), headers=admin)
+    assert r.status_code == 201, r.text
+
+
 def test_unit_users_see_only_their_own_unit(client: TestClient, factory: Factory) -> None:
     unit_a, unit_b = factory.unit(), factory.unit()
     a_admin, a_lead = factory.user("unit_admin", unit_a), factory.user("unit_lead", unit_a)

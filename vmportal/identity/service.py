@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
 from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
@@ -30,6 +31,9 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 MIN_PASSWORD_LENGTH = 10
 #: argon2 hashes any length, but an unbounded input is a cheap way to burn the server's CPU.
 MAX_PASSWORD_LENGTH = 128
+#: zxcvbn's score (0-4) a password must reach: 3 is "safely unguessable" against an online attack
+#: with throttling (about 10^8 guesses), which refuses Password123, Qwerty12345 and Aaaaaaaaaa1.
+MIN_PASSWORD_SCORE = 3
 _GENERATED_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789-_.!@#%+="
 
 
@@ -85,6 +89,19 @@ def check_password_strength(password: str, field: str = "password", *, username:
             "contains_username",
             "must not contain the username",
             message_zh="不得包含用户名",
+        )
+    # Mixing character classes is not enough: "Password123" mixes three. zxcvbn estimates how many
+    # guesses an attacker needs (common passwords, dictionary words, keyboard walks, repetitions,
+    # dates and the user's own name), so the common and the guessable are refused as such.
+    estimate = zxcvbn(password, user_inputs=[username] if username else [])
+    if int(estimate["score"]) < MIN_PASSWORD_SCORE:
+        raise errors.InvalidField(
+            field,
+            "guessable",
+            "is too common or too easy to guess (a common password, dictionary word, keyboard pattern "
+            "or repetition with digits added); choose a longer, less predictable one",
+            message_zh="密码过于常见或容易被猜到（常用密码、字典单词、键盘序列或重复字符加数字等），"
+            "请换一个更长、更难猜的密码",
         )
 
 
