@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import io
 from typing import Any
 
@@ -51,3 +52,22 @@ def test_report_in_three_formats_says_the_same(client: TestClient, factory: Fact
         == 404
     )
     assert client.get(f"{API}/reports/paperwork", params={"format": "pdf"}, headers=center).status_code == 422
+
+
+def test_committee_summary_is_one_page_with_the_units(
+    client: TestClient, factory: Factory, tmp_path: Any
+) -> None:
+    import subprocess
+
+    done, short = factory.unit(), factory.unit(paperwork=False)
+    center = factory.login(client, factory.user("center_admin"))
+    r = client.get(f"{API}/reports/summary.pdf", headers=center)
+    assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+    path = tmp_path / "s.pdf"
+    path.write_bytes(r.content)
+    info = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"^Pages:\s+1$", info, re.M), info
+    text = subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True, text=True).stdout
+    assert "网络安全综合治理材料报送情况汇总" in text
+    assert done.name_zh in text and short.name_zh in text
+    assert "材料齐全" in text

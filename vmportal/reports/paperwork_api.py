@@ -13,6 +13,7 @@ from vmportal.kit.http import SessionDep
 from vmportal.kit.scope import ensure_visible
 from vmportal.reports import tables
 from vmportal.reports.paperwork_report import paperwork_table
+from vmportal.reports.summary import committee_summary
 
 router = APIRouter(tags=["reports"])
 
@@ -47,3 +48,21 @@ def paperwork_report(
     else:
         body, media, name = tables.to_xlsx(table), tables.XLSX_TYPE, f"{stem}.xlsx"
     return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get(
+    "/reports/summary.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+    summary="The one-page PDF summary for the committee (the units the caller may see)",
+)
+def summary_pdf(session: SessionDep, actor: CurrentActor) -> Response:
+    rendered = committee_summary(session, actor)
+    return Response(
+        rendered.pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="summary-{rendered.document_id}.pdf"',
+            "X-Document-Id": rendered.document_id,
+        },
+    )
