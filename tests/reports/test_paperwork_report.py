@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import re
 import io
+import re
 from typing import Any
 
 from fastapi.testclient import TestClient
