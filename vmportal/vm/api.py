@@ -19,9 +19,13 @@ from vmportal.kit.http import BEARER_SECURITY, SessionDep, request_bearer_token
 from vmportal.kit.scope import CENTER
 from vmportal.vm import service
 from vmportal.vm.schemas import (
+    CredentialsOut,
     DecommissionIn,
     DecommissionOut,
     Links,
+    NetworkIn,
+    NetworkOut,
+    NICOut,
     OperationList,
     PowerIn,
     PowerOperationOut,
@@ -29,6 +33,7 @@ from vmportal.vm.schemas import (
     VMListQuery,
     VMOut,
 )
+from vmportal.vm.service import credentials, network
 
 router = APIRouter(tags=["vms"])
 
@@ -185,4 +190,47 @@ def decommission(
         state="done" if vm.decommissioned_at else "pending",
         decommissioned_at=vm.decommissioned_at,
         links=vm_links(vm_id),
+    )
+
+
+@router.post(
+    "/vms/{vm_id}/credentials",
+    summary="Collect a delivered VM's IP, admin account and initial password: once, by the unit's admin",
+    responses={410: {"description": "Already collected (rule credentials_once)"}},
+)
+def fetch_credentials(
+    vm_id: int, response: Response, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> CredentialsOut:
+    answer = credentials.fetch_credentials(session, actor, who, vm_id)
+    # The password exists nowhere else any more: no cache on the way may keep a copy.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return answer
+
+
+@router.post(
+    "/vms/{vm_id}/network",
+    response_model=NetworkOut,
+    summary="Cut or restore every NIC of a VM (center); answers the NIC state read back",
+    description=(
+        "`connected: false` disconnects every virtual NIC and its connect-at-power-on flag, so the VM "
+        "stays isolated through a reboot; `true` connects them again. The answer is what the "
+        "hypervisor reports afterwards. Refusals: 404 for another unit's VM; 403 `power_ops` for "
+        "anyone but center staff (units never cut or restore networks), with `suspended_lock` too for "
+        "a reconnect of a suspended VM; 409 naming the state when the VM is not active, or when a "
+        "suspended VM should be restored through its incident; 502 with the hypervisor's message."
+    ),
+)
+def set_network(
+    vm_id: VMId, body: NetworkIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> NetworkOut:
+    vm, info, previously = network.change_network(session, actor, who, vm_id, body.connected, body.reason)
+    return NetworkOut(
+        vm_id=vm_id,
+        network_connected=vm.network_connected,
+        power_state=vm.power_state,
+        nics=[NICOut.model_validate(n) for n in network.nics(info)],
+        version=vm.version,
+        previously_connected=previously,
+        links={"vm": f"{PREFIX}/vms/{vm_id}"},
     )

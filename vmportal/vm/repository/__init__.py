@@ -3,7 +3,9 @@ operations lives here (the SQL read path of the VM list in :mod:`vmportal.vm.rep
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from datetime import datetime
+
+from sqlmodel import Session, col, select, update
 
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle
 
@@ -34,3 +36,15 @@ def by_ref(session: Session, connection_id: int, ref: str, *, other_than: int | 
     if other_than is not None:
         statement = statement.where(VM.id != other_than)
     return session.exec(statement).first()
+
+
+def erase_credential(session: Session, vm_id: int, *, fetched_by: int | None, at: datetime) -> bool:
+    """Erase the waiting password and record the fetch, by compare-and-set on ``fetched_at IS NULL``:
+    of two simultaneous fetches one gets True, the other False (the password is given once)."""
+    result = session.exec(
+        update(DeliveryCredential)
+        .where(col(DeliveryCredential.vm_id) == vm_id, col(DeliveryCredential.fetched_at).is_(None))
+        .values(password=None, fetched_at=at, fetched_by=fetched_by)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)

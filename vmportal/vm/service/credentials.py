@@ -10,47 +10,21 @@ password once and one 410. The answer carries ``Cache-Control: no-store``.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
-from sqlmodel import Session, col, update
+from sqlmodel import Session
 
 from policies import combine
 from policies.base import Deny
 from policies.credentials import check_credentials_once
-from policies.roles import Role
+from policies.roles import Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import db, errors
 from vmportal.kit.db import utcnow
-from vmportal.kit.http import SessionDep
 from vmportal.kit.scope import can_see_unit
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
-from vmportal.vm.models import VM, DeliveryCredential, Lifecycle
-
-router = APIRouter(tags=["vms"])
-
-NOTICE_ZH = "初始密码只显示这一次，信息中心不保存、也不能恢复该密码。请立即妥善保管，并尽快修改密码。"
-NOTICE_EN = (
-    "The initial password is shown this once; the center keeps no copy and cannot recover it. "
-    "Store it safely now and change it soon."
-)
-
-
-class CredentialsOut(BaseModel):
-    vm_id: int
-    hostname: str
-    ip_address: str | None
-    prefix_length: int | None
-    gateway: str | None
-    dns: list[str]
-    admin_account: str
-    password: str = Field(description="Shown once; not stored after this answer.")
-    fetched_at: datetime
-    notice_zh: str = NOTICE_ZH
-    notice_en: str = NOTICE_EN
+from vmportal.vm import repository
+from vmportal.vm.models import Lifecycle
+from vmportal.vm.schemas import CredentialsOut
 
 
 def _gone(denial: Deny) -> errors.Gone:
@@ -72,22 +46,19 @@ def _record_refusal(session: Session, who: Who, vm_id: int, unit_id: int | None,
         record(own, who, "vm.credentials_fetch", "vm", vm_id, result="denied", detail=detail, unit_id=unit_id)
 
 
-@router.post(
-    "/vms/{vm_id}/credentials",
-    summary="Collect a delivered VM's IP, admin account and initial password: once, by the unit's admin",
-    responses={410: {"description": "Already collected (rule credentials_once)"}},
-)
-def fetch_credentials(
-    vm_id: int, response: Response, session: SessionDep, actor: CurrentActor, who: CurrentWho
-) -> CredentialsOut:
-    vm = session.get(VM, vm_id)
+def fetch_credentials(session: Session, actor: Actor, who: Who, vm_id: int) -> CredentialsOut:
+    """The one fetch of a delivered VM's initial password (rule credentials_once): scoping (404, the
+    probe audited), lifecycle (409), the rule (410 for the unit's admin once fetched, 403 for anyone
+    else); the password is erased by compare-and-set in the caller's transaction. The caller must
+    keep the answer out of every cache (the route sends ``Cache-Control: no-store``)."""
+    vm = repository.get(session, vm_id)
     if vm is None:
         raise errors.NotFound("vm", vm_id)
     if not can_see_unit(actor, vm.unit_id):
         # Answered like a missing VM; the center still sees someone reaching for a password.
         _record_refusal(session, who, vm_id, vm.unit_id, "VM of another unit (answered 404)")
         raise errors.NotFound("vm", vm_id)
-    credential = session.get(DeliveryCredential, vm_id)
+    credential = repository.credential(session, vm_id)
     if credential is None or vm.unit_id is None:
         raise errors.NotFound("delivery credentials of vm", vm_id)
     if vm.lifecycle != Lifecycle.ACTIVE:
@@ -105,13 +76,8 @@ def fetch_credentials(
 
     password, account = credential.password, credential.account
     now = utcnow()
-    result = session.exec(
-        update(DeliveryCredential)
-        .where(col(DeliveryCredential.vm_id) == vm_id, col(DeliveryCredential.fetched_at).is_(None))
-        .values(password=None, fetched_at=now, fetched_by=actor.user_id)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1 or password is None:
+    erased = repository.erase_credential(session, vm_id, fetched_by=actor.user_id, at=now)
+    if not erased or password is None:
         # Another fetch committed between our read and our write.
         again = check_credentials_once(actor, vm.unit_id, already_fetched=True)
         assert isinstance(again, Deny)
@@ -129,8 +95,6 @@ def fetch_credentials(
         after={"admin_account": account, "fetched_by": actor.user_id, "password_erased": True},
         unit_id=vm.unit_id,
     )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
     return CredentialsOut(
         vm_id=vm_id,
         hostname=vm.hostname,

@@ -24,10 +24,7 @@ call, so a power operation or a containment of the same VM waits for it instead 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from hypervisors.base import HypervisorError, Retriable, VMInfo
@@ -42,49 +39,12 @@ from policies.power import (
 from policies.roles import Actor, is_center
 from vmportal.audit.service import Who, record
 from vmportal.connection.service import adapter_for, get_connection
-from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import db, errors
-from vmportal.kit.http import SessionDep
 from vmportal.kit.scope import can_see_unit
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)
-
-router = APIRouter(tags=["vms"])
-
-PREFIX = "/api/v1"
-MAX_ID = 2**31 - 1
-
-VMId = Annotated[int, Path(ge=1, le=MAX_ID, description="VM id")]
-
-
-class NetworkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    connected: bool = Field(description="false cuts every NIC of the VM; true restores them.")
-    reason: str = Field(
-        min_length=1, max_length=500, description="Why (kept in the audit log, shown to the unit)."
-    )
-
-
-class NICOut(BaseModel):
-    key: str
-    mac: str | None
-    network: str | None
-    connected: bool
-    start_connected: bool
-
-
-class NetworkOut(BaseModel):
-    vm_id: int
-    network_connected: bool
-    power_state: str
-    nics: list[NICOut]
-    version: int
-    previously_connected: bool = Field(description="What the portal recorded before this change.")
-    links: dict[str, str]
-
 
 # ---- policy ----------------------------------------------------------------------------------------
 
@@ -140,7 +100,7 @@ def _record_refusal(
 # ---- the change ------------------------------------------------------------------------------------
 
 
-def _nics(info: VMInfo) -> list[dict[str, object]]:
+def nics(info: VMInfo) -> list[dict[str, object]]:
     return [
         {
             "key": n.key,
@@ -246,7 +206,7 @@ def change_network(
             f"the hypervisor did not confirm the network {verb} of VM {vm_id}: {problem}",
             message_zh=f"虚拟化平台未确认虚拟机 {vm_id} 的网络已{verb_zh}：{problem}",
             vm_id=vm_id,
-            nics=_nics(info),
+            nics=nics(info),
         )
 
     vm_service.observe(session, vm, info)
@@ -260,7 +220,7 @@ def change_network(
         after={
             "network_connected": vm.network_connected,
             "reason": reason,
-            "nics": _nics(info),
+            "nics": nics(info),
             "version": vm.version,
         },
         detail=reason,
@@ -269,32 +229,4 @@ def change_network(
     return vm, info, previously
 
 
-@router.post(
-    "/vms/{vm_id}/network",
-    response_model=NetworkOut,
-    summary="Cut or restore every NIC of a VM (center); answers the NIC state read back",
-    description=(
-        "`connected: false` disconnects every virtual NIC and its connect-at-power-on flag, so the VM "
-        "stays isolated through a reboot; `true` connects them again. The answer is what the "
-        "hypervisor reports afterwards. Refusals: 404 for another unit's VM; 403 `power_ops` for "
-        "anyone but center staff (units never cut or restore networks), with `suspended_lock` too for "
-        "a reconnect of a suspended VM; 409 naming the state when the VM is not active, or when a "
-        "suspended VM should be restored through its incident; 502 with the hypervisor's message."
-    ),
-)
-def set_network(
-    vm_id: VMId, body: NetworkIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
-) -> NetworkOut:
-    vm, info, previously = change_network(session, actor, who, vm_id, body.connected, body.reason)
-    return NetworkOut(
-        vm_id=vm_id,
-        network_connected=vm.network_connected,
-        power_state=vm.power_state,
-        nics=[NICOut.model_validate(n) for n in _nics(info)],
-        version=vm.version,
-        previously_connected=previously,
-        links={"vm": f"{PREFIX}/vms/{vm_id}"},
-    )
-
-
-__all__ = ["NetworkIn", "NetworkOut", "change_network", "decide", "router"]
+__all__ = ["change_network", "decide", "nics"]
