@@ -19,8 +19,6 @@ from vmportal.reports import paperwork_api as paperwork_report_api
 from vmportal.request import api as request_api
 from vmportal.unit import api as unit_api
 from vmportal.vm import api as vm_api
-from vmportal.vm.service import credentials as vm_credentials
-from vmportal.vm.service import network as vm_network
 
 # In the order their tags appear in /docs. The VM router comes first: a request is matched against the
 # routes in this order, and "list my VMs" / "get one VM" are the requests every page makes (no route of
@@ -33,8 +31,6 @@ ROUTERS: list[APIRouter] = [
     connection_api.router,
     network_api.router,
     request_api.router,
-    vm_network.router,
-    vm_credentials.router,
     quota_api.router,
     inventory_api.router,
     alerts_api.router,
