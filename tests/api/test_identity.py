@@ -86,6 +86,24 @@ def test_lockout_after_threshold_then_423_then_unlock(
     assert _login(client, user.username)[0] == 200
 
 
+def test_lockout_does_not_reveal_which_names_exist(
+    client: TestClient, factory: Factory, settings: Settings
+) -> None:
+    """A real account and a name nobody has answer the same sequence: 401 until the threshold,
+    then 423 with locked_until, for the right password too (issue 13, probing the log-in)."""
+    real = factory.user("center_admin", username="real.chief")
+    answers: dict[str, list[tuple[int, str, bool]]] = {}
+    for name in (real.username, "made.up.chief"):
+        seen = []
+        for _ in range(settings.lockout_threshold + 1):
+            status, body = _login(client, name, "Wrong-passw0rd!")
+            seen.append((status, body["error"]["code"], "locked_until" in body["error"]))
+        answers[name] = seen
+    assert answers[real.username] == answers["made.up.chief"]
+    assert answers[real.username][-1] == (423, "locked", True)
+    assert _login(client, "made.up.chief", PASSWORD)[0] == 423
+
+
 def test_failures_below_threshold_are_forgotten_after_a_success(
     client: TestClient, factory: Factory, settings: Settings
 ) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
-from zxcvbn import zxcvbn  # type: ignore[import-untyped]
+from zxcvbn import zxcvbn
 
 from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
@@ -22,7 +24,7 @@ from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.scope import can_see_unit
-from vmportal.kit.settings import get_settings
+from vmportal.kit.settings import Settings, get_settings
 
 _hasher = PasswordHasher()
 # Verifying against this keeps a login for an unknown user as slow as one for a known user.
@@ -126,8 +128,57 @@ class IssuedToken:
     user: User
 
 
+class _UnknownNames:
+    """Failure counts and locks of names no active account has, kept like an account's own.
+
+    Without them an unknown name would answer 401 forever while a real account locks after a few
+    failures, so whoever probes could tell which names exist (issue 13). Bounded: the oldest entries
+    go first, so a flood of made-up names costs a fixed amount of memory. Per process: a name probed
+    through several API processes locks a little later, which reveals nothing either.
+    """
+
+    _MAX = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
+
+    def locked_until(self, name: str, now: datetime) -> datetime | None:
+        with self._lock:
+            _failures, until = self._rows.get(name, (0, None))
+            return until if until is not None and until > now else None
+
+    def fail(self, name: str, now: datetime, threshold: int, minutes: int) -> None:
+        with self._lock:
+            failures, until = self._rows.pop(name, (0, None))
+            if until is not None and until <= now:
+                failures, until = 0, None
+            failures += 1
+            if failures >= threshold:
+                failures, until = 0, now + timedelta(minutes=minutes)
+            self._rows[name] = (failures, until)
+            while len(self._rows) > self._MAX:
+                self._rows.popitem(last=False)
+
+
+_unknown_names = _UnknownNames()
+
+
+def _locked(settings: Settings, until: datetime) -> errors.Locked:
+    return errors.Locked(
+        f"account locked after {settings.lockout_threshold} failed logins until "
+        f"{until.isoformat(timespec='seconds')}",
+        message_zh=f"连续登录失败次数过多，账号锁定至 {until.isoformat(timespec='seconds')}",
+        locked_until=until.isoformat(),
+    )
+
+
 def login(session: Session, username: str, password: str) -> IssuedToken:
     """Check a password; count failures and lock the account after too many in a row.
+
+    Every attempt costs one argon2 verification before anything is decided, and a name without an
+    account counts failures and locks exactly like an account: unknown, wrong and locked answer
+    alike in time and kind, so log-in reveals no account's existence.
 
     The failure counter is committed even though login raises: the caller's transaction is
     rolled back on errors, so the counter update (and its audit row) is committed here first.
@@ -140,17 +191,20 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     if user is None or not user.active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
+        name = username.casefold()
+        until = _unknown_names.locked_until(name, now)
+        if until is not None:
+            raise _locked(settings, until)
+        _unknown_names.fail(name, now, settings.lockout_threshold, settings.lockout_minutes)
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误")
-    if user.locked_until is not None and user.locked_until > now:
-        raise errors.Locked(
-            f"account locked after {settings.lockout_threshold} failed logins until "
-            f"{user.locked_until.isoformat(timespec='seconds')}",
-            message_zh=f"连续登录失败次数过多，账号锁定至 {user.locked_until.isoformat(timespec='seconds')}",
-            locked_until=user.locked_until.isoformat(),
-        )
     try:
         _hasher.verify(user.password_hash, password)
+        right = True
     except (VerificationError, InvalidHashError):
+        right = False
+    if user.locked_until is not None and user.locked_until > now:
+        raise _locked(settings, user.locked_until)
+    if not right:
         user.failed_logins += 1
         locked = user.failed_logins >= settings.lockout_threshold
         if locked:
