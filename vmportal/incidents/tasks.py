@@ -10,6 +10,7 @@ from typing import Any
 
 from hypervisors.base import Retriable
 from vmportal.incidents import containment
+from vmportal.incidents import tamper as _tamper  # noqa: F401  (re-contains on the inventory's reconcile)
 from vmportal.incidents.containment import CONTAIN_TASK, RESTORE_TASK
 from vmportal.jobs.app import PortalTask, celery_app
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -222,6 +223,19 @@ def _guarded_update(session: Session, values: list[dict[str, Any]]) -> int:
     return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(values)
 
 
+#: Called after every reconcile with its report, in the same transaction: an upper domain takes part
+#: (incidents re-contain a VM that was reconnected or powered on behind the portal's back) without
+#: the inventory importing it.
+Reconciled = Callable[[Session, SyncReport], None]
+_ON_RECONCILED: list[Reconciled] = []
+
+
+def on_reconciled(hook: Reconciled) -> Reconciled:
+    if hook not in _ON_RECONCILED:
+        _ON_RECONCILED.append(hook)
+    return hook
+
+
 def reconcile(
     session: Session,
     conn: HypervisorConnection,
@@ -404,6 +418,8 @@ def reconcile(
             )
         )
     _append_audit(session, who, notes)
+    for hook in _ON_RECONCILED:
+        hook(session, report)
     log.info(
         "sync of connection %s: %d seen, %d updated, %d drifted, %d missing, %d unregistered found",
         conn.name,
