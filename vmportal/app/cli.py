@@ -238,5 +238,24 @@ cli_tasks.register(app)  # worker, beat, redrive, sync
 ship_cli.register(app)  # ship: alerts from IDS logs to the portal
 
 
+@app.command()
+def watch() -> None:
+    """Follow every connection's changes (one watcher per connection across the cluster: a lease)."""
+    import threading
+
+    from vmportal.app import registry  # noqa: F401  (the hooks: re-containment on every change)
+    from vmportal.inventory import watcher
+
+    _open()
+    stop = threading.Event()
+    threads = watcher.start(stop)
+    typer.echo(f"watching {len(threads)} connection(s); Ctrl-C stops")
+    try:
+        while any(t.is_alive() for t in threads):
+            stop.wait(1.0)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
