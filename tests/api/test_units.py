@@ -612,3 +612,55 @@ def test_quota_rules(
     )
     assert r.status_code == 422
     assert _field(r) == (field, rule)
+
+
+# ---- accounts follow the registry (issue 13) ---------------------------------------------------------
+
+
+def test_replacing_the_security_admin_hands_the_account_over(client: TestClient, factory: Factory) -> None:
+    """The unit records a new 网络安全管理员: the old person's account is deactivated and every session
+    of it ends, the new person's account is made from the new row, and the log names both."""
+    unit = factory.unit()
+    center = factory.login(client, factory.user("center_admin"))
+    url = f"{API}/units/{unit.id}/contacts/security_admin"
+    assert client.put(url, json=ADMIN_CONTACT, headers=center).status_code == 200
+    made = client.post(
+        f"{API}/units/{unit.id}/accounts", json={"accounts": [{"contact": "security_admin"}]}, headers=center
+    )
+    assert made.status_code == 201, made.text
+    old = made.json()["accounts"][0]
+    login = client.post(
+        f"{API}/auth/login", json={"username": old["user"]["username"], "password": old["initial_password"]}
+    )
+    old_session = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert client.get(f"{API}/units/{unit.id}", headers=old_session).status_code == 200
+
+    # A change of title is the same person: nothing happens to the account.
+    same = {**ADMIN_CONTACT, "title": "高级工程师"}
+    assert client.put(url, json=same, headers=center).status_code == 200
+    assert client.get(f"{API}/auth/me", headers=old_session).status_code == 200
+
+    newcomer = {**ADMIN_CONTACT, "name": "赵六", "staff_no": "T67890", "email": "zhaoliu@example.edu.cn"}
+    r = client.put(url, json=newcomer, headers=center)
+    assert r.status_code == 200, r.text
+    assert client.get(f"{API}/auth/me", headers=old_session).status_code == 401  # out at once
+    relog = client.post(
+        f"{API}/auth/login", json={"username": old["user"]["username"], "password": old["initial_password"]}
+    )
+    assert relog.status_code == 401
+    users = client.get(f"{API}/users", params={"unit_id": unit.id}, headers=center).json()
+    by_name = {u["username"]: u for u in users}
+    assert by_name[old["user"]["username"]]["active"] is False
+    new = by_name["t67890"]
+    assert (new["active"], new["role"], new["display_name"], new["contact_id"]) == (
+        True,
+        "unit_admin",
+        "赵六",
+        old["user"]["contact_id"],
+    )
+    with db.transaction() as s:
+        rows = s.exec(select(AuditEntry).where(AuditEntry.action == "account.replace")).all()
+    assert len(rows) == 1
+    assert rows[0].before == {"user_id": old["user"]["id"], "username": old["user"]["username"]}
+    assert rows[0].after == {"user_id": new["id"], "username": "t67890"}
+    assert rows[0].unit_id == unit.id

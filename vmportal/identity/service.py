@@ -436,6 +436,30 @@ def update_user(
     return user
 
 
+def retire_account(session: Session, by: Who, user: User, *, detail: str) -> int:
+    """Deactivate an account whose person no longer holds the post it was made for (the registry
+    names someone else): every token and session of it ends now. Returns how many were revoked."""
+    if not user.active:
+        return 0
+    before = user_snapshot(user)
+    user.active = False
+    session.add(user)
+    assert user.id is not None
+    revoked = revoke_all(session, user.id)
+    record(
+        session,
+        by,
+        "user.deactivate",
+        "user",
+        user.id,
+        before=before,
+        after=user_snapshot(user),
+        unit_id=user.unit_id,
+        detail=f"{detail}; {revoked} token(s) revoked",
+    )
+    return revoked
+
+
 def reset_password(session: Session, by: Who, user: User, new_password: str) -> None:
     """A center_admin sets another user's password: every session of that user ends."""
     check_password_strength(new_password, "new_password", username=user.username)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from policies.roles import Role
-from vmportal.audit.service import Who
+from vmportal.audit.service import Who, record
 from vmportal.identity import service as identity
 from vmportal.identity.models import User
 from vmportal.kit import errors
-from vmportal.unit import repository
+from vmportal.unit import repository, service
 from vmportal.unit.models import Contact, ContactRole, Unit
 from vmportal.unit.service import lock_unit
 
@@ -120,3 +120,69 @@ def create_unit_accounts(
         )
         created.append(CreatedAccount(contact_role, user, password))
     return created
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A registry row now naming another person: the old account retired, the new one made."""
+
+    retired: User
+    created: User
+
+
+def _same_person(before: dict[str, object], contact: Contact) -> bool:
+    # The staff number (工号) is the person's key (it is also their campus log-in); a row without
+    # one falls back to the name.
+    old = str(before.get("staff_no") or "")
+    if old or contact.staff_no:
+        return old == contact.staff_no
+    return before.get("name") == contact.name
+
+
+def put_contact(
+    session: Session, who: Who, unit_id: int, role: ContactRole, values: dict[str, str | None]
+) -> tuple[Contact, Handover | None]:
+    """Record a registry row; when it now names another person than the one holding the row's
+    account, that account is deactivated (its sessions and tokens revoked) and the new person's
+    account is created from the new row, in the same transaction, with one audit row naming both
+    (plan 二(二)1: 网站安全责任人如有变更，需更新人员相关信息).
+
+    The new account gets a random password nobody is shown: its person logs in through the campus
+    CAS (their staff number), or the center resets the password for them.
+    """
+    existing = repository.get_contact(session, unit_id, role)
+    holder = None
+    before: dict[str, object] = {}
+    if existing is not None and existing.id is not None:
+        holder = identity.active_user_of_contact(session, existing.id)
+        before = {"staff_no": existing.staff_no, "name": existing.name}
+    contact = service.put_contact(session, who, unit_id, role, values)
+    if holder is None or _same_person(before, contact):
+        return contact, None
+    unit = lock_unit(session, unit_id)
+    identity.retire_account(session, who, holder, detail=f"replaced in the contact registry ({role.value})")
+    candidates = _username_candidates(unit, contact, role)
+    user = identity.create_user(
+        session,
+        who,
+        username=_free_username(session, candidates),
+        password=identity.generate_password(),
+        role=CONTACT_ACCOUNT_ROLE[role],
+        unit_id=unit_id,
+        display_name=contact.name,
+        email=contact.email,
+        contact_id=contact.id,
+        detail=f"from the contact registry ({role.value}), replacing '{holder.username}'",
+    )
+    record(
+        session,
+        who,
+        "account.replace",
+        "contact",
+        contact.id,
+        before={"user_id": holder.id, "username": holder.username},
+        after={"user_id": user.id, "username": user.username},
+        unit_id=unit_id,
+        detail=f"{_CONTACT_NAMES_ZH[role]} {holder.username} -> {user.username}",
+    )
+    return contact, Handover(retired=holder, created=user)
