@@ -234,19 +234,7 @@ def contact_template(unit_id: int, session: SessionDep, actor: CurrentActor) -> 
     )
 
 
-@router.post(
-    "/paperwork/imports/contacts",
-    summary="Import filled 附件1 files (multipart 'files', one or many): a dry run unless commit=true",
-)
-async def import_contacts(
-    request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho, commit: bool = False
-) -> dict[str, Any]:
-    if actor.role not in CENTER and actor.role not in (Role.UNIT_LEAD, Role.UNIT_ADMIN):
-        raise errors.Forbidden(
-            f"role '{actor.role}' may not import the contact registry",
-            message_zh=f"角色“{actor.role}”无权导入网络安全联络通讯录",
-            role=actor.role.value,
-        )
+async def _uploads(request: Request) -> list[service.Upload]:
     settings = get_settings()
     form = await request.form(max_files=_MAX_FILES, max_fields=10)
     try:
@@ -273,7 +261,65 @@ async def import_contacts(
             "at least one file part named 'files' is required",
             message_zh="缺少名为 files 的文件",
         )
-    only = None if actor.role in CENTER else (actor.unit_id if actor.unit_id is not None else -1)
+    return uploads
+
+
+def _importer_scope(actor: Actor, what: str, what_zh: str) -> int | None:
+    """None for the center (any unit), else the caller's own unit (-1 if it has none: matches nothing)."""
+    if actor.role in CENTER:
+        return None
+    if actor.role in (Role.UNIT_LEAD, Role.UNIT_ADMIN):
+        return actor.unit_id if actor.unit_id is not None else -1
+    raise errors.Forbidden(
+        f"role '{actor.role}' may not import {what}",
+        message_zh=f"角色“{actor.role}”无权导入{what_zh}",
+        role=actor.role.value,
+    )
+
+
+@router.post(
+    "/paperwork/imports/contacts",
+    summary="Import filled 附件1 files (multipart 'files', one or many): a dry run unless commit=true",
+)
+async def import_contacts(
+    request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho, commit: bool = False
+) -> dict[str, Any]:
+    only = _importer_scope(actor, "the contact registry", "网络安全联络通讯录")
+    uploads = await _uploads(request)
     return await run_in_threadpool(
         service.import_contacts, session, who, uploads, only_unit=only, commit=commit
+    )
+
+
+@router.get(
+    "/units/{unit_id}/forms/systems.xlsx",
+    response_class=Response,
+    responses={200: {"content": {XLSX_TYPE: {}}}},
+    summary="The 附件4 information-system registration form as XLSX, with the unit's systems",
+)
+def system_template(unit_id: int, session: SessionDep, actor: CurrentActor) -> Response:
+    ensure_visible(actor, unit_id, "unit", unit_id)
+    content, filename = service.system_template(session, unit_id)
+    return Response(
+        content,
+        media_type=XLSX_TYPE,
+        headers={
+            "Content-Disposition": (
+                f"attachment; filename=\"systems-{unit_id}.xlsx\"; filename*=UTF-8''{quote(filename)}"
+            )
+        },
+    )
+
+
+@router.post(
+    "/paperwork/imports/systems",
+    summary="Import filled 附件4 files (multipart 'files', one or many): a dry run unless commit=true",
+)
+async def import_systems(
+    request: Request, session: SessionDep, actor: CurrentActor, who: CurrentWho, commit: bool = False
+) -> dict[str, Any]:
+    only = _importer_scope(actor, "information systems", "信息系统登记表")
+    uploads = await _uploads(request)
+    return await run_in_threadpool(
+        service.import_systems, session, who, uploads, only_unit=only, commit=commit
     )

@@ -22,6 +22,7 @@ from vmportal.kit import errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.paperwork import repository, sheets, wording
+from vmportal.paperwork.facts import name_key
 from vmportal.paperwork.models import GeneratedPaper, PaperKind
 from vmportal.paperwork.pdf import (
     RenderedDocument,
@@ -328,6 +329,136 @@ def import_contacts(
         "unit",
         None,
         detail=f"{len(uploads)} file(s), {len(planned)} row(s)",
+    )
+    report["committed"] = True
+    return report
+
+
+# ---- the information-system registration form as a spreadsheet (附件4) ---------------------------
+
+
+def _systems(session: Session, unit_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": s.id,
+            "name": s.name,
+            "purpose": s.purpose,
+            "domains": list(s.domains or []),
+            "responsible_person": s.responsible_person,
+            "responsible_phone": s.responsible_phone,
+            "description": s.description,
+        }
+        for s in unit_service.list_systems(session, unit_id)
+    ]
+
+
+def system_template(session: Session, unit_id: int) -> tuple[bytes, str]:
+    unit = unit_service.get_unit(session, unit_id)
+    content = sheets.system_template(unit.code, unit.name_zh, _systems(session, unit_id))
+    return content, f"附件4-信息系统登记表-{unit.name_zh}.xlsx"
+
+
+def import_systems(
+    session: Session, who: Who, uploads: list[Upload], *, only_unit: int | None, commit: bool
+) -> dict[str, Any]:
+    """Check one or many filled 附件4 files; with ``commit`` apply them all, or nothing on any problem.
+
+    A row with the template's 编号 updates that system (保留=否 removes it); a row without one updates
+    the unit's system of the same name (compared by ``facts.name_key``) or registers a new system.
+    """
+    units = {u.code: u for u in unit_service.list_units(session)}
+    problems: list[sheets.Problem] = []
+    files: list[dict[str, Any]] = []
+    plan: list[tuple[str, int, Any, dict[str, Any]]] = []  # (verb, unit_id, system or None, values)
+    for upload in uploads:
+        name = upload.filename
+        try:
+            sheet = sheets.read_systems(upload.content, filename=name)
+        except sheets.NotXlsx as exc:
+            problems.append(sheets.Problem("", None, None, exc.reason_zh, exc.reason_en, name))
+            files.append({"file": name, "unit_code": None, "unit_id": None, "rows": 0})
+            continue
+        problems += sheet.problems
+        unit = units.get(sheet.unit_code)
+        if sheet.unit_code and (unit is None or (only_unit is not None and unit.id != only_unit)):
+            problems.append(
+                sheets.Problem(
+                    sheets.SYSTEM_SHEET,
+                    2,
+                    "单位代码",
+                    f"未知的单位代码“{sheet.unit_code}”",
+                    f"unknown unit code '{sheet.unit_code}'",
+                    name,
+                )
+            )
+            unit = None
+        counts = {"create": 0, "update": 0, "delete": 0}
+        if unit is not None and unit.id is not None:
+            existing = {s.id: s for s in unit_service.list_systems(session, unit.id)}
+            by_name = {name_key(s.name): s for s in existing.values()}
+            used: set[int] = set()
+            for row, key, keep, values in sheet.rows:
+                system = existing.get(key) if key is not None else by_name.get(name_key(values["name"]))
+                if key is not None and system is None:
+                    problems.append(
+                        sheets.Problem(
+                            sheets.SYSTEM_SHEET,
+                            row,
+                            "编号",
+                            f"本单位没有编号为 {key} 的系统",
+                            f"the unit has no system number {key}",
+                            name,
+                        )
+                    )
+                    continue
+                if system is not None and system.id in used:
+                    problems.append(
+                        sheets.Problem(
+                            sheets.SYSTEM_SHEET,
+                            row,
+                            "编号",
+                            "同一系统出现在多行",
+                            "the same system on several rows",
+                            name,
+                        )
+                    )
+                    continue
+                if system is not None and system.id is not None:
+                    used.add(system.id)
+                verb = "delete" if not keep else ("update" if system is not None else "create")
+                counts[verb] += 1
+                plan.append((verb, unit.id, system, values))
+        files.append(
+            {
+                "file": name,
+                "unit_code": sheet.unit_code or None,
+                "unit_id": unit.id if unit else None,
+                **counts,
+            }
+        )
+    report: dict[str, Any] = {"committed": False, "files": files, "problems": [p.as_dict() for p in problems]}
+    if not commit:
+        return report
+    if problems:
+        raise ImportRefused(
+            f"{len(problems)} problem(s) in the files; nothing was imported",
+            message_zh=f"文件中有 {len(problems)} 处问题，未导入任何数据",
+            **report,
+        )
+    for verb, unit_id, system, values in plan:
+        if verb == "create":
+            unit_service.create_system(session, who, unit_id, values)
+        elif verb == "update":
+            unit_service.update_system(session, who, system, values)
+        else:
+            unit_service.delete_system(session, who, system)
+    record(
+        session,
+        who,
+        "paperwork.import_systems",
+        "unit",
+        None,
+        detail=f"{len(uploads)} file(s), {len(plan)} row(s)",
     )
     report["committed"] = True
     return report

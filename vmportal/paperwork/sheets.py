@@ -9,6 +9,7 @@ fix its file in one pass. Nothing here touches the database.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,9 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from pydantic import ValidationError
 
 from vmportal.kit.crypto import mask, mask_national_id
-from vmportal.paperwork.facts import ROLE_NAMES_ZH
+from vmportal.paperwork.facts import PURPOSE_NAMES_ZH, ROLE_NAMES_ZH, name_key
 from vmportal.unit.models import ContactRole
-from vmportal.unit.schemas import ContactIn
+from vmportal.unit.schemas import ContactIn, SystemIn, SystemPurpose
 from vmportal.unit.service import REQUIRED_FIELDS
 
 CONTACT_SHEET = "网络安全联络通讯录"
@@ -253,3 +254,184 @@ def read_contacts(
 
 
 XLSX_TYPE = _XLSX_TYPE
+
+
+# ---- 附件4 信息系统登记表 -------------------------------------------------------------------------
+
+SYSTEM_SHEET = "信息系统登记表"
+SYSTEM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "编号"),  # the portal's id: a row that keeps it updates that system
+    ("name", "系统名称"),
+    ("purpose", "用途"),
+    ("domains", "域名"),
+    ("responsible_person", "负责人"),
+    ("responsible_phone", "负责人电话"),
+    ("description", "说明"),
+    ("keep", "保留"),
+)
+_PURPOSE_BY_NAME = {name: purpose for purpose, name in PURPOSE_NAMES_ZH.items()}
+_YES, _NO = "是", "否"
+
+
+@dataclass
+class SystemSheet:
+    unit_code: str
+    rows: list[tuple[int, int | None, bool, dict[str, Any]]] = field(
+        default_factory=list
+    )  # row, key, keep, values
+    problems: list[Problem] = field(default_factory=list)
+
+
+def system_template(unit_code: str, unit_name: str, systems: list[dict[str, Any]]) -> bytes:
+    """The 附件4 template with the unit's registered systems, one a row, and drop-downs for 用途 and 保留."""
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = SYSTEM_SHEET
+    ws["A1"] = "附件4　各单位信息系统登记表"
+    ws["A1"].font = Font(bold=True, size=14)
+    ws["A2"], ws["B2"], ws["C2"], ws["D2"] = "单位代码", unit_code, "单位：", unit_name
+    ws["A3"] = "说明：新增系统“编号”留空；多个域名用逗号或顿号分隔；“保留”选“否”即申请注销该系统。"
+    head_fill = PatternFill("solid", fgColor="DDEBF7")
+    for i, (_, header) in enumerate(SYSTEM_COLUMNS, start=1):
+        cell = ws.cell(row=HEADER_ROW, column=i, value=header)
+        cell.font, cell.fill = Font(bold=True), head_fill
+        ws.column_dimensions[get_column_letter(i)].width = (
+            30 if header in ("系统名称", "域名", "说明") else 12
+        )
+    for offset, system in enumerate(systems):
+        row = FIRST_ROW + offset
+        values = {
+            **system,
+            "purpose": PURPOSE_NAMES_ZH.get(SystemPurpose(system["purpose"]), system["purpose"]),
+            "domains": "，".join(system.get("domains") or []),
+            "keep": _YES,
+        }
+        for i, (name, _) in enumerate(SYSTEM_COLUMNS, start=1):
+            ws.cell(row=row, column=i, value=values.get(name) or None).number_format = "@"
+    last = FIRST_ROW + max(len(systems), 0) + 200
+    purposes = DataValidation(type="list", formula1='"' + ",".join(PURPOSE_NAMES_ZH.values()) + '"')
+    keep = DataValidation(type="list", formula1=f'"{_YES},{_NO}"')
+    for dv, col in ((purposes, "C"), (keep, "H")):
+        dv.error = "请从下拉列表选择"
+        ws.add_data_validation(dv)
+        dv.add(f"{col}{FIRST_ROW}:{col}{last}")
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def read_systems(content: bytes, *, filename: str = "") -> SystemSheet:
+    """Parse and check a filled 附件4 with ``unit.schemas.SystemIn``; raises :class:`NotXlsx`."""
+    wb = _open(content)
+    sheet = SystemSheet(unit_code="")
+
+    def problem(sheet_name: str, row: int | None, column: str | None, zh: str, en: str) -> None:
+        sheet.problems.append(Problem(sheet_name, row, column, zh, en, filename))
+
+    for extra in wb.sheetnames:
+        if extra != SYSTEM_SHEET:
+            problem(extra, None, None, "多余的工作表，未读取", "extra sheet, not read")
+    if SYSTEM_SHEET not in wb.sheetnames:
+        problem(SYSTEM_SHEET, None, None, f"缺少工作表“{SYSTEM_SHEET}”", f"sheet '{SYSTEM_SHEET}' is missing")
+        return sheet
+    ws = wb[SYSTEM_SHEET]
+    sheet.unit_code = _text(ws["B2"].value)
+    if not sheet.unit_code:
+        problem(SYSTEM_SHEET, 2, "单位代码", "单位代码为空", "the unit code is empty")
+    for merged in ws.merged_cells.ranges:
+        if merged.max_row >= HEADER_ROW:
+            problem(
+                SYSTEM_SHEET,
+                merged.min_row,
+                None,
+                f"合并单元格 {merged.coord}：请取消合并，每格填一项",
+                f"merged cells {merged.coord}: unmerge them, one value per cell",
+            )
+    headers = [_text(ws.cell(row=HEADER_ROW, column=i).value) for i in range(1, len(SYSTEM_COLUMNS) + 1)]
+    expected = [h for _, h in SYSTEM_COLUMNS]
+    if headers != expected:
+        problem(
+            SYSTEM_SHEET,
+            HEADER_ROW,
+            None,
+            f"表头应为：{'、'.join(expected)}",
+            f"the header row must read: {', '.join(expected)}",
+        )
+        return sheet
+    header_of = dict(SYSTEM_COLUMNS)
+    seen: dict[str, int] = {}
+    for row in range(FIRST_ROW, ws.max_row + 1):
+        cells = {
+            name: _text(ws.cell(row=row, column=i).value) for i, (name, _) in enumerate(SYSTEM_COLUMNS, 1)
+        }
+        if not any(cells.values()):
+            continue
+        key: int | None = None
+        if cells["key"]:
+            if not cells["key"].isdigit():
+                problem(
+                    SYSTEM_SHEET,
+                    row,
+                    "编号",
+                    "编号须为下载模板中的数字，新增系统请留空",
+                    "must be the template's number, or empty",
+                )
+                continue
+            key = int(cells["key"])
+        keep_text = cells["keep"] or _YES
+        if keep_text not in (_YES, _NO):
+            problem(SYSTEM_SHEET, row, "保留", "须为“是”或“否”", "must be 是 or 否")
+            continue
+        purpose = _PURPOSE_BY_NAME.get(cells["purpose"]) or (
+            cells["purpose"] if cells["purpose"] in {p.value for p in SystemPurpose} else None
+        )
+        values: dict[str, Any] = {
+            "name": cells["name"],
+            "purpose": purpose or cells["purpose"],
+            "domains": [d for d in re.split(r"[,，、;；\s]+", cells["domains"]) if d],
+            "responsible_person": cells["responsible_person"],
+            "responsible_phone": cells["responsible_phone"] or None,
+            "description": cells["description"],
+        }
+        if keep_text == _NO:
+            if key is None:
+                problem(
+                    SYSTEM_SHEET,
+                    row,
+                    "保留",
+                    "未登记的系统无需填“否”",
+                    "an unregistered system cannot be removed",
+                )
+                continue
+            sheet.rows.append((row, key, False, values))
+            continue
+        if purpose is None:
+            problem(
+                SYSTEM_SHEET,
+                row,
+                "用途",
+                f"用途须为：{'、'.join(PURPOSE_NAMES_ZH.values())}",
+                "purpose must be one of the drop-down's values",
+            )
+            continue
+        try:
+            checked = SystemIn.model_validate(values).model_dump()
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False, include_input=False):
+                name = str(err["loc"][0]) if err["loc"] else ""
+                problem(SYSTEM_SHEET, row, header_of.get(name), f"格式不正确：{err['msg']}", err["msg"])
+            continue
+        folded = name_key(checked["name"])
+        if folded in seen:
+            problem(
+                SYSTEM_SHEET,
+                row,
+                "系统名称",
+                f"与第 {seen[folded]} 行重名",
+                f"same name as row {seen[folded]}",
+            )
+            continue
+        seen[folded] = row
+        sheet.rows.append((row, key, True, checked))
+    return sheet
