@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     token_ttl_minutes: int = 8 * 60
     lockout_threshold: int = Field(5, description="Failed logins in a row before the account locks.")
     lockout_minutes: int = 15
+    login_failure_rate: str = Field(
+        "20/minute", description="Failed log-ins one address may make (limits notation) before 429."
+    )
+    rate_limit_storage: str = Field(
+        "memory://", description="Where log-in rate limits are counted: memory:// or redis://host:port/db."
+    )
 
     endorsement_required: bool = Field(
         False, description="Initial value of the center setting: requests need the unit lead's endorsement."
