@@ -10,7 +10,7 @@ trigger on every insert and update: migration 0004); the process forwards the by
 The ORM path (``vmportal.vm.service``) stays the reference: it serves SQLite, and on PostgreSQL it
 answers whenever this path has nothing to say (no valid token: it produces the exact 401). The two
 are compared field by field (tests/api/test_vm_reads.py); the filters below must follow
-``service._vm_conditions`` and ``service.list_vms`` when those change.
+``repository.vm_conditions`` and ``repository.list_vms`` when those change.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from psycopg.adapt import Loader
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
-from policies.roles import UNIT_ROLES
 from vmportal.identity.service import token_digest
+from vmportal.kit.scope import unit_scoped_roles
 from vmportal.kit.settings import Settings
-from vmportal.vm.schemas import LifecycleFilter, VMSort
-from vmportal.vm.service import VMFilters, escape_like
+from vmportal.vm.repository import escape_like
+from vmportal.vm.schemas import LifecycleFilter, VMFilters, VMSort
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _ME: LiteralString = """
         WHERE t.token_sha256 = %(digest)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
     )"""
 
-# Unit scoping inside the statement, as in service._vm_conditions: a unit's users get their unit's
+# Unit scoping inside the statement, as in repository.vm_conditions: a unit's users get their unit's
 # rows, everyone else every row. Two branches rather than one OR, so that a unit admin's page is an
 # index range scan on (unit_id, lifecycle, id) and not a scan of every VM; only the branch whose
 # role test passes on the caller's one row runs.
@@ -54,7 +54,8 @@ _COLUMNS = (
     "v.id, v.unit_id, v.name, v.hostname, v.ip_address, v.power_state, v.security_state, v.lifecycle,"
     " v.created_at"
 )
-_UNIT_ROLES = ", ".join(f"'{r.value}'" for r in sorted(UNIT_ROLES))
+# kit.scope's rule compiled into the statement: the roles limited to their own unit.
+_UNIT_ROLES = ", ".join(f"'{r.value}'" for r in sorted(unit_scoped_roles()))
 _SCOPED: LiteralString = f"""
     scoped AS (
         SELECT {_COLUMNS}, v.api_json AS doc

@@ -35,10 +35,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session, col, func, select
 
 from hypervisors.base import (
     POWER_ACTION_ALLOWED_FROM,
@@ -59,8 +58,8 @@ from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.unit.models import Unit
+from vmportal.vm import repository, schemas
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
-from vmportal.vm.schemas import LifecycleFilter, VMSort
 
 log = logging.getLogger(__name__)
 
@@ -93,88 +92,16 @@ _ACTION_ZH = {
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class VMFilters:
-    unit_id: int | None = None
-    power_state: PowerState | None = None
-    security_state: SecurityState | None = None
-    lifecycle: LifecycleFilter = LifecycleFilter.ACTIVE
-    q: str | None = None
-    sort: VMSort = VMSort.ID
-    limit: int = 50
-    offset: int = 0
-
-
-@dataclass(frozen=True)
-class VMRow:
-    vm: VM
-    unit_code: str | None
-    unit_name: str | None
-
-
-_SORT_COLUMNS: dict[str, Any] = {
-    "id": VM.id,
-    "name": VM.name,
-    "created_at": VM.created_at,
-    "ip_address": VM.ip_address,
-}
-
-
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
-    conditions: list[Any] = []
-    if actor.role in (Role.UNIT_ADMIN, Role.UNIT_LEAD):
-        # Unit scoping lives in the query itself: a unit's users never receive another unit's rows.
-        conditions.append(col(VM.unit_id) == actor.unit_id)
-    if filters.unit_id is not None:
-        conditions.append(col(VM.unit_id) == filters.unit_id)
-    if filters.power_state is not None:
-        conditions.append(col(VM.power_state) == filters.power_state.value)
-    if filters.security_state is not None:
-        conditions.append(col(VM.security_state) == filters.security_state.value)
-    if filters.lifecycle is not LifecycleFilter.ALL:
-        conditions.append(col(VM.lifecycle) == filters.lifecycle.value)
-    if filters.q:
-        pattern = f"%{escape_like(filters.q.strip())}%"
-        conditions.append(
-            or_(
-                col(VM.name).ilike(pattern, escape="\\"),
-                col(VM.hostname).ilike(pattern, escape="\\"),
-                col(VM.ip_address).ilike(pattern, escape="\\"),
-            )
-        )
-    return conditions
+# The list's filters (vmportal.vm.schemas.VMFilters, stated once) and its query
+# (vmportal.vm.repository.list_vms) live below this layer; the use case adds nothing to them.
+VMFilters = schemas.VMFilters
+VMRow = repository.VMRow
+escape_like = repository.escape_like
 
 
 def list_vms(session: Session, actor: Actor, filters: VMFilters) -> tuple[list[VMRow], int]:
-    """One page of the VMs the actor may see, with the total, in a single query (the total is a
-    window count over the filtered rows; only a page past the end needs a second, counting query)."""
-    conditions = _vm_conditions(actor, filters)
-    key = filters.sort.value.lstrip("-")
-    column = _SORT_COLUMNS[key]
-    descending = filters.sort.value.startswith("-")
-    order = [column.desc() if descending else column.asc()]
-    if key != "id":
-        order.append(col(VM.id).desc() if descending else col(VM.id).asc())  # stable pages
-    stmt = (
-        select(VM, Unit.code, Unit.name_zh, func.count().over().label("total"))
-        .outerjoin(Unit, col(Unit.id) == col(VM.unit_id))
-        .where(*conditions)
-        .order_by(*order)
-        .limit(filters.limit)
-        .offset(filters.offset)
-    )
-    rows = session.exec(stmt).all()
-    if rows:
-        total = int(rows[0][3])
-    elif filters.offset:
-        total = int(session.exec(select(func.count()).select_from(VM).where(*conditions)).one())
-    else:
-        total = 0
-    return [VMRow(vm, code, name) for vm, code, name, _ in rows], total
+    """One page of the VMs the actor may see, with the total (scoping inside the query)."""
+    return repository.list_vms(session, actor, filters)
 
 
 def find_vm(session: Session, actor: Actor, vm_id: int) -> VM:
@@ -240,20 +167,7 @@ def get_operation(session: Session, actor: Actor, operation_id: int) -> Operatio
 # ------------------------------------------------------------------------------------------------
 
 
-def lock_vm(session: Session, vm_id: int) -> VM | None:
-    """Re-read the VM with its row locked until the caller's transaction ends (PostgreSQL; SQLite's
-    ``BEGIN IMMEDIATE`` already gives the transaction the database's single write lock).
-
-    Whoever changes a VM's power, network or security state takes this lock first, so those changes
-    and the adapter calls behind them happen one at a time per VM.
-    """
-    stmt = (
-        select(VM)
-        .where(col(VM.id) == vm_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    return session.exec(stmt).first()
+lock_vm = repository.lock_vm
 
 
 def _order_power_requests(session: Session, vm_id: int) -> None:
