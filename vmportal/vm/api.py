@@ -17,12 +17,13 @@ from vmportal.identity.deps import CurrentActor, CurrentWho, require, user_from_
 from vmportal.kit import db
 from vmportal.kit.http import BEARER_SECURITY, SessionDep, request_bearer_token
 from vmportal.kit.scope import CENTER
-from vmportal.vm import service
+from vmportal.vm import schemas, service
 from vmportal.vm.schemas import (
+    MAX_ID,
+    PREFIX,
     CredentialsOut,
     DecommissionIn,
     DecommissionOut,
-    Links,
     NetworkIn,
     NetworkOut,
     NICOut,
@@ -32,32 +33,19 @@ from vmportal.vm.schemas import (
     VMList,
     VMListQuery,
     VMOut,
+    operation_links,
+    vm_links,
 )
 from vmportal.vm.service import credentials, network
 
 router = APIRouter(tags=["vms"])
 
-PREFIX = "/api/v1"
-MAX_ID = 2**31 - 1  # integer columns on PostgreSQL; a larger id is a 422, not a database error
-
 VMId = Annotated[int, Path(ge=1, le=MAX_ID, description="VM id")]
 
 
-def vm_links(vm_id: int) -> Links:
-    return Links(self=f"{PREFIX}/vms/{vm_id}", operations=f"{PREFIX}/vms/{vm_id}/operations")
-
-
-def operation_links(op_id: int, vm_id: int) -> Links:
-    return Links(self=f"{PREFIX}/operations/{op_id}", vm=f"{PREFIX}/vms/{vm_id}")
-
-
 def vm_out(row: service.VMRow) -> VMOut:
-    vm = row.vm
-    assert vm.id is not None
-    fields = vm.model_dump(exclude={"api_json"})
-    return VMOut.model_validate(
-        {**fields, "unit_code": row.unit_code, "unit_name": row.unit_name, "links": vm_links(vm.id)}
-    )
+    """The VM as the API shows it (the shape stated once: vmportal.vm.schemas.vm_out)."""
+    return schemas.vm_out(row.vm, row.unit_code, row.unit_name)
 
 
 def operation_out(row: service.OperationRow) -> PowerOperationOut:
