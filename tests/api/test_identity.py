@@ -104,6 +104,27 @@ def test_lockout_does_not_reveal_which_names_exist(
     assert _login(client, "made.up.chief", PASSWORD)[0] == 423
 
 
+def test_a_flooding_address_is_stopped_and_others_still_log_in(
+    client: TestClient, factory: Factory, settings: Settings
+) -> None:
+    """Failed log-ins are limited per address: past the limit that address gets 429 with
+    Retry-After, whatever name or password it tries, while another address logs in as usual."""
+    from vmportal.app.factory import create_app
+
+    settings.login_failure_rate = "3/minute"
+    chief = factory.user("center_admin", username="only.chief")
+    for name in ("x1", "x2", "x3"):
+        assert _login(client, name, "Wrong-passw0rd!")[0] == 401
+    r = client.post(f"{API}/auth/login", json={"username": chief.username, "password": PASSWORD})
+    assert r.status_code == 429, r.text
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"]["code"] == "too_many_requests"
+    assert "频繁" in r.json()["error"]["message_zh"] or "过多" in r.json()["error"]["message_zh"]
+    with TestClient(create_app(settings, migrate=False), client=("127.0.0.2", 50000)) as elsewhere:
+        r = elsewhere.post(f"{API}/auth/login", json={"username": chief.username, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+
+
 def test_failures_below_threshold_are_forgotten_after_a_success(
     client: TestClient, factory: Factory, settings: Settings
 ) -> None:

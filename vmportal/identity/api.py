@@ -31,9 +31,10 @@ CENTER_ADMIN = require(Role.CENTER_ADMIN)
 
 
 @router.post("/auth/login", response_model=TokenOut, summary="Log in; answers a bearer token")
-def login(body: LoginIn, session: SessionDep, response: Response) -> TokenOut:
+def login(body: LoginIn, session: SessionDep, request: Request, response: Response) -> TokenOut:
     response.headers["Cache-Control"] = "no-store"
-    issued = service.login(session, body.username, body.password)
+    address = request.client.host if request.client else None
+    issued = service.login(session, body.username, body.password, address=address)
     return TokenOut(access_token=issued.token, expires_in=issued.expires_in, user=user_brief(issued.user))
 
 

@@ -19,7 +19,7 @@ from zxcvbn import zxcvbn
 
 from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
-from vmportal.identity import repository
+from vmportal.identity import repository, throttle
 from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
@@ -173,7 +173,7 @@ def _locked(settings: Settings, until: datetime) -> errors.Locked:
     )
 
 
-def login(session: Session, username: str, password: str) -> IssuedToken:
+def login(session: Session, username: str, password: str, *, address: str | None = None) -> IssuedToken:
     """Check a password; count failures and lock the account after too many in a row.
 
     Every attempt costs one argon2 verification before anything is decided, and a name without an
@@ -183,9 +183,12 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     The failure counter is committed even though login raises: the caller's transaction is
     rolled back on errors, so the counter update (and its audit row) is committed here first.
     Nothing else has been written in the login's transaction at that point, so nothing half-done
-    is committed with it.
+    is committed with it. ``address`` (the client's, behind trusted proxies) is limited in how
+    many failures it may make per window (:mod:`vmportal.identity.throttle`).
     """
     settings = get_settings()
+    if address:
+        throttle.check(settings, address)  # a flooding address is stopped before any work
     user = repository.user_by_name(session, username)
     now = utcnow()
     if user is None or not user.active:
@@ -196,6 +199,8 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
         if until is not None:
             raise _locked(settings, until)
         _unknown_names.fail(name, now, settings.lockout_threshold, settings.lockout_minutes)
+        if address:
+            throttle.failed(settings, address)
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误")
     try:
         _hasher.verify(user.password_hash, password)
@@ -205,6 +210,8 @@ def login(session: Session, username: str, password: str) -> IssuedToken:
     if user.locked_until is not None and user.locked_until > now:
         raise _locked(settings, user.locked_until)
     if not right:
+        if address:
+            throttle.failed(settings, address)
         user.failed_logins += 1
         locked = user.failed_logins >= settings.lockout_threshold
         if locked:
