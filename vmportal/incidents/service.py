@@ -49,6 +49,7 @@ from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.kit.sql import insert_or_nothing
+from vmportal.mail import service as mail
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, Lifecycle
 
@@ -148,6 +149,13 @@ def open_incident(
         decision = notify_only(en, zh)
     else:
         decision = containment.decide(session, vm, category, severity, confidence)
+        if vm.unit_id is None and decision.action is not Containment.NOTIFY_ONLY:
+            # Protected: a VM of no unit may be the center's own DNS or vCenter; a human decides.
+            decision = notify_only(
+                "The VM belongs to no unit (it may be the center's own infrastructure): it is never "
+                "contained automatically; the center decides.",
+                "该虚拟机不属于任何单位（可能是信息中心自身的基础设施），不自动处置，由信息中心研判。",
+            )
     if created:
         for name, value in _decision_values(decision, POLICY_ACTOR).items():
             setattr(incident, name, value)
@@ -173,6 +181,7 @@ def open_incident(
     if decision.action is Containment.NOTIFY_ONLY:
         if opened is not None:
             _audit(session, who, incident, opened)
+            _mail_notify_only(session, incident, vm, decision)
         return Opening(incident, created, False)
 
     values = _decision_values(decision, POLICY_ACTOR)
@@ -193,6 +202,27 @@ def open_incident(
         session, who, incident, Action.CONTAIN, trigger_at=seen_at, decision=values, audit_first=opened
     )
     return Opening(incident, created, True)
+
+
+def _mail_notify_only(session: Session, incident: Incident, vm: VM, decision: ContainmentDecision) -> None:
+    """A notify-only incident is for humans: the unit (if any) and the center hear of it."""
+    why_en, why_zh = " ".join(decision.reasons_en), "".join(decision.reasons_zh)
+    category_zh = CATEGORY_NAMES_ZH.get(Category(incident.category), incident.category)
+    mail.notify(
+        session,
+        # The outbox's kinds have none for "told, not contained"; a notice is what it is to the reader.
+        mail.MailEvent.NOTICE,
+        incident.unit_id,
+        subject_zh=f"安全事件 #{incident.id}：虚拟机 {vm.name} 出现告警（未自动处置，请研判）",
+        subject_en=f"Security incident #{incident.id}: alert on VM {vm.name} (not contained, please review)",
+        body_zh=f"虚拟机 {vm.name}（{vm.ip_address or '无地址'}）出现{category_zh}告警。{why_zh}",
+        body_en=f"VM {vm.name} ({vm.ip_address or 'no address'}): a {incident.category} alert. {why_en}",
+        related_type="incident",
+        related_id=incident.id,
+        link=f"/api/v1/incidents/{incident.id}",
+        dedup_key=f"incident-notify-only-{incident.id}",
+        center_only=incident.unit_id is None,
+    )
 
 
 @dataclass(frozen=True)
