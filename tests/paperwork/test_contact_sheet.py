@@ -5,6 +5,7 @@ re-import updates by role; the center imports many units' files with one report;
 from __future__ import annotations
 
 import io
+import zipfile
 from typing import Any
 
 import pytest
@@ -161,14 +162,24 @@ def test_center_imports_many_units_in_one_report(client: TestClient, setup: dict
     assert any(p["column"] == "单位代码" for p in r.json()["problems"])
 
 
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("name", "content", "word"),
     [
         ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 512, ".xls"),
         ("list.csv", "角色,姓名\n网络安全负责人,王负责\n".encode(), ".csv"),
         ("broken.xlsx", b"PK\x03\x04" + b"\x00" * 100, ".xlsx"),
+        ("garbage.xlsx", _zip({"[Content_Types].xml": b"<Types", "xl/workbook.xml": b"\x00\xff"}), ".xlsx"),
+        ("bomb.xlsx", _zip({"xl/sharedStrings.xml": b"0" * (60 * 1024 * 1024)}), "50"),
     ],
-    ids=["xls", "csv", "truncated-zip"],
+    ids=["xls", "csv", "truncated-zip", "garbage-xml", "zip-bomb"],
 )
 def test_other_files_get_a_clear_answer_never_5xx(
     client: TestClient, setup: dict[str, Any], name: str, content: bytes, word: str

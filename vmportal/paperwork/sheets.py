@@ -138,11 +138,13 @@ def _open(content: bytes) -> Any:
         if unpacked > MAX_UNPACKED:
             # A few kilobytes that unpack to gigabytes would exhaust memory before a cell is read.
             raise NotXlsx(
-                f"the workbook unpacks to {unpacked} bytes, more than the limit of {MAX_UNPACKED}",
-                f"工作簿解压后为 {unpacked} 字节，超过 {MAX_UNPACKED} 字节的上限",
+                f"the workbook unpacks to {unpacked} bytes, over the limit of {MAX_UNPACKED // 2**20} MB",
+                f"工作簿解压后为 {unpacked} 字节，超过 {MAX_UNPACKED // 2**20} MB 的上限",
             )
         return load_workbook(io.BytesIO(content), data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, IndexError, AttributeError) as exc:
+    except NotXlsx:
+        raise
+    except Exception as exc:
         raise NotXlsx(
             f"the .xlsx file cannot be read ({type(exc).__name__}); save it again from Excel or WPS",
             "无法读取该 .xlsx 文件，请用 Excel 或 WPS 重新保存后上传",
