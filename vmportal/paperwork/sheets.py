@@ -145,6 +145,7 @@ def _open(content: bytes) -> Any:
     except NotXlsx:
         raise
     except Exception as exc:
+        # Whatever a malformed file makes openpyxl raise (XML, zip, style errors) is the file's fault: 422.
         raise NotXlsx(
             f"the .xlsx file cannot be read ({type(exc).__name__}); save it again from Excel or WPS",
             "无法读取该 .xlsx 文件，请用 Excel 或 WPS 重新保存后上传",
