@@ -41,9 +41,9 @@ from vmportal.compliance.service import findings, mails
 from vmportal.compliance.service.deadlines import parse_deadline
 from vmportal.compliance.service.targets import Target, match_target, url_host
 from vmportal.incidents import service as incidents
-from vmportal.incidents.lifecycle import add_event
 from vmportal.incidents.models import Finding, Incident, Notice
 from vmportal.incidents.rectification import Stored, Upload, store_attachment
+from vmportal.incidents.timeline import add_event
 from vmportal.kit import db, errors
 from vmportal.kit.paging import Page, PageRequest
 from vmportal.kit.settings import Settings, get_settings
