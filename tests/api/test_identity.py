@@ -446,3 +446,15 @@ def test_accounts_only_by_center_admin_and_for_real_units(client: TestClient, fa
     )
     assert r.status_code == 422
     assert _field(r.json())[0] == "accounts.0.contact"
+
+
+def test_every_log_in_gets_a_new_session_id(client: TestClient, factory: Factory) -> None:
+    """No token is ever handed out twice, so none can be planted before a log-in (session fixation)."""
+    user = factory.user("auditor")
+    tokens = {_login(client, user.username)[1]["access_token"] for _ in range(3)}
+    assert len(tokens) == 3
+    with db.transaction() as s:
+        rows = s.exec(
+            select(AuditEntry).where(AuditEntry.action == "login", AuditEntry.actor_id == user.id)
+        ).all()
+    assert len(rows) == 3

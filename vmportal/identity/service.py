@@ -234,12 +234,24 @@ def login(session: Session, username: str, password: str, *, address: str | None
         user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
+    return issue_token(session, user, method="password")
+
+
+def issue_token(session: Session, user: User, *, method: str) -> IssuedToken:
+    """A new bearer token for ``user``, who has just proved who they are by ``method`` (password,
+    cas, ldap): every method lands here, so all share one token rule and one audit row. The token
+    is always new (a log-in never reuses a session id, so none can be planted beforehand)."""
+    if not user.active:
+        raise errors.Unauthorized("account disabled", message_zh="账号已停用")
+    settings = get_settings()
+    now = utcnow()
     user.last_login_at = now
     session.add(user)
     token = secrets.token_urlsafe(32)
     ttl = timedelta(minutes=settings.token_ttl_minutes)
     session.add(AuthToken(token_sha256=token_digest(token), user_id=user.id or 0, expires_at=now + ttl))
-    record(session, who(user), "login", "user", user.id, unit_id=user.unit_id)
+    detail = "" if method == "password" else f"via {method}"
+    record(session, who(user), "login", "user", user.id, unit_id=user.unit_id, detail=detail)
     return IssuedToken(token=token, expires_in=int(ttl.total_seconds()), user=user)
 
 
