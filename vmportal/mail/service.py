@@ -42,10 +42,11 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import update
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from vmportal.kit import db, errors
 from vmportal.kit.settings import Settings, get_settings
+from vmportal.mail import repository
 from vmportal.mail.models import Notification, NotificationState
 
 log = logging.getLogger(__name__)
@@ -466,26 +467,17 @@ def list_notifications(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Notification], int]:
-    conditions: list[Any] = []
-    if state is not None:
-        conditions.append(col(Notification.state) == state.value)
-    if unit_id is not None:
-        conditions.append(col(Notification.unit_id) == unit_id)
-    if kind:
-        conditions.append(col(Notification.kind) == kind)
-    if related_type:
-        conditions.append(col(Notification.related_type) == related_type)
-    if related_id:
-        conditions.append(col(Notification.related_id) == related_id)
-    rows = session.exec(
-        select(Notification)
-        .where(*conditions)
-        .order_by(col(Notification.id).desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    total = int(session.exec(select(func.count()).select_from(Notification).where(*conditions)).one())
-    return list(rows), total
+    """The mails the center reads, newest first, and how many match."""
+    return repository.notifications(
+        session,
+        state=state,
+        unit_id=unit_id,
+        kind=kind,
+        related_type=related_type,
+        related_id=related_id,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def resend(session: Session, notification_id: int) -> Notification:
