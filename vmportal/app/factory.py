@@ -141,10 +141,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     http_errors.install(app)
     from vmportal.vm.lane import ReadLane
-    from vmportal.web import docs, i18n, language
+    from vmportal.web import docs, i18n, language, pages
 
     docs.install_docs(app)  # also mounts /static
     app.include_router(language.router)
+    app.include_router(pages.router)  # the pages: /, /login, /logout, /account
     app.add_middleware(i18n.LocaleMiddleware)  # pages only; it lets /api/ through untouched
     app.add_middleware(guards.Admission, slots=_request_slots(settings), wait=settings.request_queue_seconds)
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too
