@@ -30,6 +30,7 @@ from vmportal.vm.schemas import (
     OperationList,
     PowerIn,
     PowerOperationOut,
+    VMFilters,
     VMList,
     VMListQuery,
     VMOut,
@@ -104,7 +105,7 @@ def _list_query(request: Request) -> VMListQuery:
     openapi_extra={"parameters": _query_parameters(VMListQuery), **BEARER_SECURITY},
 )
 def list_vms(request: Request) -> VMList:
-    filters = service.VMFilters(**_list_query(request).model_dump())
+    filters = VMFilters.of(_list_query(request))
     with db.transaction() as session:
         actor = identity.actor_of(user_from_token(session, request_bearer_token(request), request))
         rows, total = service.list_vms(session, actor, filters)

@@ -1,7 +1,7 @@
 """A fast lane in front of the router for the two hottest reads, "list my VMs" and "get one VM".
 
 Every page a unit admin opens asks these two. With the answer already built by PostgreSQL
-(``vmportal.vm.reads``), FastAPI's own per-request work (route matching over every route,
+(``vmportal.vm.repository.sql``), FastAPI's own per-request work (route matching over every route,
 dependency resolution, its exception and exit-stack layers) was most of what remained: measured in
 docs/production.md. This plain ASGI layer answers a request that is exactly one of the two, with a
 valid query and a live bearer token, straight from the reader; anything else (no reader, SQLite,
@@ -21,26 +21,24 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vmportal.kit.http import bearer_from_header
-from vmportal.vm import service
 from vmportal.vm.repository import sql as reads
-from vmportal.vm.schemas import VMListQuery
+from vmportal.vm.schemas import MAX_ID, PREFIX, VMFilters, VMListQuery
 
-_LIST = "/api/v1/vms"
-_ONE = re.compile(r"/api/v1/vms/([1-9][0-9]{0,9})")
-_MAX_ID = 2**31 - 1
+_LIST = f"{PREFIX}/vms"
+_ONE = re.compile(rf"{PREFIX}/vms/([1-9][0-9]{{0,9}})")
 
 # What the latency middleware labels these requests with (the routes' own templates).
 _LIST_ROUTE = SimpleNamespace(path=_LIST)
-_ONE_ROUTE = SimpleNamespace(path="/api/v1/vms/{vm_id}")
+_ONE_ROUTE = SimpleNamespace(path=_LIST + "/{vm_id}")
 
 
 @functools.lru_cache(maxsize=1024)
-def _filters(query_string: bytes) -> service.VMFilters | None:
+def _filters(query_string: bytes) -> VMFilters | None:
     """The filters of a query string, None when it is not valid. Cached: pages ask the same few
     queries over and over (the first page above all), and the result is immutable."""
     query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     try:
-        return service.VMFilters(**VMListQuery.model_validate(dict(query)).model_dump())
+        return VMFilters.of(VMListQuery.model_validate(dict(query)))  # the route's own validation
     except ValidationError:
         return None
 
@@ -86,7 +84,7 @@ class ReadLane:
                 scope["route"] = _LIST_ROUTE
                 return await reader.list_vms(token, filters)
             match = _ONE.fullmatch(path)
-            if match is None or int(match[1]) > _MAX_ID:
+            if match is None or int(match[1]) > MAX_ID:
                 return None
             body = await reader.get_vm(token, int(match[1]))
             if body is None:
