@@ -142,7 +142,10 @@ def list_operations(
         "`failed`. Refusals: 404 for another unit's VM; 403 `power_ops` (only the unit's security "
         "administrators and the center) or `suspended_lock` (a VM suspended for security is brought back "
         "by the center only); 409 naming the state when the VM is decommissioned or its power state does "
-        "not allow the action (e.g. restart of a stopped VM)."
+        "not allow the action (restart and reboot need a running VM); 422 `guest_power` for a guest "
+        "shutdown or reboot the VM's hypervisor connection cannot do. Start, stop and shutdown are "
+        "idempotent: when the VM is already in that state the operation succeeds at once and nothing is "
+        "sent to the hypervisor (docs/decisions.md, power semantics)."
     ),
 )
 def power(
