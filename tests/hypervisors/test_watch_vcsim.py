@@ -37,14 +37,14 @@ def test_an_out_of_band_power_off_and_a_resume_from_the_version(vcsim: VcsimServ
     batch = _next(stream)
     [change] = [c for c in batch.changes if c.ref == running.ref]
     assert change.kind is ChangeKind.CHANGED and change.fields["power_state"] is PowerState.STOPPED
-    stream.close()
+    stop.set()  # the first stream ends
 
     other.power(running.ref, PowerAction.START)  # while nobody watches
+    stop = threading.Event()
     resumed = watcher.watch(stop, since=batch.version)
     again = _next(resumed)
     assert not again.resync
     assert [c.fields["power_state"] for c in again.changes if c.ref == running.ref] == [PowerState.RUNNING]
     stop.set()
-    resumed.close()
     watcher.close()
     other.close()
