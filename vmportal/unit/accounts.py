@@ -18,9 +18,8 @@ from vmportal.audit.service import Who, record
 from vmportal.identity import service as identity
 from vmportal.identity.models import User
 from vmportal.kit import errors
-from vmportal.unit import repository, service
+from vmportal.unit import repository
 from vmportal.unit.models import Contact, ContactRole, Unit
-from vmportal.unit.service import lock_unit
 
 #: plan 二(二)4: "信息中心依据单位上报的《网络安全联络通讯录》为网络安全管理员分配账号".
 CONTACT_ACCOUNT_ROLE: dict[ContactRole, Role] = {
@@ -38,6 +37,14 @@ class CreatedAccount:
     contact_role: ContactRole
     user: User
     initial_password: str  # shown once in the answer, never stored in clear
+
+
+def lock_unit(session: Session, unit_id: int) -> Unit:
+    # The unit's row lock (as unit.service.lock_unit): two clicks must not make two pairs.
+    unit = repository.lock_unit(session, unit_id)
+    if unit is None:
+        raise errors.NotFound("unit", unit_id)
+    return unit
 
 
 def _username_candidates(unit: Unit, contact: Contact, role: ContactRole) -> list[str]:
@@ -130,49 +137,58 @@ class Handover:
     created: User
 
 
-def _same_person(before: dict[str, object], contact: Contact) -> bool:
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a registry row's account before the row is rewritten."""
+
+    user: User
+    staff_no: str
+    name: str
+
+
+def holder_of(session: Session, unit_id: int, role: ContactRole) -> Holder | None:
+    existing = repository.get_contact(session, unit_id, role)
+    if existing is None or existing.id is None:
+        return None
+    user = identity.active_user_of_contact(session, existing.id)
+    return None if user is None else Holder(user, existing.staff_no, existing.name)
+
+
+def _same_person(holder: Holder, contact: Contact) -> bool:
     # The staff number (工号) is the person's key (it is also their campus log-in); a row without
     # one falls back to the name.
-    old = str(before.get("staff_no") or "")
-    if old or contact.staff_no:
-        return old == contact.staff_no
-    return before.get("name") == contact.name
+    if holder.staff_no or contact.staff_no:
+        return holder.staff_no == contact.staff_no
+    return holder.name == contact.name
 
 
-def put_contact(
-    session: Session, who: Who, unit_id: int, role: ContactRole, values: dict[str, str | None]
-) -> tuple[Contact, Handover | None]:
-    """Record a registry row; when it now names another person than the one holding the row's
-    account, that account is deactivated (its sessions and tokens revoked) and the new person's
+def hand_over(
+    session: Session, who: Who, role: ContactRole, holder: Holder | None, contact: Contact
+) -> Handover | None:
+    """After a registry row was rewritten: when it now names another person than the one holding the
+    row's account, that account is deactivated (its sessions and tokens revoked) and the new person's
     account is created from the new row, in the same transaction, with one audit row naming both
     (plan 二(二)1: 网站安全责任人如有变更，需更新人员相关信息).
 
     The new account gets a random password nobody is shown: its person logs in through the campus
     CAS (their staff number), or the center resets the password for them.
     """
-    existing = repository.get_contact(session, unit_id, role)
-    holder = None
-    before: dict[str, object] = {}
-    if existing is not None and existing.id is not None:
-        holder = identity.active_user_of_contact(session, existing.id)
-        before = {"staff_no": existing.staff_no, "name": existing.name}
-    contact = service.put_contact(session, who, unit_id, role, values)
-    if holder is None or _same_person(before, contact):
-        return contact, None
-    unit = lock_unit(session, unit_id)
-    identity.retire_account(session, who, holder, detail=f"replaced in the contact registry ({role.value})")
-    candidates = _username_candidates(unit, contact, role)
+    if holder is None or _same_person(holder, contact):
+        return None
+    unit = lock_unit(session, contact.unit_id)
+    old = holder.user
+    identity.retire_account(session, who, old, detail=f"replaced in the contact registry ({role.value})")
     user = identity.create_user(
         session,
         who,
-        username=_free_username(session, candidates),
+        username=_free_username(session, _username_candidates(unit, contact, role)),
         password=identity.generate_password(),
         role=CONTACT_ACCOUNT_ROLE[role],
-        unit_id=unit_id,
+        unit_id=contact.unit_id,
         display_name=contact.name,
         email=contact.email,
         contact_id=contact.id,
-        detail=f"from the contact registry ({role.value}), replacing '{holder.username}'",
+        detail=f"from the contact registry ({role.value}), replacing '{old.username}'",
     )
     record(
         session,
@@ -180,9 +196,9 @@ def put_contact(
         "account.replace",
         "contact",
         contact.id,
-        before={"user_id": holder.id, "username": holder.username},
+        before={"user_id": old.id, "username": old.username},
         after={"user_id": user.id, "username": user.username},
-        unit_id=unit_id,
-        detail=f"{_CONTACT_NAMES_ZH[role]} {holder.username} -> {user.username}",
+        unit_id=contact.unit_id,
+        detail=f"{_CONTACT_NAMES_ZH[role]} {old.username} -> {user.username}",
     )
-    return contact, Handover(retired=holder, created=user)
+    return Handover(retired=old, created=user)

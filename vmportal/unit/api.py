@@ -209,8 +209,7 @@ def put_contact(
 ) -> ContactOut:
     _unit(session, actor, unit_id)
     _may_change(actor, unit_id, Role.UNIT_LEAD, what="the contact registry")
-    # A row naming another person hands the row's account over (unit.accounts.put_contact).
-    contact, _handover = accounts.put_contact(session, who, unit_id, role, body.model_dump())
+    contact = service.put_contact(session, who, unit_id, role, body.model_dump())
     return contact_out(contact, actor)
 
 

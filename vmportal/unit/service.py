@@ -30,7 +30,7 @@ from vmportal.kit import crypto, errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.scope import ensure_visible
 from vmportal.kit.settings import Settings, get_settings
-from vmportal.unit import repository
+from vmportal.unit import accounts, repository
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 
 #: China has one time zone and no daylight saving: "today" for a signature is Beijing's today.
@@ -173,6 +173,7 @@ def put_contact(
             message_zh="通讯录不收集网络安全负责人的身份证号",
         )
     lock_unit(session, unit_id)
+    holder = accounts.holder_of(session, unit_id, role)
     contact = get_contact(session, unit_id, role)
     before = contact_snapshot(contact) if contact is not None else None
     if contact is None:
@@ -199,6 +200,8 @@ def put_contact(
             unit_id=unit_id,
             detail=role.value,
         )
+    # A row naming another person hands the row's account over (unit.accounts.hand_over).
+    accounts.hand_over(session, who, role, holder, contact)
     return contact
 
 
