@@ -46,3 +46,15 @@ def test_login_logout(live: Live) -> None:
         assert token
         c.cookies.set("vmportal_session", token)  # the old cookie no longer opens a page
         assert c.get("/account").status_code == 303
+
+
+def test_vm_list_page(live: Live) -> None:
+    from vmportal.app.demo import logins
+
+    admin = next(d for d in logins() if d.role == Role.UNIT_ADMIN)
+    with live.client() as c:
+        c.post("/login", data={"username": admin.username, "password": admin.password, "next": "/"})
+        page = c.get("/vms", params={"sort": "-name"})
+        assert page.status_code == 200 and "我的虚拟机" in page.text and 'hx-trigger="every 5s"' in page.text
+        table = c.get("/vms", headers={"HX-Request": "true"})
+        assert table.text.lstrip().startswith('<div id="vm-table"')

@@ -153,3 +153,41 @@ def _user_view(user: User) -> dict[str, str]:
         "username": user.username,
         "role_label": user.role,
     }
+
+
+PAGE_SIZE = 50
+
+
+@router.get("/vms", response_class=HTMLResponse)
+def vm_list(
+    request: Request, session: SessionDep, q: str | None = None, sort: str = "id", page: int = 1
+) -> Response:
+    """我的虚拟机: the VMs the user may see (scoped by the service), sortable, filterable, paged; the
+    table refreshes itself every 5 s (HTMX polling of the same URL, table only)."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    from vmportal.vm import schemas as vm_schemas
+    from vmportal.vm import service as vms
+
+    try:
+        order = vm_schemas.VMSort(sort)
+    except ValueError:
+        order = vm_schemas.VMSort.ID
+    page = max(page, 1)
+    filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    rows, total = vms.list_vms(session, identity.actor_of(user), filters)
+    context: dict[str, Any] = {
+        "page_title": _("My VMs"),
+        "rows": rows,
+        "total": total,
+        "page": page,
+        "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        "q": q or "",
+        "sort": order.value,
+        "user": _user_view(user),
+        "csrf_token": csrf_for(token),
+    }
+    name = "vm_table.html" if request.headers.get("hx-request") else "vms.html"
+    return _page(request, name, **context)
