@@ -23,6 +23,7 @@ from vmportal.kit import db, errors
 from vmportal.request import service
 from vmportal.request.lifecycle import Action
 from vmportal.request.models import VMRequest
+from vmportal.request.service import checks, decisions
 from vmportal.unit.models import Quota, Unit
 from vmportal.vm.models import VM
 
@@ -329,10 +330,10 @@ def test_compare_and_set_refuses_a_stale_transition(portal: Portal) -> None:
     with db.transaction() as s:
         fresh = s.get(VMRequest, req["id"])
         assert fresh is not None
-        service.transition(s, fresh, Action.REJECT, decision_reason="duplicate of another request")
+        decisions._move(s, fresh, Action.REJECT, decision_reason="duplicate of another request")
     with pytest.raises(errors.StateConflict) as caught, db.transaction() as s:
         s.add(stale)
-        service.transition(s, stale, Action.APPROVE)
+        decisions._move(s, stale, Action.APPROVE)
     assert caught.value.extra["state"] == "rejected"
     assert portal.get("admin", f"/requests/{req['id']}").json()["state"] == "rejected"
 
@@ -537,8 +538,8 @@ def test_at_risk_and_overdue_filters(portal: Portal) -> None:
 def test_the_lifecycle_table_is_the_one_place_roles_are_checked() -> None:
     actor = Actor(user_id=1, role=Role.AUDITOR, unit_id=None)
     with pytest.raises(errors.Forbidden):
-        service._authorize(actor, Action.APPROVE)
-    service._authorize(Actor(user_id=1, role=Role.CENTER_OPERATOR, unit_id=None), Action.RETRY)
+        checks.authorize(actor, Action.APPROVE)
+    checks.authorize(Actor(user_id=1, role=Role.CENTER_OPERATOR, unit_id=None), Action.RETRY)
 
 
 def _parse(value: str) -> Any:

@@ -6,13 +6,13 @@ Anyone signed in may read pools (the request form may offer a pool); only a cent
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from policies.roles import Role
 from vmportal.identity.deps import CurrentUser, CurrentWho, require
 from vmportal.kit.http import SessionDep
 from vmportal.network import service
-from vmportal.network.models import IPAllocation, IPPool
+from vmportal.network.models import IPPool
 from vmportal.network.schemas import AllocationOut, PoolCounts, PoolIn, PoolOut, PoolPatch
 
 router = APIRouter(tags=["ip pools"])
@@ -89,11 +89,7 @@ def list_allocations(
     limit: int = Query(500, ge=1, le=5000),
     offset: int = Query(0, ge=0),
 ) -> list[AllocationOut]:
-    service.get_pool(session, pool_id)
-    query = select(IPAllocation).where(IPAllocation.pool_id == pool_id)
-    if not released:
-        query = query.where(col(IPAllocation.released_at).is_(None))
-    rows = session.exec(query.order_by(col(IPAllocation.id)).offset(offset).limit(limit))
+    rows = service.allocations(session, pool_id, released=released, limit=limit, offset=offset)
     return [
         AllocationOut(
             id=r.id or 0,

@@ -15,23 +15,30 @@ SQLite writers are serialised by ``BEGIN IMMEDIATE``, so the race cannot happen 
 
 A pool may be bound to a hypervisor connection: the connection's *default pool* is the bound pool
 with the lowest id, used by a request that names no pool.
+
+Deleting a pool
+---------------
+A pool in use (live addresses) is never deleted. Domains above this one that name pools (VM
+requests) take part through *pool guards* they register at import (:func:`register_pool_guard`):
+each may refuse the deletion with a 409 or let go of the pool (unlink its closed records), in the
+deleting transaction. This package knows none of them, so the arrow between the two stays downward.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, func, select, update
+from sqlmodel import Session
 
 from vmportal.audit.service import Who, record
-from vmportal.connection.models import HypervisorConnection
+from vmportal.connection.service import get_connection
 from vmportal.kit import errors
-from vmportal.kit.db import utcnow
+from vmportal.network import repository
 from vmportal.network.models import IPAllocation, IPPool
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,8 +49,16 @@ MAX_POOL_ADDRESSES = 1 << 16
 #: Give up after this many addresses were taken under our feet by concurrent allocators.
 MAX_ALLOCATION_RACES = 100
 
-#: Request states in which a request may still need its pool (see delete_pool).
-_OPEN_REQUEST_STATES = ("submitted", "endorsed", "approved", "provisioning")
+#: Called before a pool is deleted, in the deleting transaction: raise (a 409) to refuse, or let go
+#: of the pool (records of the caller's domain that name it). See "Deleting a pool" above.
+PoolGuard = Callable[[Session, IPPool], None]
+_pool_guards: list[PoolGuard] = []
+
+
+def register_pool_guard(guard: PoolGuard) -> None:
+    """Take part in every pool deletion (idempotent: a module imported twice registers once)."""
+    if guard not in _pool_guards:
+        _pool_guards.append(guard)
 
 
 class PoolExhausted(Exception):
@@ -206,41 +221,31 @@ def validate(cidr: str, gateway: str, dns: list[str], excluded: list[str]) -> Po
 
 
 def get_pool(session: Session, pool_id: int) -> IPPool:
-    pool = session.get(IPPool, pool_id)
+    pool = repository.get_pool(session, pool_id)
     if pool is None:
         raise errors.NotFound("ip pool", pool_id)
     return pool
 
 
+def find_pool(session: Session, pool_id: int) -> IPPool | None:
+    return repository.get_pool(session, pool_id)
+
+
 def list_pools(session: Session, connection_id: int | None = None) -> list[IPPool]:
-    query = select(IPPool).order_by(col(IPPool.id))
-    if connection_id is not None:
-        query = query.where(IPPool.connection_id == connection_id)
-    return list(session.exec(query))
+    return repository.list_pools(session, connection_id)
 
 
 def default_pool(session: Session, connection_id: int) -> IPPool | None:
     """The pool a request on this connection gets when it names none: the lowest-id bound pool."""
-    return session.exec(
-        select(IPPool).where(IPPool.connection_id == connection_id).order_by(col(IPPool.id)).limit(1)
-    ).first()
+    return repository.first_pool_of(session, connection_id)
 
 
 def _live_addresses(session: Session, pool_id: int) -> set[int]:
-    rows = session.exec(
-        select(IPAllocation.address).where(
-            IPAllocation.pool_id == pool_id, col(IPAllocation.released_at).is_(None)
-        )
-    ).all()
-    return {int(ipaddress.ip_address(a)) for a in rows}
+    return {int(ipaddress.ip_address(a)) for a in repository.live_addresses(session, pool_id)}
 
 
 def live_count(session: Session, pool_id: int) -> int:
-    return session.exec(
-        select(func.count())
-        .select_from(IPAllocation)
-        .where(IPAllocation.pool_id == pool_id, col(IPAllocation.released_at).is_(None))
-    ).one()
+    return repository.live_count(session, pool_id)
 
 
 @dataclass(frozen=True)
@@ -259,19 +264,20 @@ def counts(session: Session, pool: IPPool) -> Counts:
 
 
 def live_allocation_for_request(session: Session, request_id: int) -> IPAllocation | None:
-    return session.exec(
-        select(IPAllocation)
-        .where(IPAllocation.request_id == request_id, col(IPAllocation.released_at).is_(None))
-        .order_by(col(IPAllocation.id))
-    ).first()
+    return repository.live_allocation_for_request(session, request_id)
 
 
 def live_allocation_for_vm(session: Session, vm_id: int) -> IPAllocation | None:
-    return session.exec(
-        select(IPAllocation)
-        .where(IPAllocation.vm_id == vm_id, col(IPAllocation.released_at).is_(None))
-        .order_by(col(IPAllocation.id))
-    ).first()
+    return repository.live_allocation_for_vm(session, vm_id)
+
+
+def allocations(
+    session: Session, pool_id: int, *, released: bool, limit: int, offset: int
+) -> list[IPAllocation]:
+    """The pool's allocations, oldest first: the live ones, or its whole history with ``released``.
+    404 for a pool that does not exist."""
+    get_pool(session, pool_id)
+    return repository.allocations(session, pool_id, released=released, limit=limit, offset=offset)
 
 
 # ---- handing out and back ----------------------------------------------------------------------
@@ -281,11 +287,7 @@ def _candidates(session: Session, pool: IPPool, layout: Layout) -> Iterator[int]
     assert pool.id is not None
     live = _live_addresses(session, pool.id)
     last_released: dict[int, datetime | None] = {}
-    for address, released_at in session.exec(
-        select(IPAllocation.address, func.max(IPAllocation.released_at))
-        .where(IPAllocation.pool_id == pool.id, col(IPAllocation.released_at).is_not(None))
-        .group_by(col(IPAllocation.address))
-    ).all():
+    for address, released_at in repository.last_released(session, pool.id):
         last_released[int(ipaddress.ip_address(address))] = released_at
     for value in layout.addresses():
         if value not in live and value not in last_released:
@@ -323,24 +325,20 @@ def allocate(
     raise PoolExhausted(pool)
 
 
-def _release(session: Session, *criteria: Any) -> int:
-    result = session.exec(
-        update(IPAllocation)
-        .where(col(IPAllocation.released_at).is_(None), *criteria)
-        .values(released_at=utcnow())
-        .execution_options(synchronize_session="fetch")
-    )
-    return int(result.rowcount or 0)
-
-
 def release_for_vm(session: Session, vm_id: int) -> int:
     """Give back the addresses of a VM (decommission). Returns how many were live."""
-    return _release(session, IPAllocation.vm_id == vm_id)
+    return repository.release(session, IPAllocation.vm_id == vm_id)
 
 
 def release_for_request(session: Session, request_id: int) -> int:
     """Give back the address a request holds (failed provisioning). Returns how many were live."""
-    return _release(session, IPAllocation.request_id == request_id)
+    return repository.release(session, IPAllocation.request_id == request_id)
+
+
+def forget_vm(session: Session, vm_id: int) -> None:
+    """Detach the allocations from a VM row about to be removed (a failed delivery's placeholder);
+    they stay with their request."""
+    repository.unlink_vm(session, vm_id)
 
 
 # ---- the center's pool administration ----------------------------------------------------------
@@ -359,20 +357,21 @@ def snapshot(pool: IPPool) -> dict[str, Any]:
 
 
 def _check_connection(session: Session, connection_id: int | None) -> None:
-    if connection_id is not None and session.get(HypervisorConnection, connection_id) is None:
+    if connection_id is None:
+        return
+    try:
+        get_connection(session, connection_id)
+    except errors.NotFound:
         raise errors.InvalidField(
             "connection_id",
             "exists",
             f"hypervisor connection {connection_id} does not exist",
             message_zh=f"虚拟化平台连接 {connection_id} 不存在",
-        )
+        ) from None
 
 
 def _check_name(session: Session, name: str, pool_id: int | None = None) -> None:
-    query = select(IPPool.id).where(IPPool.name == name)
-    if pool_id is not None:
-        query = query.where(IPPool.id != pool_id)
-    if session.exec(query).first() is not None:
+    if repository.name_taken(session, name, other_than=pool_id):
         raise errors.Conflict(
             f"an IP pool named '{name}' exists already", message_zh=f"地址池“{name}”已存在", field="name"
         )
@@ -445,11 +444,9 @@ def update_pool(session: Session, who: Who, pool: IPPool, changes: dict[str, Any
 
 
 def delete_pool(session: Session, who: Who, pool: IPPool) -> None:
-    """Remove a pool nobody uses. Live addresses or open requests on it answer 409. The released
-    allocations go with it (the VMs and the audit log keep which address each VM had), and closed
-    requests that named it keep their record without the pool."""
-    from vmportal.request.models import VMRequest
-
+    """Remove a pool nobody uses. Live addresses on it answer 409, and so does any pool guard (open
+    requests naming it). The released allocations go with it (the VMs and the audit log keep which
+    address each VM had); what the guards let go of (closed requests) keeps its record without it."""
     assert pool.id is not None
     live = live_count(session, pool.id)
     if live:
@@ -458,19 +455,9 @@ def delete_pool(session: Session, who: Who, pool: IPPool) -> None:
             message_zh=f"地址池“{pool.name}”有 {live} 个地址正在使用，须先释放（下线虚拟机）",
             live_allocations=live,
         )
-    open_requests = session.exec(
-        select(func.count())
-        .select_from(VMRequest)
-        .where(VMRequest.pool_id == pool.id, col(VMRequest.state).in_(_OPEN_REQUEST_STATES))
-    ).one()
-    if open_requests:
-        raise errors.Conflict(
-            f"pool '{pool.name}' is named by {open_requests} open request(s)",
-            message_zh=f"地址池“{pool.name}”被 {open_requests} 个未完成的申请使用",
-            open_requests=open_requests,
-        )
-    released = session.exec(delete(IPAllocation).where(col(IPAllocation.pool_id) == pool.id)).rowcount
-    session.exec(update(VMRequest).where(col(VMRequest.pool_id) == pool.id).values(pool_id=None))
+    for guard in _pool_guards:
+        guard(session, pool)
+    released = repository.delete_allocations(session, pool.id)
     before = snapshot(pool)
     session.delete(pool)
     session.flush()

@@ -20,7 +20,8 @@ from policies.roles import UNIT_ROLES
 from vmportal.identity.deps import CurrentActor
 from vmportal.kit.db import utcnow
 from vmportal.kit.http import SessionDep
-from vmportal.quota import service
+from vmportal.request.service import report as request_report
+from vmportal.request.service.report import UnitReport
 
 router = APIRouter(tags=["reports"])
 
@@ -54,7 +55,9 @@ class QuotaReportOut(BaseModel):
     units: list[UnitQuotaOut]
 
 
-def _dimension(row: service.UnitUsage, name: str) -> Dimension:
+def _dimension(report: UnitReport, name: str) -> Dimension:
+    row = report.usage
+
     def get(r: Resources) -> int:
         return int(getattr(r, name))
 
@@ -63,14 +66,14 @@ def _dimension(row: service.UnitUsage, name: str) -> Dimension:
     )
 
 
-def _row_out(row: service.UnitUsage) -> UnitQuotaOut:
+def _row_out(row: UnitReport) -> UnitQuotaOut:
     assert row.unit.id is not None
     return UnitQuotaOut(
         unit_id=row.unit.id,
         unit_code=row.unit.code,
         unit_name_zh=row.unit.name_zh,
         unit_name_en=row.unit.name_en,
-        over_quota=list(row.over),
+        over_quota=list(row.usage.over),
         **{d: _dimension(row, d) for d in DIMENSIONS},
     )
 
@@ -116,7 +119,7 @@ def quota_report(
     if actor.role in UNIT_ROLES:
         # Another unit's id gives an empty report, as if that unit did not exist.
         unit_id = -1 if unit_id is not None and unit_id != actor.unit_id else actor.unit_id
-    rows = [] if unit_id == -1 else service.report(session, unit_id=unit_id)
+    rows = [] if unit_id == -1 else request_report.quota_report(session, unit_id=unit_id)
     now = utcnow()
     report = QuotaReportOut(generated_at=now, units=[_row_out(r) for r in rows])
     if format is ReportFormat.JSON:

@@ -8,13 +8,13 @@ naming the state a request is in when the action does not fit it.
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, status
+from sqlmodel import Session
 
 from policies.roles import Actor
-from vmportal.center import service as center
 from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit.db import utcnow
 from vmportal.kit.http import SessionDep
-from vmportal.request import lifecycle, service
+from vmportal.request import service
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import (
     ApproveIn,
@@ -29,7 +29,7 @@ from vmportal.request.schemas import (
 router = APIRouter(tags=["requests"])
 
 
-def request_out(req: VMRequest, actor: Actor, endorsement_required: bool) -> RequestOut:
+def request_out(req: VMRequest, actions: list[str]) -> RequestOut:
     assert req.id is not None
     return RequestOut(
         id=req.id,
@@ -63,12 +63,12 @@ def request_out(req: VMRequest, actor: Actor, endorsement_required: bool) -> Req
         delivered_at=req.delivered_at,
         vm_id=req.vm_id,
         updated_at=req.updated_at,
-        actions=lifecycle.available(req.state, actor.role, endorsement_required=endorsement_required),
+        actions=actions,
     )
 
 
-def _out(session: SessionDep, req: VMRequest, actor: Actor) -> RequestOut:
-    return request_out(req, actor, center.endorsement_required(session))
+def _out(session: Session, req: VMRequest, actor: Actor) -> RequestOut:
+    return request_out(req, service.actions_for(session, actor, [req])[0])
 
 
 @router.post(
@@ -101,9 +101,12 @@ def list_requests(
         limit=limit,
         offset=offset,
     )
-    endorsement = center.endorsement_required(session)
+    actions = service.actions_for(session, actor, rows)
     return RequestPage(
-        items=[request_out(r, actor, endorsement) for r in rows], total=total, limit=limit, offset=offset
+        items=[request_out(r, a) for r, a in zip(rows, actions, strict=True)],
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -28,17 +28,20 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, or_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from policies.deadline import AT_RISK, DeadlineStatus, deadline_status
+from policies.deadline import DeadlineStatus, deadline_status
+from vmportal.identity import service as identity
 from vmportal.identity.models import User
-from vmportal.kit import db
+from vmportal.kit import db, errors
 from vmportal.mail.service import MailEvent, beijing, notify
+from vmportal.request import repository
 from vmportal.request.lifecycle import OPEN_STATES
 from vmportal.request.models import ReminderKind, RequestReminder, RequestState, VMRequest
-from vmportal.unit.models import Contact, ContactRole, Unit
+from vmportal.request.service.checks import find_unit
+from vmportal.unit import service as units
+from vmportal.unit.models import ContactRole
 
 log = logging.getLogger(__name__)
 
@@ -61,31 +64,10 @@ _STATE_EN: dict[str, str] = {
 }
 
 
-def _not_reminded(kind: ReminderKind) -> ColumnElement[bool]:
-    return ~exists(
-        select(RequestReminder.id).where(
-            col(RequestReminder.request_id) == col(VMRequest.id), col(RequestReminder.kind) == kind.value
-        )
-    )
-
-
 def due_ids(now: datetime, limit: int = BATCH) -> list[int]:
     """Open requests owed a reminder at ``now``, the most urgent first."""
-    due = col(VMRequest.due_at)
     with db.transaction() as s:
-        rows = s.exec(
-            select(VMRequest.id)
-            .where(
-                col(VMRequest.state).in_([state.value for state in OPEN_STATES]),
-                or_(
-                    and_(due < now, _not_reminded(ReminderKind.OVERDUE)),
-                    and_(due >= now, due <= now + AT_RISK, _not_reminded(ReminderKind.DUE_SOON)),
-                ),
-            )
-            .order_by(due, col(VMRequest.id))
-            .limit(limit)
-        ).all()
-    return [int(r) for r in rows if r is not None]
+        return repository.owed_reminders(s, now, limit)
 
 
 def kind_at(req: VMRequest, now: datetime) -> ReminderKind | None:
@@ -121,18 +103,13 @@ def send_reminders(now: datetime | None = None) -> dict[str, int]:
 
 
 def _remind(session: Session, request_id: int, now: datetime) -> ReminderKind | None:
-    req = session.get(VMRequest, request_id)
+    req = repository.get(session, request_id)
     if req is None or req.id is None:
         return None
     kind = kind_at(req, now)
     if kind is None:
         return None  # delivered, rejected or cancelled since the selection
-    done = session.exec(
-        select(RequestReminder.id).where(
-            col(RequestReminder.request_id) == req.id, col(RequestReminder.kind) == kind.value
-        )
-    ).first()
-    if done is not None:
+    if repository.reminded(session, req.id, kind):
         return None
     session.add(RequestReminder(request_id=req.id, kind=kind.value, due_at=req.due_at))
     # A concurrent run's row makes this flush fail, before any mail is composed; the caller rolls back.
@@ -145,12 +122,9 @@ def unit_admin_addresses(session: Session, req: VMRequest) -> list[str]:
     """The requesting unit's administrator: the registry's security administrator, then the account
     that filed the request (usually the same person, created from that registry row)."""
     addresses: list[str] = []
-    registry = session.exec(
-        select(Contact.email).where(
-            col(Contact.unit_id) == req.unit_id, col(Contact.role) == ContactRole.SECURITY_ADMIN.value
-        )
-    ).first()
-    requester = session.get(User, req.requested_by)
+    contact = units.get_contact(session, req.unit_id, ContactRole.SECURITY_ADMIN)
+    registry = contact.email if contact is not None else None
+    requester = _user(session, req.requested_by)
     for raw in (registry, requester.email if requester is not None and requester.active else None):
         address = (raw or "").strip()
         if "@" in address and address not in addresses:
@@ -158,8 +132,15 @@ def unit_admin_addresses(session: Session, req: VMRequest) -> list[str]:
     return addresses
 
 
+def _user(session: Session, user_id: int) -> User | None:
+    try:
+        return identity.get_user(session, user_id)
+    except errors.NotFound:
+        return None
+
+
 def _mail(session: Session, req: VMRequest, kind: ReminderKind) -> None:
-    unit = session.get(Unit, req.unit_id)
+    unit = find_unit(session, req.unit_id)
     unit_zh = unit.name_zh if unit is not None else f"单位 {req.unit_id}"
     unit_en = (unit.name_en or unit.name_zh) if unit is not None else f"unit {req.unit_id}"
     n = req.id

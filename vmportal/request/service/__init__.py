@@ -1,33 +1,42 @@
-"""The request domain's use cases (moved into a package; the modules follow)."""
+"""The request domain's use cases, one module per part of a request's life:
+
+* :mod:`.submission`: a unit admin files a request (policies purpose, paperwork, quota);
+* :mod:`.decisions`: reading requests, and the lead's endorsement and the center's approval,
+  rejection, retry (and the unit's withdrawal);
+* :mod:`.provisioning`: the task's three transactions around the hypervisor's clone.
+
+The names callers use are re-exported here.
+"""
 
 from vmportal.request.service.decisions import (
     PROVISION_TASK,
-    ProvisioningFailed,
-    ProvisionPlan,
-    _authorize,
-    admin_account_for,
+    actions_for,
     approve,
     cancel,
     deadline_of,
     endorse,
+    get_request,
+    list_requests,
+    reject,
+    retry,
+)
+from vmportal.request.service.provisioning import (
+    ProvisioningFailed,
+    ProvisionPlan,
+    admin_account_for,
     fail_provisioning,
     finish_provisioning,
     generate_initial_password,
-    get_request,
-    list_requests,
     marker_of,
     prepare_provisioning,
-    reject,
-    retry,
-    submit,
-    transition,
 )
+from vmportal.request.service.submission import submit
 
 __all__ = [
     "PROVISION_TASK",
     "ProvisionPlan",
     "ProvisioningFailed",
-    "_authorize",
+    "actions_for",
     "admin_account_for",
     "approve",
     "cancel",
@@ -43,5 +52,4 @@ __all__ = [
     "reject",
     "retry",
     "submit",
-    "transition",
 ]

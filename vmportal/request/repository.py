@@ -1,0 +1,156 @@
+"""Every query of VM requests and their deadline reminders.
+
+Unit scoping of the request list goes through :func:`vmportal.kit.scope.visible`; aggregates are
+plain ``(count, vcpus, memory_gib, disk_gib)`` totals that the quota domain turns into resources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import ColumnElement, and_, exists, or_
+from sqlmodel import Session, col, func, select, update
+
+from policies.deadline import AT_RISK
+from policies.roles import Actor
+from vmportal.kit import paging
+from vmportal.kit.scope import visible
+from vmportal.request.lifecycle import OPEN_STATES
+from vmportal.request.models import ReminderKind, RequestReminder, RequestState, VMRequest
+
+#: count, Σ vcpus, Σ memory GiB, Σ disk GiB of some requests.
+Totals = tuple[int, int, int, int]
+
+#: The list's sortable columns (one so far), as the table's own columns for kit.paging.
+_ID = sa.inspect(VMRequest).c.id
+_SORT = {"id": _ID}
+
+
+def get(session: Session, request_id: int) -> VMRequest | None:
+    return session.get(VMRequest, request_id)
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    state: RequestState | None = None
+    unit_id: int | None = None
+    #: Open requests due within 48 hours; with ``overdue`` too, either.
+    at_risk: bool = False
+    #: Open requests past their due time.
+    overdue: bool = False
+
+
+def page(
+    session: Session, actor: Actor, filters: RequestFilters, *, limit: int, offset: int, now: datetime
+) -> tuple[list[VMRequest], int]:
+    """One page of the requests ``actor`` may see, newest first, and how many match in all."""
+    query = visible(select(VMRequest), actor, col(VMRequest.unit_id))
+    if filters.unit_id is not None:
+        query = query.where(VMRequest.unit_id == filters.unit_id)
+    if filters.state is not None:
+        query = query.where(VMRequest.state == filters.state.value)
+    is_open = col(VMRequest.state).in_([s.value for s in OPEN_STATES])
+    due = col(VMRequest.due_at)
+    windows = []
+    if filters.at_risk:
+        windows.append(and_(is_open, due >= now, due <= now + AT_RISK))
+    if filters.overdue:
+        windows.append(and_(is_open, due < now))
+    if windows:
+        query = query.where(or_(*windows))
+    total = paging.count(session, query)
+    ordered = paging.order(query, "-id", _SORT, default="-id", tiebreak=_ID)
+    # Offset and limit here, not paging.page: this list has always served pages of up to 1,000.
+    return list(session.exec(ordered.offset(offset).limit(limit))), total
+
+
+def _totals() -> list[sa.ColumnElement[Any]]:
+    return [
+        func.count(),
+        *(func.coalesce(func.sum(getattr(VMRequest, c)), 0) for c in ("vcpus", "memory_gib", "disk_gib")),
+    ]
+
+
+def _as_totals(values: Iterable[Any]) -> Totals:
+    count, vcpus, memory, disk = (int(v or 0) for v in values)
+    return count, vcpus, memory, disk
+
+
+def totals_of_unit(
+    session: Session, unit_id: int, states: Iterable[str], *, exclude: int | None = None
+) -> Totals:
+    """What the unit's requests in ``states`` ask for (without request ``exclude``)."""
+    statement = sa.select(*_totals()).where(
+        col(VMRequest.unit_id) == unit_id, col(VMRequest.state).in_(list(states))
+    )
+    if exclude is not None:
+        statement = statement.where(col(VMRequest.id) != exclude)
+    return _as_totals(session.connection().execute(statement).one())
+
+
+def totals_by_unit(session: Session, unit_ids: Iterable[int], states: Iterable[str]) -> Mapping[int, Totals]:
+    """The same per unit, in one grouped query; a unit without such requests is absent."""
+    statement = (
+        sa.select(col(VMRequest.unit_id), *_totals())
+        .where(col(VMRequest.unit_id).in_(list(unit_ids)), col(VMRequest.state).in_(list(states)))
+        .group_by(col(VMRequest.unit_id))
+    )
+    return {int(row[0]): _as_totals(row[1:]) for row in session.connection().execute(statement)}
+
+
+def count_naming_pool(session: Session, pool_id: int, states: Iterable[str]) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(VMRequest)
+        .where(VMRequest.pool_id == pool_id, col(VMRequest.state).in_(list(states)))
+    ).one()
+
+
+def unlink_pool(session: Session, pool_id: int) -> None:
+    """The requests that named the pool keep their record without it."""
+    session.exec(update(VMRequest).where(col(VMRequest.pool_id) == pool_id).values(pool_id=None))
+
+
+# ---- deadline reminders --------------------------------------------------------------------------
+
+
+def _not_reminded(kind: ReminderKind) -> ColumnElement[bool]:
+    return ~exists(
+        select(RequestReminder.id).where(
+            col(RequestReminder.request_id) == col(VMRequest.id), col(RequestReminder.kind) == kind.value
+        )
+    )
+
+
+def owed_reminders(session: Session, now: datetime, limit: int) -> list[int]:
+    """Open requests owed a reminder at ``now`` (overdue, or due within 48 hours, and not yet told
+    so), the most urgent first."""
+    due = col(VMRequest.due_at)
+    rows = session.exec(
+        select(VMRequest.id)
+        .where(
+            col(VMRequest.state).in_([state.value for state in OPEN_STATES]),
+            or_(
+                and_(due < now, _not_reminded(ReminderKind.OVERDUE)),
+                and_(due >= now, due <= now + AT_RISK, _not_reminded(ReminderKind.DUE_SOON)),
+            ),
+        )
+        .order_by(due, col(VMRequest.id))
+        .limit(limit)
+    ).all()
+    return [int(r) for r in rows if r is not None]
+
+
+def reminded(session: Session, request_id: int, kind: ReminderKind) -> bool:
+    return (
+        session.exec(
+            select(RequestReminder.id).where(
+                col(RequestReminder.request_id) == request_id, col(RequestReminder.kind) == kind.value
+            )
+        ).first()
+        is not None
+    )
