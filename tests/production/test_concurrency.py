@@ -124,6 +124,13 @@ def test_200_concurrent_power_requests_over_20_vms(stack: Stack, prod_vcsim: Vcs
         audit = list(
             s.exec(select(AuditEntry).where(AuditEntry.action == "vm.power").order_by(col(AuditEntry.id)))
         )
+        # The power rule: a start or stop asked while nothing is queued for the VM and its state
+        # already holds succeeds at once, without a hypervisor call (recorded on its request row).
+        noops = {
+            e.after["operation_id"]
+            for e in s.exec(select(AuditEntry).where(AuditEntry.action == "vm.power.request"))
+            if e.after.get("noop")
+        }
     assert sorted(op.state for op in ops) == ["succeeded"] * POWER_REQUESTS, [
         op.error for op in ops if op.error
     ]
@@ -138,7 +145,8 @@ def test_200_concurrent_power_requests_over_20_vms(stack: Stack, prod_vcsim: Vcs
         ids = [op.id for op in vm_ops]
         assert [accepted[i] for i in ids] == [(vm_id, op.action) for op in vm_ops]
         # Applied one at a time, in id order: each saw the state the previous one left.
-        assert applied_order[vm_id] == ids, (vm_id, applied_order[vm_id], ids)
+        applied = [i for i in ids if i not in noops]
+        assert applied_order[vm_id] == applied, (vm_id, applied_order[vm_id], applied)
         finished_at = [op.finished_at for op in vm_ops]
         assert finished_at == sorted(finished_at)  # type: ignore[type-var]
         expected_before = initial[vm_id]
@@ -148,7 +156,7 @@ def test_200_concurrent_power_requests_over_20_vms(stack: Stack, prod_vcsim: Vcs
             assert op.power_after == expected_before, (vm_id, op.id, op.action, op.power_after)
         vm = vms[vm_id]
         # No lost update: one version bump per applied operation, and the last one decides the state.
-        assert vm.version == len(vm_ops), (vm_id, vm.version)
+        assert vm.version == len(applied), (vm_id, vm.version)
         assert vm.power_state == expected_before
         assert str(adapter.get_vm(vm.hypervisor_ref).power_state) == vm.power_state, vm.name
     assert len(by_vm) == VMS

@@ -33,6 +33,7 @@ by other code on the VM still waits for it.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -76,6 +77,8 @@ _DECOMMISSIONABLE: frozenset[str] = frozenset({Lifecycle.ACTIVE, Lifecycle.MISSI
 #: How long a claimed (running) operation belongs to the worker that claimed it; longer than any
 #: adapter call. A worker that died mid-call leaves the operation to be re-applied after it.
 POWER_LEASE = timedelta(minutes=10)
+#: How long a task waits in place for another worker's operation on the same VM before it retries.
+HELD_WAIT = timedelta(seconds=30)
 _POWER_LOCK_NAMESPACE = 0x564D50  # "VMP"
 
 _ACTION_ZH = {
@@ -402,10 +405,28 @@ def execute_power(operation_id: int) -> str:
             return f"already {op.state}"
         vm_id = op.vm_id
 
+    waited = 0.0
+    pause = 0.05
     while True:
-        outcome = _run_next(vm_id, up_to=operation_id)
+        try:
+            outcome = _run_next(vm_id, up_to=operation_id)
+        except _HeldByAnother as held:
+            # An earlier operation of this VM is being applied by another worker right now; it
+            # usually finishes within seconds, so wait here (short, growing pauses) rather than hand
+            # the task back to the broker's retry back-off, which would leave a queue of operations
+            # on one VM waiting minutes. After HELD_WAIT the task base retries as usual.
+            if waited >= HELD_WAIT.total_seconds():
+                raise Retriable(str(held)) from None
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 1.0)
+            continue
         if outcome is None or outcome[0] == operation_id:
             return outcome[1] if outcome else "already finished"
+
+
+class _HeldByAnother(Exception):
+    """The VM's earliest unfinished operation is claimed by another worker within its lease."""
 
 
 def _run_next(vm_id: int, *, up_to: int) -> tuple[int, str] | None:
@@ -474,7 +495,7 @@ def _claim(
     ):
         # Claimed by a worker that is still within its lease: wait for its outcome (the task base
         # retries) rather than apply the same action a second time.
-        raise Retriable(f"power operation {op.id} of VM {vm_id} is being applied by another worker")
+        raise _HeldByAnother(f"power operation {op.id} of VM {vm_id} is being applied by another worker")
     who, actor = _requester(session, op)
     action = PowerAction(op.action)
     op.state = PowerOpState.RUNNING
