@@ -30,7 +30,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,10 +208,20 @@ class Stream:
         return self.update(present, gone, received_at=when)
 
     def update(
-        self, upserts: Iterable[VMInfo], removed: Iterable[str] = (), *, received_at: float | None = None
+        self,
+        upserts: Iterable[VMInfo],
+        removed: Iterable[str] = (),
+        *,
+        changed: Collection[str] = (),
+        received_at: float | None = None,
     ) -> ChangeBatch | None:
         """Some VMs as they are now (``upserts``) and keys of VMs that are gone; the batch of what
-        differs from the last report, or None when nothing does."""
+        differs from the last report, or None when nothing does.
+
+        ``changed``: keys the hypervisor itself says were modified (vCenter's update set). Such a
+        VM is reported even when it ends as the stream last saw it: a change undone between two
+        reads (a NIC cut by the portal's containment and ticked again by hand) leaves the stream's
+        snapshot equal, but the consumer's record moved in between, and only it can tell."""
         assert self._snapshot is not None, "full() or resume() first"
         snapshot = self._snapshot
         changes: list[VMChange] = []
@@ -222,7 +232,7 @@ class Stream:
                 changes.append(VMChange(ref=vm.ref, kind=ChangeKind.CREATED, vm=vm, fields=all_fields(vm)))
             else:
                 fields = differences(old, vm)
-                if not fields:
+                if not fields and key not in changed:
                     continue
                 previous = old.ref if old.ref != vm.ref else None
                 changes.append(

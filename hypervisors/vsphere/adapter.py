@@ -47,6 +47,8 @@ What the adapter relies on, and where it lives
       :mod:`~hypervisors.vsphere.network` (NIC disconnect and reconnect through ReconfigVM_Task).
     * :mod:`~hypervisors.vsphere.tasks` and :mod:`~hypervisors.vsphere.faults`: waiting for
       vCenter tasks, and vSphere faults as the typed errors of :mod:`hypervisors.base`.
+    * :mod:`~hypervisors.vsphere.watch`: the change stream, ``WaitForUpdatesEx`` over a
+      ContainerView of every VM on a session and PropertyCollector of its own (nothing polled).
     * Web blocking is not something vSphere offers per VM without NSX: ``capabilities.web_block``
       is False and :meth:`VSphereAdapter.set_web_block` raises :class:`NotSupported`; the caller
       falls back to network isolation.
@@ -70,6 +72,7 @@ from hypervisors.base import (
     VMInfo,
 )
 from hypervisors.registry import register
+from hypervisors.vsphere import watch as vsphere_watch
 from hypervisors.vsphere.collector import DEFAULT_PAGE_SIZE, Collector
 from hypervisors.vsphere.endpoint import parse_url
 from hypervisors.vsphere.inventory import Inventory
@@ -78,7 +81,6 @@ from hypervisors.vsphere.power import PowerOps
 from hypervisors.vsphere.provisioning import Provisioner
 from hypervisors.vsphere.session import Session
 from hypervisors.vsphere.tasks import Tasks
-from hypervisors.watch import Stream, poll, scope_of
 
 
 class VSphereAdapter:
@@ -155,9 +157,8 @@ class VSphereAdapter:
         return self._tasks.wait_task(task_ref, timeout)
 
     def watch(self, stop: threading.Event, since: str | None = None) -> Iterator[ChangeBatch]:
-        # Polled for now (the whole inventory every few seconds, only differences yielded); a
-        # WaitForUpdatesEx stream is the next step.
-        return poll(Stream(scope_of(self.config)), self.list_vms, stop, since)
+        # Pushed by vCenter (WaitForUpdatesEx on a session and collector of the stream's own).
+        return vsphere_watch.watch(self.config, self.endpoint, Collector(self.page_size), stop, since)
 
     def close(self) -> None:
         self._session.close()
