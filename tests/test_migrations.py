@@ -21,7 +21,9 @@ PG_BASE = os.environ.get("VMPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.
 def _diff(url: str) -> list[object]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": migrate.compared}
+        )
         diff = compare_metadata(ctx, SQLModel.metadata)
     engine.dispose()
     return list(diff)
@@ -50,6 +52,10 @@ def test_sqlite_schema_matches_models_and_downgrades(tmp_path: object) -> None:
 def test_postgres_schema_matches_models_and_downgrades(pg_scratch: str) -> None:
     migrate.upgrade(pg_scratch)
     assert _diff(pg_scratch) == []
+    engine = sa.create_engine(pg_scratch)
+    indexes = {i["name"] for t in ("vm", "information_system") for i in sa.inspect(engine).get_indexes(t)}
+    engine.dispose()
+    assert indexes >= migrate.MIGRATION_ONLY_INDEXES  # the matcher's GIN indexes (migration 0012)
     command.downgrade(migrate.alembic_config(pg_scratch), "base")
     migrate.upgrade(pg_scratch)  # and up again from nothing
     assert _diff(pg_scratch) == []

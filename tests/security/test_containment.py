@@ -137,13 +137,20 @@ def test_the_unit_cannot_power_on_a_suspended_vm(client: TestClient, factory: Fa
     assert stop.status_code == 202  # powering down can only reduce harm
     start = client.post(f"/api/v1/vms/{vm.id}/power", json={"action": "start"}, headers=unit_admin)
     assert start.status_code == 403
-    assert start.json()["error"]["rule"] == "suspended_lock"
+    error = start.json()["error"]
+    assert error["rule"] == "suspended_lock"
+    # The unit reads which incident holds the VM and what releases it.
+    [incident] = incidents(client, h, vm_id=vm.id)
+    assert error["incident_id"] == incident["id"]
+    assert f"安全事件 #{incident['id']}" in error["message_zh"] and "整改报告" in error["message_zh"]
+    assert f"security incident #{incident['id']}" in error["message"]
     reconnect = client.post(
         f"/api/v1/vms/{vm.id}/network",
         json={"connected": True, "reason": "我们已经修好了"},
         headers=unit_admin,
     )
     assert reconnect.status_code == 403 and "suspended_lock" in reconnect.json()["error"]["rules"]
+    assert reconnect.json()["error"]["incident_id"] == incident["id"]
     assert not any(nics(factory, vm))
 
 

@@ -4,6 +4,7 @@ refused with its status and a clear message (nothing accepted lost)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import timedelta
 from typing import Any
@@ -72,7 +73,7 @@ def test_signed_records_of_each_format_contain_the_vm_they_accuse(
         ("alertmanager", alertmanager(vms[5].ip_address), "backdoor"),
     ]
     for (kind, record, category), vm in zip(cases, vms, strict=True):
-        source = register(client, h, kind)
+        source = register(client, h, kind, auth="hmac")
         r = post(client, source, record)
         assert r.status_code == 202, r.text
         body = r.json()
@@ -128,7 +129,7 @@ def test_bearer_token_source(client: TestClient, factory: Factory) -> None:
 def test_forged_stale_and_unsigned_posts_are_401_and_audited(client: TestClient, factory: Factory) -> None:
     h = center_admin(client, factory)
     vm = factory.vm(factory.unit())
-    source = register(client, h, "suricata")
+    source = register(client, h, "suricata", auth="hmac")
     record = suricata_c2(vm.ip_address)
 
     forged = post(client, source, record, secret=signing.new_secret())
@@ -139,7 +140,9 @@ def test_forged_stale_and_unsigned_posts_are_401_and_audited(client: TestClient,
     stale = post(client, source, record, timestamp=int(time.time()) - 301)
     assert stale.status_code == 401
     assert stale.json()["error"]["reason"] == "timestamp_out_of_window"
-    assert "301 s old" in stale.json()["error"]["message"]
+    # 301 s when signed, a second or two more if the machine is busy before the portal reads it.
+    age = re.search(r"(\d+) s old", stale.json()["error"]["message"])
+    assert age is not None and 301 <= int(age.group(1)) <= 330
 
     tampered_headers = signing.signed_headers(encode(record), source["secret"])
     tampered = client.post(
@@ -171,7 +174,7 @@ def test_replayed_webhook_id_is_a_duplicate_without_a_second_incident(
 ) -> None:
     h = center_admin(client, factory)
     vm = factory.vm(factory.unit())
-    source = register(client, h, "suricata")
+    source = register(client, h, "suricata", auth="hmac")
     record = suricata_c2(vm.ip_address)
     first = post(client, source, record, msg_id="msg_replay_1")
     assert first.status_code == 202
@@ -245,7 +248,8 @@ def test_unparseable_records_are_kept_raw_and_answered_422(client: TestClient, f
     mixed = post(client, source, [suricata_c2(vm.ip_address), junk, {"event_type": "flow"}])
     assert mixed.status_code == 202
     statuses = [x["status"] for x in mixed.json()["results"]]
-    assert statuses == ["accepted", "rejected", "rejected"]
+    assert statuses == ["accepted", "rejected"]  # an EVE event that is not an alert is only counted
+    assert mixed.json()["dropped_event_types"] == {"flow": 1}
     assert mixed.json()["results"][1]["reason"].startswith("no parser recognises")
     assert not any(nics(factory, vm))
 
@@ -378,7 +382,7 @@ def test_an_ipv6_inventory_address_and_a_system_domain_match(client: TestClient,
 def test_replay_memory_is_pruned_after_a_day(client: TestClient, factory: Factory) -> None:
     h = center_admin(client, factory)
     vm = factory.vm(factory.unit())
-    source = register(client, h, "suricata")
+    source = register(client, h, "suricata", auth="hmac")
     post(client, source, suricata_c2(vm.ip_address))
     assert ingest.prune_webhook_ids() == 0  # a fresh id is kept
     assert ingest.prune_webhook_ids(timedelta(seconds=-1)) == 1

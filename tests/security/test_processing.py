@@ -109,7 +109,7 @@ def test_an_alert_whose_processing_failed_is_processed_by_the_redrive(
 def test_the_source_list_says_when_a_source_last_posted(client: TestClient, factory: Factory) -> None:
     h = center_admin(client, factory)
     vm = factory.vm(factory.unit())
-    source = register(client, h, "suricata")
+    source = register(client, h, "suricata", auth="hmac")
     assert source["last_post_at"] is None
 
     def last_post_at() -> datetime:

@@ -50,7 +50,7 @@ def test_credentials_are_shown_once_and_encrypted_at_rest(client: TestClient, fa
 def test_rotation_replaces_the_credentials(client: TestClient, factory: Factory) -> None:
     h = center_admin(client, factory)
     vm = factory.vm(factory.unit())
-    source = register(client, h, "suricata")
+    source = register(client, h, "suricata", auth="hmac")
     r = client.post(f"/api/v1/alert-sources/{source['id']}/rotate", json={}, headers=h)
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     rotated = r.json()
@@ -71,7 +71,7 @@ def test_who_may_manage_sources_and_bad_input(client: TestClient, factory: Facto
     assert client.get("/api/v1/alert-sources", headers=unit_admin).status_code == 403
     assert client.get("/api/v1/alert-sources", headers=auditor).status_code == 200
     created = client.post("/api/v1/alert-sources", json=body, headers=h)
-    assert created.status_code == 201 and created.json()["auth"] == "hmac"
+    assert created.status_code == 201 and created.json()["auth"] == "bearer"
     duplicate = client.post("/api/v1/alert-sources", json=body, headers=h)
     assert duplicate.status_code == 409 and duplicate.json()["error"]["field"] == "name"
 

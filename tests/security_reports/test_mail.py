@@ -19,6 +19,7 @@ from tests.security_reports.helpers import contacts
 from vmportal.incidents import mails as incident_mails
 from vmportal.incidents.models import Incident, IncidentEvent, Notification
 from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.mail import service as notification
 from vmportal.mail import tasks as tasks_mail
 
@@ -49,8 +50,9 @@ def _rows(**where: Any) -> list[Notification]:
 
 
 def test_containment_and_the_centers_decisions_are_mailed_to_the_unit_and_the_center(
-    client: TestClient, factory: Factory, mail_server: MailServer
+    client: TestClient, factory: Factory, mail_server: MailServer, settings: Settings
 ) -> None:
+    settings.base_url = "https://vm.nic.example.edu.cn/"  # where the portal is published
     unit, vm, h, incident = _contained(client, factory)
     iid = incident["id"]
     registry = contacts(unit)
@@ -68,7 +70,10 @@ def test_containment_and_the_centers_decisions_are_mailed_to_the_unit_and_the_ce
     body = contained.body
     assert "断开网络" in body and "整改报告" in body and "rectification report" in body
     assert body.index("整改报告") < body.index("rectification report")  # Chinese first
-    assert f"/api/v1/incidents/{iid}" in body
+    # The link opens the incident's page on the published address, never a JSON URL.
+    assert f"详情：https://vm.nic.example.edu.cn/incidents/{iid}）" in body
+    assert f"Details: https://vm.nic.example.edu.cn/incidents/{iid})" in body
+    assert "/api/v1" not in body and "127.0.0.1" not in body
 
     admin = factory.login(client, factory.user("unit_admin", unit))
     first = _report(client, admin, iid, "已清除木马。")

@@ -17,7 +17,7 @@ from tests.security_reports.conftest import CENTER_MAILBOX, MailServer
 from tests.security_reports.helpers import contacts, set_vm
 from vmportal.compliance.service.deadlines import parse_deadline
 from vmportal.kit import errors
-from vmportal.unit.service import BEIJING
+from vmportal.kit.clock import BEIJING
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 

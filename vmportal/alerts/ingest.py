@@ -8,7 +8,10 @@
 4. the body is records at all: JSON, an array of JSON, or JSON lines (400 otherwise);
 5. a replayed ``webhook-id`` (remembered per source under a unique constraint) is answered 200
    ``{"duplicate": true}`` and changes nothing;
-6. every record is stored as received (``alert_record``, size-limited) and each alert a parser read from
+6. a Suricata (or generic) post's EVE events that are not alerts (``event_type`` flow, dns, http,
+   tls, stats ...: a whole ``eve.json`` posted as it is) are dropped and counted by type in the answer
+   (``dropped``, ``dropped_event_types``); the results keep each record's position in the body;
+7. every record is stored as received (``alert_record``, size-limited) and each alert a parser read from
    it as a ``security_alert``; an alert already stored under the same ``external_id`` only counts a
    repeat. All of it commits **before** the answer: 202 with a result per record, or 422 when no record
    was understood (they are kept all the same, with the reason).
@@ -30,8 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, update
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from vmportal.alerts import (
     AddressRole,
@@ -45,11 +47,14 @@ from vmportal.alerts import (
     normalise_host,
     normalise_ip,
     parse_record,
+    repository,
     sources,
+    unmatched,
 )
 from vmportal.alerts.model import Category, Confidence, Severity
 from vmportal.alerts.parsers import MAX_RAW_RECORD_BYTES, MAX_RECORDS, split_records
 from vmportal.audit.service import Who, record
+from vmportal.center import service as center
 from vmportal.incidents import service as incidents
 from vmportal.incidents.models import (
     AlertRecord,
@@ -61,8 +66,6 @@ from vmportal.incidents.models import (
 )
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors
-from vmportal.kit.sql import insert_or_nothing
-from vmportal.unit.models import InformationSystem
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -161,23 +164,12 @@ def _note_post(source_id: int, last_post_at: datetime | None, received_at: datet
 
 def _move_last_post_at(source_id: int, received_at: datetime) -> None:
     with db.transaction() as s:
-        s.exec(
-            update(AlertSource)
-            .where(
-                col(AlertSource.id) == source_id,
-                or_(
-                    col(AlertSource.last_post_at).is_(None),
-                    col(AlertSource.last_post_at) < received_at - LAST_POST_RESOLUTION,
-                ),
-            )
-            .values(last_post_at=received_at)
-            .execution_options(synchronize_session=False)
-        )
+        repository.move_last_post_at(s, source_id, received_at, LAST_POST_RESOLUTION)
 
 
 def _record_refusal(source_name: str, exc: sources.SenderRefused, client_host: str | None) -> None:
     with db.transaction() as s:
-        found = s.exec(select(AlertSource).where(col(AlertSource.name) == source_name)).first()
+        found = repository.source_named(s, source_name)
         record(
             s,
             Who(actor=f"alert-source:{source_name}"[:100], role="alert_source"),
@@ -208,6 +200,29 @@ def _split(body: bytes) -> list[tuple[Any, bytes]]:
     return records
 
 
+#: Kinds whose posts may be a whole Suricata ``eve.json``: its flow, dns, http, tls, stats ... lines
+#: are not alerts and are dropped (counted in the answer), only ``event_type: "alert"`` is stored.
+_EVE_KINDS = frozenset({SourceKind.SURICATA, SourceKind.GENERIC})
+
+
+def _alert_events_only(
+    kind: SourceKind, records: list[tuple[Any, bytes]]
+) -> tuple[list[tuple[int, Any, bytes]], dict[str, int]]:
+    """The records to store, each with its position in the body, and the EVE events dropped, counted
+    by ``event_type``. A Suricata sensor's eve.json is mostly flows and protocol logs: storing them
+    would fill the alert records with what no one reads and hide the alerts among them."""
+    kept: list[tuple[int, Any, bytes]] = []
+    dropped: dict[str, int] = {}
+    for index, (value, raw) in enumerate(records):
+        event_type = value.get("event_type") if isinstance(value, dict) and kind in _EVE_KINDS else None
+        if isinstance(event_type, str) and event_type != "alert":
+            name = event_type[:40] or "(empty)"
+            dropped[name] = dropped.get(name, 0) + 1
+            continue
+        kept.append((index, value, raw))
+    return kept, dropped
+
+
 def _raw_text(raw: bytes) -> tuple[str, bool]:
     truncated = len(raw) >= MAX_RAW_RECORD_BYTES
     return raw[:MAX_RAW_RECORD_BYTES].decode("utf-8", errors="replace"), truncated
@@ -217,14 +232,15 @@ def _store(
     s: Session, source: AlertSource, body: bytes, webhook_id: str | None, received_at: datetime
 ) -> PostResult:
     assert source.id is not None
-    records = _split(body)  # 400 / 413 before anything is written
     kind = SourceKind(source.kind)
+    records, dropped = _alert_events_only(kind, _split(body))  # 400 / 413 before anything is written
+    total = len(records) + sum(dropped.values())
 
     if webhook_id is not None:
         remembered = AlertWebhookId(
-            source_id=source.id, webhook_id=webhook_id, received_at=received_at, record_count=len(records)
+            source_id=source.id, webhook_id=webhook_id, received_at=received_at, record_count=total
         )
-        if insert_or_nothing(s, remembered, ["source_id", "webhook_id"]) is None:
+        if repository.remember_webhook_id(s, remembered) is None:
             return PostResult(
                 200,
                 {
@@ -238,7 +254,7 @@ def _store(
 
     results: list[RecordResult] = []
     parsed: list[tuple[AlertRecord, RecordResult, list[Alert]]] = []
-    for index, (value, raw) in enumerate(records):
+    for index, value, raw in records:
         raw_text, truncated = _raw_text(raw)
         row = AlertRecord(
             source_id=source.id,
@@ -299,10 +315,11 @@ def _store(
         source.id,
         after={
             "webhook_id": webhook_id,
-            "records": len(records),
+            "records": total,
             "accepted": accepted,
             "duplicates": duplicates,
             "rejected": rejected,
+            "dropped": sum(dropped.values()),
             "alert_ids": new_ids[:100],
         },
         result="ok" if accepted or duplicates else "rejected",
@@ -310,10 +327,12 @@ def _store(
     summary = {
         "source": source.name,
         "received_at": received_at.isoformat(),
-        "records": len(records),
+        "records": total,
         "accepted": accepted,
         "duplicates": duplicates,
         "rejected": rejected,
+        "dropped": sum(dropped.values()),
+        "dropped_event_types": dict(sorted(dropped.items())),
         "results": [r.as_dict() for r in results],
     }
     if rejected and not accepted and not duplicates:
@@ -343,14 +362,8 @@ def _store_alerts(
     existing: dict[tuple[str, bool], int] = {}
     if keys:
         ids = list({k[0] for k in keys})
-        for start in range(0, len(ids), 500):
-            for alert_id, external_id, resolved in s.exec(
-                select(SecurityAlert.id, SecurityAlert.external_id, SecurityAlert.resolved).where(
-                    col(SecurityAlert.source_id) == source.id,
-                    col(SecurityAlert.external_id).in_(ids[start : start + 500]),
-                )
-            ):
-                existing[(external_id, resolved)] = alert_id or 0
+        for alert_id, external_id, resolved in repository.stored_alert_keys(s, source.id, ids):
+            existing[(external_id, resolved)] = alert_id or 0
     new_ids: list[int] = []
     for row, result, alerts in parsed:
         for alert in alerts:
@@ -361,13 +374,7 @@ def _store_alerts(
                 continue
             stored = _insert_alert(s, source, row, alert)
             if stored is None:  # stored meanwhile by a concurrent post (PostgreSQL)
-                found = s.exec(
-                    select(SecurityAlert.id).where(
-                        col(SecurityAlert.source_id) == source.id,
-                        col(SecurityAlert.external_id) == alert.external_id,
-                        col(SecurityAlert.resolved) == alert.resolved,
-                    )
-                ).one()
+                found = repository.stored_alert_id(s, source.id, alert.external_id, alert.resolved)
                 existing[key] = found or 0
                 _count_repeat(s, existing[key], alert.received_at)
                 result.duplicate_of.append(existing[key])
@@ -381,12 +388,7 @@ def _store_alerts(
 
 
 def _count_repeat(s: Session, alert_id: int, at: datetime) -> None:
-    s.exec(
-        update(SecurityAlert)
-        .where(col(SecurityAlert.id) == alert_id)
-        .values(repeats=SecurityAlert.repeats + 1, last_repeat_at=at)
-        .execution_options(synchronize_session=False)
-    )
+    repository.count_repeat(s, alert_id, at)
 
 
 def _insert_alert(s: Session, source: AlertSource, row: AlertRecord, alert: Alert) -> int | None:
@@ -409,7 +411,7 @@ def _insert_alert(s: Session, source: AlertSource, row: AlertRecord, alert: Aler
         target_host_role=alert.target_host_role.value if alert.target_host_role else None,
         evidence=alert.evidence,
     )
-    return insert_or_nothing(s, stored, ["source_id", "external_id", "resolved"])
+    return repository.insert_alert(s, stored)
 
 
 # ---- processing: matching and correlation -------------------------------------------------------------
@@ -444,10 +446,15 @@ def _is_loopback(ip: str) -> bool:
     return ipaddress.ip_address(ip).is_loopback
 
 
-def build_inventory(session: Session) -> Inventory[int]:
-    """Every active VM's addresses (inventory IPs and the delivered address) and the domains of its
-    information system. An address or domain claimed by two VMs is left out: guessing would blame the
-    wrong unit, so such alerts wait for a human."""
+def build_inventory(session: Session, alerts: Sequence[Alert] | None = None) -> Inventory[int]:
+    """Active VMs' addresses (inventory IPs and the delivered address) and the domains of their
+    information systems. An address or domain claimed by two VMs is left out: guessing would blame
+    the wrong unit, so such alerts wait for a human.
+
+    With ``alerts``, only what those alerts could match is read: the VMs holding one of their
+    addresses and the VMs of systems holding one of their hostnames (indexed look-ups; every holder
+    of each such key, so ambiguity is judged as over the whole inventory). Matching a batch then
+    costs the same with 20,000 VMs as with 100. Without, the whole inventory (the scan targets)."""
     addresses: dict[str, int | None] = {}
     hosts: dict[str, int | None] = {}
 
@@ -459,29 +466,38 @@ def build_inventory(session: Session) -> Inventory[int]:
         else:
             book[key] = vm_id
 
-    vms = session.exec(
-        select(VM.id, VM.ip_address, VM.ips, VM.system_id).where(col(VM.lifecycle) == Lifecycle.ACTIVE.value)
-    ).all()
+    if alerts is None:
+        vms = repository.active_vms(session)
+        systems: list[tuple[int, list[str]]] | None = None
+    else:
+        wanted_ips = sorted({a.ip for alert in alerts for a in alert.addresses})
+        wanted_hosts = sorted(
+            {h for alert in alerts if alert.target_host and (h := normalise_host(alert.target_host))}
+        )
+        vms = repository.vms_holding(session, wanted_ips)
+        systems = repository.systems_with_domains(session, wanted_hosts)
+        known = {vm_id for vm_id, *_ in vms}
+        vms += [
+            row
+            for row in repository.active_vms_of_systems(session, [sid for sid, _ in systems])
+            if row[0] not in known
+        ]
     by_system: dict[int, list[int]] = {}
     for vm_id, ip_address, ips, system_id in vms:
-        assert vm_id is not None
-        for value in [ip_address, *(ips or [])]:
+        for value in [ip_address, *ips]:
             ip = normalise_ip(value)
             if ip is not None and not _is_loopback(ip):
                 claim(addresses, ip, vm_id)
         if system_id is not None:
             by_system.setdefault(system_id, []).append(vm_id)
-    if by_system:
-        for system_id, domains in session.exec(
-            select(InformationSystem.id, InformationSystem.domains).where(
-                col(InformationSystem.id).in_(list(by_system))
-            )
-        ):
-            members = by_system.get(system_id or 0, [])
-            for domain in domains or []:
-                host = normalise_host(domain)
-                for vm_id in set(members):
-                    claim(hosts, host, vm_id)
+    if systems is None and by_system:
+        systems = repository.domains_of_systems(session, list(by_system))
+    for system_id, domains in systems or []:
+        members = by_system.get(system_id, [])
+        for domain in domains:
+            host = normalise_host(domain)
+            for vm_id in set(members):
+                claim(hosts, host, vm_id)
     return Inventory(
         {k: v for k, v in addresses.items() if v is not None},
         {k: v for k, v in hosts.items() if v is not None},
@@ -494,34 +510,34 @@ def process_alerts(alert_ids: list[int]) -> str:
     their row locks (a second delivery waits for the first, then finds nothing to do)."""
     with db.transaction() as s:
         outbox.complete_in(s)  # the task's outbox row, completed with this transaction
-        rows = list(
-            s.exec(
-                select(SecurityAlert, AlertSource.name)
-                .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
-                .where(
-                    col(SecurityAlert.id).in_(alert_ids),
-                    col(SecurityAlert.state) == AlertState.RECEIVED.value,
-                )
-                .order_by(col(SecurityAlert.id))
-                .with_for_update(of=SecurityAlert)
-                .execution_options(populate_existing=True)
-            ).all()
-        )
+        rows = repository.lock_received_alerts(s, alert_ids)
         if not rows:
             return "nothing to do"
-        inventory = build_inventory(s)
+        parsed = [(row, source_name, to_alert(row, source_name)) for row, source_name in rows]
+        inventory = build_inventory(s, [alert for _, _, alert in parsed])
         counts = {"matched": 0, "unmatched": 0}
-        for row, source_name in rows:
-            found = inventory.match(to_alert(row, source_name))
+        mail_mode: str | None = None  # the center's choice, read once and only when needed
+        for row, source_name, alert in parsed:
+            matches = inventory.match_all(alert)
+            found = matches[0] if matches else None
             if found is None:
                 row.state = AlertState.UNMATCHED.value
                 row.processed_at = db.utcnow()
                 s.add(row)
                 counts["unmatched"] += 1
+                mail_mode = mail_mode or center.unmatched_alert_mail(s)
+                if mail_mode == "each":  # the digest mode is beat's (vmportal.alerts.unmatched)
+                    s.flush()
+                    unmatched.notify_each(s, row, source_name)
                 continue
-            vm = s.get(VM, found.vm)
+            vm = repository.get_vm(s, found.vm)
             assert vm is not None
-            attach(s, row, vm, found, who=Who(actor=f"alert-source:{source_name}"[:100], role="alert_source"))
+            who = Who(actor=f"alert-source:{source_name}"[:100], role="alert_source")
+            attach(s, row, vm, found, who=who)
+            if found.accused and not row.resolved:
+                for other in matches[1:]:
+                    if not other.accused:
+                        _open_victim_incident(s, row, vm, other, who)
             counts["matched"] += 1
         return f"{counts['matched']} matched, {counts['unmatched']} unmatched"
 
@@ -560,9 +576,7 @@ def attach(
     s.add(row)
     if row.resolved:
         # "Resolved" never releases a VM: note it on the open incident, if there is one.
-        open_incident = s.exec(
-            select(Incident).where(col(Incident.open_key) == incidents.incident_key(vm.id, row.category))
-        ).first()
+        open_incident = repository.open_incident_with_key(s, incidents.incident_key(vm.id, row.category))
         if open_incident is None:
             row.state = AlertState.NOTED.value
             return None
@@ -593,9 +607,41 @@ def attach(
     return opening.incident
 
 
+def _open_victim_incident(
+    s: Session, row: SecurityAlert, attacker: VM, found: VMMatch[int], who: Who
+) -> None:
+    """The victim of an internal attack (a VM of ours named, not accused, by an alert that accuses
+    another VM of ours) gets an incident of its own, for humans only: never contained, its unit
+    and the center mailed (the notify-only mail), so the unit checks what the attacker reached.
+    The alert row stays the attacker's; the victim's incident names it on its timeline."""
+    victim = repository.get_vm(s, found.vm)
+    if victim is None or victim.id == attacker.id:
+        return
+    role = found.role.value if found.role else "host"
+    role_zh = _ROLE_ZH.get(role, role)
+    incidents.open_incident(
+        s,
+        who,
+        vm=victim,
+        category=row.category,
+        severity=row.severity,
+        confidence=row.confidence,
+        title=f"{row.title or row.format + ' ' + row.category} (victim of VM {attacker.name})"[:500],
+        seen_at=row.received_at,
+        hold_reason=(
+            f"The VM is the {role} ({found.field}) of alert #{row.id}, which accuses VM {attacker.name} "
+            f"({attacker.ip_address or 'no address'}) of the campus: this VM looks like the victim of an "
+            "internal attack. It is not contained; its unit should check what the attacker reached.",
+            f"该虚拟机为告警 #{row.id} 中的{role_zh}（{found.field}），告警指向的是校内虚拟机 {attacker.name}"
+            f"（{attacker.ip_address or '无地址'}）：该虚拟机可能是校内攻击的受害者，不作处置，"
+            "请所属单位检查攻击方可能造成的影响。",
+        ),
+    )
+
+
 def assign(session: Session, who: Who, alert_id: int, vm_id: int) -> SecurityAlert:
     """A center user matches an alert no VM claimed: it joins that VM's incident like a matched one."""
-    row = session.get(SecurityAlert, alert_id)
+    row = repository.get_alert(session, alert_id)
     if row is None:
         raise errors.NotFound("alert", alert_id)
     if row.state != AlertState.UNMATCHED:
@@ -605,7 +651,7 @@ def assign(session: Session, who: Who, alert_id: int, vm_id: int) -> SecurityAle
             "assign",
             message=f"alert {alert_id} is {row.state}: only an unmatched alert can be assigned to a VM",
         )
-    vm = session.get(VM, vm_id)
+    vm = repository.get_vm(session, vm_id)
     if vm is None:
         raise errors.InvalidField(
             "vm_id", "exists", f"VM {vm_id} does not exist", message_zh=f"虚拟机 {vm_id} 不存在"
@@ -647,73 +693,36 @@ class AlertFilters:
 
 
 def list_alerts(session: Session, f: AlertFilters) -> tuple[list[tuple[SecurityAlert, str]], int]:
-    conditions: list[Any] = []
-    if f.matched is True:
-        conditions.append(col(SecurityAlert.vm_id).is_not(None))
-    elif f.matched is False:
-        conditions.append(col(SecurityAlert.state) == AlertState.UNMATCHED.value)
-    if f.state is not None:
-        conditions.append(col(SecurityAlert.state) == f.state.value)
-    if f.source_id is not None:
-        conditions.append(col(SecurityAlert.source_id) == f.source_id)
-    if f.vm_id is not None:
-        conditions.append(col(SecurityAlert.vm_id) == f.vm_id)
-    if f.incident_id is not None:
-        conditions.append(col(SecurityAlert.incident_id) == f.incident_id)
-    rows = session.exec(
-        select(SecurityAlert, AlertSource.name)
-        .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
-        .where(*conditions)
-        .order_by(col(SecurityAlert.id).desc())
-        .limit(f.limit)
-        .offset(f.offset)
-    ).all()
-    total = int(session.exec(select(func.count()).select_from(SecurityAlert).where(*conditions)).one())
-    return [(a, n) for a, n in rows], total
+    return repository.alerts_page(
+        session,
+        matched=f.matched,
+        state=f.state,
+        source_id=f.source_id,
+        vm_id=f.vm_id,
+        incident_id=f.incident_id,
+        limit=f.limit,
+        offset=f.offset,
+    )
 
 
 def get_alert(session: Session, alert_id: int) -> tuple[SecurityAlert, str]:
-    row = session.exec(
-        select(SecurityAlert, AlertSource.name)
-        .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
-        .where(col(SecurityAlert.id) == alert_id)
-    ).first()
+    row = repository.alert_with_source(session, alert_id)
     if row is None:
         raise errors.NotFound("alert", alert_id)
-    return row[0], row[1]
+    return row
 
 
 def list_records(
     session: Session, *, failed: bool | None, source_id: int | None, limit: int, offset: int
 ) -> tuple[list[tuple[AlertRecord, str]], int]:
-    conditions: list[Any] = []
-    if failed is True:
-        conditions.append(col(AlertRecord.error_code) != "")
-    elif failed is False:
-        conditions.append(col(AlertRecord.error_code) == "")
-    if source_id is not None:
-        conditions.append(col(AlertRecord.source_id) == source_id)
-    rows = session.exec(
-        select(AlertRecord, AlertSource.name)
-        .join(AlertSource, col(AlertSource.id) == col(AlertRecord.source_id))
-        .where(*conditions)
-        .order_by(col(AlertRecord.id).desc())
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    total = int(session.exec(select(func.count()).select_from(AlertRecord).where(*conditions)).one())
-    return [(r, n) for r, n in rows], total
+    return repository.records_page(session, failed=failed, source_id=source_id, limit=limit, offset=offset)
 
 
 def get_record(session: Session, record_id: int) -> tuple[AlertRecord, str]:
-    row = session.exec(
-        select(AlertRecord, AlertSource.name)
-        .join(AlertSource, col(AlertSource.id) == col(AlertRecord.source_id))
-        .where(col(AlertRecord.id) == record_id)
-    ).first()
+    row = repository.record_with_source(session, record_id)
     if row is None:
         raise errors.NotFound("alert record", record_id)
-    return row[0], row[1]
+    return row
 
 
 # ---- housekeeping -----------------------------------------------------------------------------------
@@ -727,9 +736,4 @@ def prune_webhook_ids(older_than: timedelta = WEBHOOK_ID_MEMORY) -> int:
     """Forget webhook ids past any replay window (the task ``vmportal.security.prune_webhook_ids``)."""
     cutoff = db.utcnow() - older_than
     with db.transaction() as s:
-        result = s.exec(
-            delete(AlertWebhookId)
-            .where(col(AlertWebhookId.received_at) < cutoff)
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)
+        return repository.delete_webhook_ids_before(s, cutoff)

@@ -28,7 +28,7 @@ class SourceCreate(BaseModel):
     auth: AuthMethod | None = Field(
         None,
         description="hmac (Standard Webhooks signature), bearer (token, for senders that cannot sign) or "
-        "both. Default: bearer for alertmanager and elastic, hmac otherwise.",
+        "both. Default: bearer for suricata, wazuh, zeek, alertmanager and elastic; hmac for generic.",
     )
     allowed_cidrs: list[Cidr] = Field(
         default_factory=list, max_length=100, description="Addresses it may post from; empty: any"

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
-from vmportal.alerts import SourceKind, signing
+from vmportal.alerts import SourceKind, repository, signing
 from vmportal.audit.service import Who, record
-from vmportal.incidents.models import AlertRecord, AlertSource, AlertWebhookId
+from vmportal.incidents.models import AlertSource
 from vmportal.kit import db, errors
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -35,10 +35,17 @@ class AuthMethod(enum.StrEnum):
     BOTH = "both"
 
 
-#: Senders that cannot sign get a token by default; the others a signing secret.
+#: Senders that cannot sign get a token by default; the others a signing secret. None of the usual
+#: senders of Suricata, Wazuh and Zeek alerts computes a Standard Webhooks signature (Filebeat's and
+#: Logstash's http outputs, Fluent Bit, Wazuh's integrator, Alertmanager, Kibana's webhook connector):
+#: they all send a static ``Authorization`` header. ``generic`` (the center's own scripts, the
+#: ministry's notices relayed by a script) keeps the signature; ``vmportal ship`` does both.
 DEFAULT_AUTH: dict[SourceKind, AuthMethod] = {
     SourceKind.ALERTMANAGER: AuthMethod.BEARER,
     SourceKind.ELASTIC: AuthMethod.BEARER,
+    SourceKind.SURICATA: AuthMethod.BEARER,
+    SourceKind.WAZUH: AuthMethod.BEARER,
+    SourceKind.ZEEK: AuthMethod.BEARER,
 }
 
 
@@ -117,7 +124,7 @@ def create_source(
     created_by: int | None = None,
 ) -> tuple[AlertSource, Credentials]:
     name = _check_name(name)
-    if session.exec(select(AlertSource.id).where(col(AlertSource.name) == name)).first() is not None:
+    if repository.source_name_taken(session, name):
         raise errors.Conflict(
             f"an alert source named '{name}' already exists",
             message_zh=f"已存在名为“{name}”的告警源",
@@ -142,24 +149,21 @@ def create_source(
 
 
 def get_source(session: Session, source_id: int) -> AlertSource:
-    source = session.get(AlertSource, source_id)
+    source = repository.get_source(session, source_id)
     if source is None:
         raise errors.NotFound("alert source", source_id)
     return source
 
 
 def source_by_name(session: Session, name: str) -> AlertSource:
-    source = session.exec(select(AlertSource).where(col(AlertSource.name) == name)).first()
+    source = repository.source_named(session, name)
     if source is None:
         raise errors.NotFound("alert source", name)
     return source
 
 
 def list_sources(session: Session, *, active: bool | None = None) -> list[AlertSource]:
-    stmt = select(AlertSource).order_by(col(AlertSource.name))
-    if active is not None:
-        stmt = stmt.where(col(AlertSource.active) == active)
-    return list(session.exec(stmt).all())
+    return repository.sources_by_name(session, active=active)
 
 
 def update_source(session: Session, who: Who, source_id: int, values: Mapping[str, Any]) -> AlertSource:
@@ -213,11 +217,7 @@ def rotate_credentials(
 def delete_source(session: Session, who: Who, source_id: int) -> None:
     """Delete a source that never posted; one with records is deactivated instead (they stay evidence)."""
     source = get_source(session, source_id)
-    records = int(
-        session.exec(
-            select(func.count()).select_from(AlertRecord).where(col(AlertRecord.source_id) == source.id)
-        ).one()
-    )
+    records = repository.record_count_of_source(session, source.id)
     if records:
         raise errors.Conflict(
             f"alert source '{source.name}' has {records} stored records, which stay as evidence: "
@@ -225,8 +225,7 @@ def delete_source(session: Session, who: Who, source_id: int) -> None:
             message_zh=f"告警源“{source.name}”已有 {records} 条告警记录，需保留为证据：请改为停用",
         )
     before = snapshot(source)
-    for row in session.exec(select(AlertWebhookId).where(col(AlertWebhookId.source_id) == source.id)):
-        session.delete(row)
+    repository.forget_webhook_ids_of_source(session, source.id)
     session.delete(source)
     record(session, who, "security.alert_source.delete", "alert_source", source_id, before=before)
 

@@ -4,7 +4,7 @@ prune the replay-protection ids. Bodies live in :mod:`vmportal.alerts.ingest`; p
 
 from __future__ import annotations
 
-from vmportal.alerts import ingest
+from vmportal.alerts import ingest, unmatched
 from vmportal.alerts.ingest import PROCESS_TASK, PRUNE_TASK
 from vmportal.jobs.app import PortalTask, celery_app
 
@@ -28,3 +28,9 @@ def process_alerts(alert_ids: list[int]) -> str:
 def prune_webhook_ids() -> int:
     """Forget replay-protection ids older than a day (for beat: e.g. hourly)."""
     return ingest.prune_webhook_ids()
+
+
+@celery_app.task(base=PortalTask, name=unmatched.DIGEST_TASK)
+def unmatched_digest() -> int:
+    """Mail the center the alerts found unmatched in each whole hour not reported yet (beat: hourly)."""
+    return unmatched.send_digest()

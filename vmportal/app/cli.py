@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from vmportal import __version__
 from vmportal.app import cli_tasks
+from vmportal.identity import cli as identity_cli
 from vmportal.kit import crypto, db, errors
 from vmportal.kit.settings import Settings, get_settings, use_settings
 from vmportal.shipper import cli as ship_cli
@@ -236,6 +237,7 @@ def audit_tail(
 # as plain imports.
 cli_tasks.register(app)  # worker, beat, redrive, sync
 ship_cli.register(app)  # ship: alerts from IDS logs to the portal
+identity_cli.register(app)  # directory-sync: accounts LDAP or the CAS list no longer vouch for
 
 
 @app.command()

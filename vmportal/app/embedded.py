@@ -1,8 +1,11 @@
-"""The embedded default's own world: the simulator hypervisor, registered once as a connection."""
+"""The embedded default's own world: the simulator hypervisor, registered once as a connection, and
+the inventory watchers running inside the portal's process (there is no ``vmportal watch`` beside
+it)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from sqlmodel import select
 
@@ -31,3 +34,15 @@ def ensure_simulator_connection(settings: Settings) -> int:
             log.info("registered the simulator connection at %s", settings.simulator_state_url)
         assert row.id is not None
         return row.id
+
+
+def start_watchers(settings: Settings, stop: threading.Event) -> list[threading.Thread]:
+    """The embedded portal's inventory watchers (one per connection, picked up as they are added),
+    until ``stop``; nothing when ``VMPORTAL_WATCH_INVENTORY`` is off. The lease keeps them from
+    doubling a ``vmportal watch`` started beside the portal."""
+    if not settings.watch_inventory:
+        return []
+    from vmportal.app import registry  # noqa: F401  (the hooks: re-containment on every change)
+    from vmportal.inventory import watcher
+
+    return watcher.start(stop)

@@ -37,6 +37,8 @@ from vmportal.incidents.schemas import (
     IncidentOut,
     PolicyIn,
     PolicyOut,
+    ProtectedIn,
+    ProtectedOut,
     ReasonIn,
     RectificationOut,
     RetryIn,
@@ -87,6 +89,18 @@ def get_policy(session: SessionDep, actor: CurrentActor) -> PolicyOut:
 def put_policy(body: PolicyIn, session: SessionDep, user: CurrentUser, who: CurrentWho) -> PolicyOut:
     view = containment.put_policy(session, who, [r.model_dump() for r in body.rules], user_id=user.id)
     return policy_out(view)
+
+
+@router.put(
+    "/security/protected-vms/{vm_id}",
+    response_model=ProtectedOut,
+    dependencies=[require(Role.CENTER_ADMIN)],
+    summary="Mark a VM as protected (never contained automatically: an alert opens an incident for a "
+    "human) or unmark it; audited with the reason",
+)
+def put_protected(vm_id: Id, body: ProtectedIn, session: SessionDep, who: CurrentWho) -> ProtectedOut:
+    vm = incident.set_protected(session, who, vm_id, body.protected, body.reason)
+    return ProtectedOut(vm_id=vm_id, protected=vm.protected)
 
 
 # ---- incidents ---------------------------------------------------------------------------------------

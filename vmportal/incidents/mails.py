@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Containment, Severity
 from vmportal.incidents.models import Incident, IncidentEvent, Rectification
+from vmportal.kit import pages
 from vmportal.mail import service as notification
 from vmportal.mail.service import MailEvent
 from vmportal.unit import recipients as _recipients  # noqa: F401  (registers who a unit's mail goes to)
@@ -88,7 +89,7 @@ def _on_event(session: Session, incident: Incident, event: IncidentEvent) -> Non
         return
     s = _subject_of(session, incident)
     n = incident.id
-    link = f"/api/v1/incidents/{n}"
+    link = pages.incident(n)
     head_en = f"Security incident #{n} ({incident.category}, {incident.severity}) on {s.vm_en}."
     head_zh = f"{s.vm_zh}的安全事件 #{n}（{s.category_zh}，{s.severity_zh}）。"
     mail_event = _INCIDENT_MAILS[kind]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from vmportal.incidents.lifecycle import HOLDING
-from vmportal.incidents.models import Incident
+from vmportal.incidents.models import ContainmentState, Incident, IncidentState
 from vmportal.kit import errors
 from vmportal.vm import service as vm_service
-from vmportal.vm.models import VM
+from vmportal.vm.models import VM, Lifecycle
 
 
 def lock_incident(session: Session, incident_id: int) -> tuple[Incident, VM | None]:
@@ -35,3 +35,18 @@ def holding_incidents(session: Session, vm_id: int, *, exclude: int | None = Non
     if exclude is not None:
         stmt = stmt.where(col(Incident.id) != exclude)
     return list(session.exec(stmt.order_by(col(Incident.id))).all())
+
+
+def held_vm_refs(session: Session, connection_id: int) -> list[str]:
+    """Hypervisor refs of the connection's active VMs that a confirmed containment holds."""
+    stmt = (
+        select(VM.hypervisor_ref)
+        .join(Incident, col(Incident.vm_id) == col(VM.id))
+        .where(
+            col(VM.connection_id) == connection_id,
+            col(VM.lifecycle) == Lifecycle.ACTIVE.value,
+            col(Incident.state) == IncidentState.CONTAINED.value,
+            col(Incident.containment_state) == ContainmentState.CONFIRMED.value,
+        )
+    )
+    return sorted({str(ref) for ref in session.exec(stmt).all()})

@@ -128,6 +128,18 @@ class ReasonIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class ProtectedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    protected: bool
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ProtectedOut(BaseModel):
+    vm_id: int
+    protected: bool
+
+
 class AcceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

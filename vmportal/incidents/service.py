@@ -46,7 +46,7 @@ from vmportal.incidents.models import (
 )
 from vmportal.incidents.timeline import add_event
 from vmportal.jobs import outbox
-from vmportal.kit import db, errors
+from vmportal.kit import db, errors, pages
 from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.kit.sql import insert_or_nothing
 from vmportal.mail import service as mail
@@ -149,7 +149,14 @@ def open_incident(
         decision = notify_only(en, zh)
     else:
         decision = containment.decide(session, vm, category, severity, confidence)
-        if vm.unit_id is None and decision.action is not Containment.NOTIFY_ONLY:
+        if vm.protected and decision.action is not Containment.NOTIFY_ONLY:
+            # Marked by the center (set_protected): a human decides.
+            decision = notify_only(
+                "The center marked this VM as protected: it is never contained automatically; the center "
+                "decides.",
+                "该虚拟机已被信息中心标记为受保护，不自动处置，由信息中心研判。",
+            )
+        elif vm.unit_id is None and decision.action is not Containment.NOTIFY_ONLY:
             # Protected: a VM of no unit may be the center's own DNS or vCenter; a human decides.
             decision = notify_only(
                 "The VM belongs to no unit (it may be the center's own infrastructure): it is never "
@@ -204,6 +211,31 @@ def open_incident(
     return Opening(incident, created, True)
 
 
+def set_protected(session: Session, who: Who, vm_id: int, protected: bool, reason: str) -> VM:
+    """The center marks (or unmarks) a VM as never contained automatically; audited with the reason.
+    Setting the value it already has changes nothing and writes no audit row."""
+    vm = session.get(VM, vm_id)
+    if vm is None:
+        raise errors.NotFound("vm", vm_id)
+    if vm.protected == protected:
+        return vm
+    before = {"protected": vm.protected}
+    vm.protected = protected
+    session.add(vm)
+    session.flush()
+    record(
+        session,
+        who,
+        "security.vm.protect" if protected else "security.vm.unprotect",
+        "vm",
+        vm.id,
+        before=before,
+        after={"protected": protected, "reason": reason},
+        unit_id=vm.unit_id,
+    )
+    return vm
+
+
 def _mail_notify_only(session: Session, incident: Incident, vm: VM, decision: ContainmentDecision) -> None:
     """A notify-only incident is for humans: the unit (if any) and the center hear of it."""
     why_en, why_zh = " ".join(decision.reasons_en), "".join(decision.reasons_zh)
@@ -219,7 +251,7 @@ def _mail_notify_only(session: Session, incident: Incident, vm: VM, decision: Co
         body_en=f"VM {vm.name} ({vm.ip_address or 'no address'}): a {incident.category} alert. {why_en}",
         related_type="incident",
         related_id=incident.id,
-        link=f"/api/v1/incidents/{incident.id}",
+        link=pages.incident(incident.id),
         dedup_key=f"incident-notify-only-{incident.id}",
         center_only=incident.unit_id is None,
     )

@@ -24,9 +24,11 @@ from vmportal.incidents.lifecycle import S
 from vmportal.incidents.models import ContainmentState, Incident
 from vmportal.incidents.timeline import add_event
 from vmportal.inventory import service as inventory
+from vmportal.kit import pages
 from vmportal.mail import service as mail
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM
+from vmportal.vm.service.power import Hold, on_hold_lookup
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def _recontain_one(
         session, WHO, "incident.recontained" if restored else "incident.recontain_failed",
         "incident", incident.id, before=changed, after=data, unit_id=incident.unit_id,
     )  # fmt: skip
-    link = f"/api/v1/incidents/{incident.id}"
+    link = pages.incident(incident.id)
     mail.notify(
         session,
         TAMPER_MAIL,
@@ -106,6 +108,7 @@ def _recontain_one(
 
 def _after_reconcile(session: Session, report: inventory.SyncReport) -> None:
     vm_ids = {d["vm_id"] for d in (*report.drift, *report.network_drift) if d.get("vm_id")}
+    vm_ids |= set(report.checked)  # a hold check: judged on the stored state, drifted or not
     for vm_id in sorted(vm_ids):
         try:
             recontain(session, int(vm_id))
@@ -113,4 +116,19 @@ def _after_reconcile(session: Session, report: inventory.SyncReport) -> None:
             log.exception("re-containment check of VM %s failed", vm_id)
 
 
+def _hold(session: Session, vm_id: int) -> Hold | None:
+    """The incident holding ``vm_id``, for the VM domain's 409 on a power-on or reconnect."""
+    for incident in repository.holding_incidents(session, vm_id):
+        if incident.action == Containment.NOTIFY_ONLY.value and not incident.executed_action:
+            continue
+        return Hold(
+            incident_id=incident.id or 0,
+            action=incident.executed_action or incident.action,
+            state=str(incident.state),
+        )
+    return None
+
+
 inventory.on_reconciled(_after_reconcile)
+inventory.on_held_refs(repository.held_vm_refs)
+on_hold_lookup(_hold)

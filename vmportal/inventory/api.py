@@ -6,16 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 
-from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import get_connection
 from vmportal.identity.deps import CurrentWho, require
 from vmportal.inventory import service
 from vmportal.jobs import outbox
 from vmportal.kit.http import SessionDep
 from vmportal.kit.scope import CENTER, CENTER_READ
-from vmportal.vm.models import VM, Lifecycle
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
 
@@ -55,14 +52,6 @@ def request_sync(body: SyncRequest, session: SessionDep) -> dict[str, Any]:
 
 @router.get("/unregistered", dependencies=[require(*CENTER_READ)])
 def unregistered(session: SessionDep, connection_id: int | None = None) -> list[UnregisteredVM]:
-    query = (
-        select(VM, HypervisorConnection.name)
-        .join(HypervisorConnection, col(HypervisorConnection.id) == VM.connection_id)
-        .where(col(VM.registered).is_(False), VM.lifecycle != Lifecycle.DECOMMISSIONED)
-        .order_by(col(VM.id))
-    )
-    if connection_id is not None:
-        query = query.where(VM.connection_id == connection_id)
     return [
         UnregisteredVM(
             id=vm.id or 0,
@@ -77,7 +66,7 @@ def unregistered(session: SessionDep, connection_id: int | None = None) -> list[
             disk_gib=vm.disk_gib,
             lifecycle=vm.lifecycle,
         )
-        for vm, name in session.exec(query)
+        for vm, name in service.unregistered(session, connection_id)
     ]
 
 

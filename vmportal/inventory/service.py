@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -48,6 +48,9 @@ class SyncReport:
     missing: list[int] = field(default_factory=list)
     reappeared: list[int] = field(default_factory=list)
     unregistered: list[int] = field(default_factory=list)
+    #: VM ids read again by a hold check (``reconcile(recheck=True)``): the hooks look at these even
+    #: when nothing drifted, since a containment can be loose while the row already says so.
+    checked: list[int] = field(default_factory=list)
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +78,31 @@ def _observed(info: VMInfo) -> dict[str, Any]:
         "memory_gib": max(round(info.memory_mib / 1024), 0),
         "disk_gib": round(info.disk_gib),
     }
+
+
+#: The reference a provisioning placeholder row holds until its clone is done: ``pending:<marker>``
+#: (``request.service.provisioning``); the clone carries the same marker.
+PENDING_PREFIX = "pending:"
+
+
+def _not_awaited(session: Session, connection_id: int, new: list[VMInfo]) -> list[VMInfo]:
+    """``new`` without the VMs a provisioning placeholder of this connection waits for (the clone
+    carries the request's marker): the provisioning task takes such a VM onto its placeholder, and
+    recording it as unregistered first would make the two rows race for the hypervisor's ref."""
+    marked = {f"{PENDING_PREFIX}{info.marker}": info.ref for info in new if info.marker}
+    if not marked:
+        return new
+    awaited = set(
+        session.execute(
+            sa.select(col(VM.hypervisor_ref)).where(
+                col(VM.connection_id) == connection_id,
+                col(VM.lifecycle) == Lifecycle.PROVISIONING,
+                col(VM.hypervisor_ref).in_(sorted(marked)),
+            )
+        ).scalars()
+    )
+    skipped = {marked[ref] for ref in awaited}
+    return [info for info in new if info.ref not in skipped]
 
 
 def sync_connection(session: Session, conn: HypervisorConnection, who: Who | None = None) -> SyncReport:
@@ -236,6 +264,22 @@ def on_reconciled(hook: Reconciled) -> Reconciled:
     return hook
 
 
+#: Registered by the incidents domain (above this one): the hypervisor refs of a connection's VMs
+#: that a confirmed containment holds, which the watcher reads again on a timer (see watcher).
+HeldRefs = Callable[[Session, int], list[str]]
+_HELD_REFS: list[HeldRefs] = []
+
+
+def on_held_refs(lookup: HeldRefs) -> HeldRefs:
+    if lookup not in _HELD_REFS:
+        _HELD_REFS.append(lookup)
+    return lookup
+
+
+def held_refs(session: Session, connection_id: int) -> list[str]:
+    return sorted({ref for lookup in _HELD_REFS for ref in lookup(session, connection_id)})
+
+
 def reconcile(
     session: Session,
     conn: HypervisorConnection,
@@ -243,9 +287,19 @@ def reconcile(
     who: Who | None = None,
     *,
     listed_at: datetime | None = None,
+    only: Collection[str] | None = None,
+    recheck: bool = False,
 ) -> SyncReport:
     """Bring the connection's VM rows in line with ``listed`` (the hypervisor's whole inventory,
     read starting at ``listed_at``).
+
+    ``only`` narrows the comparison to those refs (a change stream's batch: ``listed`` holds the
+    ones that exist now, a ref of ``only`` missing from ``listed`` is gone); the rows of every other
+    VM are neither read nor touched, so a batch of one change costs the same with 20,000 VMs as
+    with 100.
+
+    ``recheck`` (the watcher's hold check) lists every compared row in ``report.checked``, so the
+    hooks (re-containment) judge those VMs on their stored state, drifted or not.
 
     The work is a fixed number of statements whatever the number of VMs: one query for the
     connection's rows, one batched update of the changed rows, one of the missing ones, one batched
@@ -263,10 +317,13 @@ def reconcile(
     inventory = [vm for vm in listed if not vm.is_template]
     report.seen = len(inventory)
     now = db.utcnow()
-    rows = {
-        r.hypervisor_ref: r
-        for r in session.execute(sa.select(*_ROW_COLUMNS).where(col(VM.connection_id) == conn.id))
-    }
+    query = sa.select(*_ROW_COLUMNS).where(col(VM.connection_id) == conn.id)
+    if only is not None:
+        refs = sorted(set(only) | {info.ref for info in inventory})
+        if not refs:
+            return report
+        query = query.where(col(VM.hypervisor_ref).in_(refs))
+    rows = {r.hypervisor_ref: r for r in session.execute(query)}
     newer: set[str] = set()
     if listed_at is not None:
         newer = {
@@ -383,7 +440,7 @@ def reconcile(
             )
         )
 
-    new = [info for info in inventory if info.ref not in rows]
+    new = _not_awaited(session, conn.id, [info for info in inventory if info.ref not in rows])
     if new:
         values = [
             {
@@ -418,6 +475,8 @@ def reconcile(
             )
         )
     _append_audit(session, who, notes)
+    if recheck:
+        report.checked = sorted(int(r.id) for ref, r in rows.items() if ref in seen_refs)
     for hook in _ON_RECONCILED:
         hook(session, report)
     log.info(
@@ -430,6 +489,30 @@ def reconcile(
         len(report.unregistered),
     )
     return report
+
+
+def move_refs(session: Session, connection_id: int, moved: dict[str, str]) -> int:
+    """The same VMs under new refs (a Proxmox migration changes ``node/vmid``): their rows follow,
+    rather than one being marked missing and the other found unregistered. A new ref that already
+    has a row of its own is left alone (the full sync sorts that out). Returns rows moved."""
+    taken = set(
+        session.execute(
+            sa.select(col(VM.hypervisor_ref)).where(
+                col(VM.connection_id) == connection_id, col(VM.hypervisor_ref).in_(list(moved.values()))
+            )
+        ).scalars()
+    )
+    count = 0
+    for old, new in moved.items():
+        if new in taken:
+            continue
+        result = session.execute(
+            sa.update(VM)
+            .where(col(VM.connection_id) == connection_id, col(VM.hypervisor_ref) == old)
+            .values(hypervisor_ref=new, version=col(VM.version) + 1)
+        )
+        count += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return count
 
 
 def sync_all(who: Who | None = None, connection_id: int | None = None) -> list[SyncReport]:
@@ -446,6 +529,20 @@ def sync_all(who: Who | None = None, connection_id: int | None = None) -> list[S
             if conn is not None:
                 reports.append(sync_connection(session, conn, who))
     return reports
+
+
+def unregistered(session: Session, connection_id: int | None = None) -> list[tuple[VM, str]]:
+    """The VMs the inventory found that no unit owns (not decommissioned), with their connection's
+    name, oldest first: what the center assigns (GET /inventory/unregistered, the /inventory page)."""
+    query = (
+        select(VM, HypervisorConnection.name)
+        .join(HypervisorConnection, col(HypervisorConnection.id) == VM.connection_id)
+        .where(col(VM.registered).is_(False), VM.lifecycle != Lifecycle.DECOMMISSIONED)
+        .order_by(col(VM.id))
+    )
+    if connection_id is not None:
+        query = query.where(VM.connection_id == connection_id)
+    return [(vm, name) for vm, name in session.exec(query)]
 
 
 def assign(session: Session, who: Who, vm_id: int, unit_id: int, system_id: int | None) -> VM:

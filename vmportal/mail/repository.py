@@ -1,11 +1,13 @@
-"""The queries of the notification outbox the center reads (the sender's own claims and updates stay
-beside the SMTP code in :mod:`vmportal.mail.service`, each in its short transaction)."""
+"""The notification outbox's queries: the list the center reads, and the sender's look-ups and
+compare-and-set claims (the sender in :mod:`vmportal.mail.service` runs each in a short transaction
+of its own, so none stays open while an SMTP server is talked to)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, select, update
 
 from vmportal.mail.models import Notification, NotificationState
 
@@ -41,3 +43,54 @@ def notifications(
     ).all()
     total = int(session.exec(select(func.count()).select_from(Notification).where(*conditions)).one())
     return list(rows), total
+
+
+#: The states a notification can still be sent from (``sending`` whose lease ran out is taken again).
+_SENDABLE = (NotificationState.PENDING.value, NotificationState.SENDING.value)
+
+
+def has_dedup_key(session: Session, dedup_key: str) -> bool:
+    """Whether a notification with this de-duplication key was already queued (it is unique)."""
+    return (
+        session.exec(select(Notification.id).where(col(Notification.dedup_key) == dedup_key)).first()
+        is not None
+    )
+
+
+def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """Ids of the notifications due for an attempt, the longest waiting first."""
+    rows = session.exec(
+        select(Notification.id)
+        .where(col(Notification.state).in_(_SENDABLE), col(Notification.next_attempt_at) <= now)
+        .order_by(col(Notification.next_attempt_at), col(Notification.id))
+        .limit(limit)
+    ).all()
+    return [int(r) for r in rows if r is not None]
+
+
+def claim(session: Session, notification_id: int, now: datetime, until: datetime) -> Notification | None:
+    """Take the notification for one attempt, leased until ``until`` (compare-and-set: of two senders
+    one gets it, the other None)."""
+    result = session.exec(
+        update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.state).in_(_SENDABLE),
+            col(Notification.next_attempt_at) <= now,
+        )
+        .values(state=NotificationState.SENDING.value, next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    return session.get(Notification, notification_id)
+
+
+def lock(session: Session, notification_id: int) -> Notification | None:
+    """Re-read the notification with its row locked until the transaction ends."""
+    return session.exec(
+        select(Notification)
+        .where(col(Notification.id) == notification_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()

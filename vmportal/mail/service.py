@@ -35,16 +35,16 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from vmportal.kit import db, errors
+from vmportal.kit.clock import BEIJING
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.mail import repository
 from vmportal.mail.models import Notification, NotificationState
@@ -52,8 +52,6 @@ from vmportal.mail.models import Notification, NotificationState
 log = logging.getLogger(__name__)
 
 SEND_TASK = "vmportal.security.send_notifications"
-#: The center's clock (the same zone as ``unit.service.BEIJING``; mail sits below the unit domain).
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 SUBJECT_PREFIX = "【网络与信息中心】"
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=6)
@@ -77,6 +75,8 @@ class MailEvent(enum.StrEnum):
     # Provisioning deadline reminders (vmportal.request.reminders), sent through this same outbox.
     REQUEST_DUE_SOON = "request_due_soon"
     REQUEST_OVERDUE = "request_overdue"
+    # Alerts that matched no VM (vmportal.alerts.unmatched): one each, or the hourly digest.
+    ALERT_UNMATCHED = "alert_unmatched"
 
 
 def beijing(moment: datetime | None) -> str:
@@ -127,10 +127,7 @@ def _pending_duplicate(session: Session, dedup_key: str) -> bool:
     if any(isinstance(o, Notification) and o.dedup_key == dedup_key for o in session.new):
         return True
     with session.no_autoflush:
-        return (
-            session.exec(select(Notification.id).where(col(Notification.dedup_key) == dedup_key)).first()
-            is not None
-        )
+        return repository.has_dedup_key(session, dedup_key)
 
 
 def compose_body(body_zh: str, body_en: str, link: str = "") -> str:
@@ -278,39 +275,14 @@ def backoff(attempts: int) -> timedelta:
 
 def _due_ids(now: datetime, limit: int) -> list[int]:
     with db.transaction() as s:
-        rows = s.exec(
-            select(Notification.id)
-            .where(
-                col(Notification.state).in_(
-                    [NotificationState.PENDING.value, NotificationState.SENDING.value]
-                ),
-                col(Notification.next_attempt_at) <= now,
-            )
-            .order_by(col(Notification.next_attempt_at), col(Notification.id))
-            .limit(limit)
-        ).all()
-    return [int(r) for r in rows if r is not None]
+        return repository.due_ids(s, now, limit)
 
 
 def _claim(notification_id: int, now: datetime, lease: timedelta) -> Notification | None:
     """Take the row for one delivery attempt (compare-and-set), in a transaction of its own, so no
     database transaction stays open while the SMTP server is talked to."""
     with db.transaction() as s:
-        result = s.exec(
-            update(Notification)
-            .where(
-                col(Notification.id) == notification_id,
-                col(Notification.state).in_(
-                    [NotificationState.PENDING.value, NotificationState.SENDING.value]
-                ),
-                col(Notification.next_attempt_at) <= now,
-            )
-            .values(state=NotificationState.SENDING.value, next_attempt_at=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
-            return None
-        return s.get(Notification, notification_id)
+        return repository.claim(s, notification_id, now, now + lease)
 
 
 def _domain(address: str) -> str:
@@ -386,12 +358,7 @@ def _record(
     settings: Settings,
 ) -> str:
     with db.transaction() as s:
-        n = s.exec(
-            select(Notification)
-            .where(col(Notification.id) == notification_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
+        n = repository.lock(s, notification_id)
         if n is None or n.state != NotificationState.SENDING.value:
             return "lost"  # taken back (the center's retry) meanwhile
         n.attempts += 1

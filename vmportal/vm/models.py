@@ -28,7 +28,7 @@ class VM(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)  # None: unregistered
-    system_id: int | None = Field(default=None, foreign_key="information_system.id")
+    system_id: int | None = Field(default=None, foreign_key="information_system.id", index=True)
     request_id: int | None = Field(default=None, foreign_key="vm_request.id")
     connection_id: int = Field(foreign_key="hypervisor_connection.id", index=True)
     hypervisor_ref: str = Field(max_length=200)
@@ -47,6 +47,8 @@ class VM(SQLModel, table=True):
     security_state: str = Field(default="normal", max_length=30)  # policies.power.SecurityState
     lifecycle: str = Field(default=Lifecycle.ACTIVE, max_length=20, index=True)
     registered: bool = True  # False: found on a hypervisor, not yet assigned to a unit
+    # Set by the center (incidents.service.set_protected): an alert never contains it automatically.
+    protected: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     synced_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decommissioned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -123,6 +123,9 @@ class VMOut(BaseModel):
     security_state: str
     lifecycle: str
     registered: bool
+    protected: bool = Field(
+        False, description="Marked by the center: never contained automatically (an alert opens an incident)"
+    )
     created_at: datetime
     synced_at: datetime | None
     decommissioned_at: datetime | None

@@ -3,16 +3,20 @@ operations lives here (the SQL read path of the VM list in :mod:`vmportal.vm.rep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select, update
 
 from policies.roles import Actor
+from vmportal.identity.models import User
+from vmportal.kit import db
 from vmportal.kit.scope import sees_every_unit
 from vmportal.unit.models import Unit
-from vmportal.vm.models import VM, DeliveryCredential, Lifecycle
+from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
 from vmportal.vm.schemas import LifecycleFilter, VMFilters
 
 
@@ -67,16 +71,55 @@ class VMRow:
     unit_name: str | None
 
 
-_SORT_COLUMNS: dict[str, Any] = {
-    "id": VM.id,
-    "name": VM.name,
-    "created_at": VM.created_at,
-    "ip_address": VM.ip_address,
+# The list's sort keys and filters, stated once: the ORM conditions below and the SQL text of
+# :mod:`vmportal.vm.repository.sql` are both compiled from these two tables, so a filter added or
+# changed here reaches both paths (tests/api/test_vm_reads.py compares their answers on PostgreSQL).
+SORT_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "name": "name",
+    "created_at": "created_at",
+    "ip_address": "ip_address",
 }
 
 
 def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class VMFilter:
+    """One filter of the list: the VM columns it tests, how (``eq``: the column equals the value;
+    ``contains``: any of the columns contains the text, case-insensitively, ``\\`` escaping), and
+    the value it takes from the filters (None: the filter is not set)."""
+
+    columns: tuple[str, ...]
+    match: Literal["eq", "contains"]
+    value: Callable[[VMFilters], Any]
+
+
+def _enum_value(value: Any) -> Any:
+    return None if value is None else value.value
+
+
+FILTERS: dict[str, VMFilter] = {
+    "unit_id": VMFilter(("unit_id",), "eq", lambda f: f.unit_id),
+    "power_state": VMFilter(("power_state",), "eq", lambda f: _enum_value(f.power_state)),
+    "security_state": VMFilter(("security_state",), "eq", lambda f: _enum_value(f.security_state)),
+    "lifecycle": VMFilter(
+        ("lifecycle",), "eq", lambda f: None if f.lifecycle is LifecycleFilter.ALL else f.lifecycle.value
+    ),
+    "q": VMFilter(
+        ("name", "hostname", "ip_address"),
+        "contains",
+        lambda f: f"%{escape_like(f.q.strip())}%" if f.q else None,
+    ),
+}
+
+
+def filter_values(filters: VMFilters) -> dict[str, Any]:
+    """The set filters and their bound values, in the order of :data:`FILTERS`."""
+    values = {name: spec.value(filters) for name, spec in FILTERS.items()}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
@@ -85,23 +128,13 @@ def vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
         # Unit scoping lives in the query itself (kit.scope's rule): a unit's users never receive
         # another unit's rows. A unit user with no unit sees nothing (NULL matches no row).
         conditions.append(col(VM.unit_id) == actor.unit_id)
-    if filters.unit_id is not None:
-        conditions.append(col(VM.unit_id) == filters.unit_id)
-    if filters.power_state is not None:
-        conditions.append(col(VM.power_state) == filters.power_state.value)
-    if filters.security_state is not None:
-        conditions.append(col(VM.security_state) == filters.security_state.value)
-    if filters.lifecycle is not LifecycleFilter.ALL:
-        conditions.append(col(VM.lifecycle) == filters.lifecycle.value)
-    if filters.q:
-        pattern = f"%{escape_like(filters.q.strip())}%"
-        conditions.append(
-            or_(
-                col(VM.name).ilike(pattern, escape="\\"),
-                col(VM.hostname).ilike(pattern, escape="\\"),
-                col(VM.ip_address).ilike(pattern, escape="\\"),
-            )
-        )
+    for name, value in filter_values(filters).items():
+        spec = FILTERS[name]
+        columns = [col(getattr(VM, column)) for column in spec.columns]
+        if spec.match == "eq":
+            conditions.extend(column == value for column in columns)
+        else:
+            conditions.append(or_(*(column.ilike(value, escape="\\") for column in columns)))
     return conditions
 
 
@@ -110,7 +143,7 @@ def list_vms(session: Session, actor: Actor, filters: VMFilters) -> tuple[list[V
     window count over the filtered rows; only a page past the end needs a second, counting query)."""
     conditions = vm_conditions(actor, filters)
     key = filters.sort.value.lstrip("-")
-    column = _SORT_COLUMNS[key]
+    column = col(getattr(VM, SORT_COLUMNS[key]))
     descending = filters.sort.value.startswith("-")
     order = [column.desc() if descending else column.asc()]
     if key != "id":
@@ -147,3 +180,105 @@ def lock_vm(session: Session, vm_id: int) -> VM | None:
         .execution_options(populate_existing=True)
     )
     return session.exec(stmt).first()
+
+
+# ---- power operations ---------------------------------------------------------------------------
+
+#: An operation still to run or running: its VM may still change because of it.
+UNFINISHED_OPS: tuple[str, ...] = (PowerOpState.PENDING, PowerOpState.RUNNING)
+
+
+def operations_page(
+    session: Session, vm_id: int, *, limit: int, offset: int
+) -> tuple[list[tuple[PowerOperation, str | None]], int]:
+    """One page of the VM's power history, newest first, each with the requester's username, and
+    the history's length (one query: the count rides along as a window; a page past the end
+    counts separately)."""
+    stmt = (
+        select(PowerOperation, User.username, func.count().over())
+        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
+        .where(col(PowerOperation.vm_id) == vm_id)
+        .order_by(col(PowerOperation.id).desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = session.exec(stmt).all()
+    if rows:
+        total = int(rows[0][2])
+    else:
+        total = int(
+            session.exec(
+                select(func.count()).select_from(PowerOperation).where(col(PowerOperation.vm_id) == vm_id)
+            ).one()
+        )
+    return [(op, username) for op, username, _ in rows], total
+
+
+def operation_with_owner(
+    session: Session, operation_id: int
+) -> tuple[PowerOperation, str | None, int | None] | None:
+    """The operation, its requester's username and its VM's unit (for the caller's scoping)."""
+    row = session.exec(
+        select(PowerOperation, User.username, VM.unit_id)
+        .join(VM, col(VM.id) == col(PowerOperation.vm_id))
+        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
+        .where(col(PowerOperation.id) == operation_id)
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+def has_unfinished_operation(session: Session, vm_id: int) -> bool:
+    """Whether an operation on the VM is queued or running."""
+    queued = session.exec(
+        select(func.count())
+        .select_from(PowerOperation)
+        .where(col(PowerOperation.vm_id) == vm_id, col(PowerOperation.state).in_(UNFINISHED_OPS))
+    ).one()
+    return bool(queued)
+
+
+def earliest_unfinished_operation(session: Session, vm_id: int, *, up_to: int) -> PowerOperation | None:
+    """The VM's oldest unfinished operation with id <= ``up_to``, re-read from the database (the
+    caller holds the VM's lock, so operations are taken in the order they were requested)."""
+    return session.exec(
+        select(PowerOperation)
+        .where(
+            col(PowerOperation.vm_id) == vm_id,
+            col(PowerOperation.id) <= up_to,
+            col(PowerOperation.state).in_(UNFINISHED_OPS),
+        )
+        .order_by(col(PowerOperation.id))
+        .limit(1)
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def unfinished_operations(session: Session, vm_id: int) -> list[PowerOperation]:
+    """Every operation on the VM still queued or running."""
+    return list(
+        session.exec(
+            select(PowerOperation).where(
+                col(PowerOperation.vm_id) == vm_id, col(PowerOperation.state).in_(UNFINISHED_OPS)
+            )
+        ).all()
+    )
+
+
+def order_power_requests(session: Session, vm_id: int, namespace: int) -> None:
+    """Serialise power requests on one VM until the transaction ends, so that operation ids are
+    handed out in commit order (PostgreSQL's advisory lock; SQLite already has one writer)."""
+    if db.is_postgres(session):
+        session.exec(
+            sa.text("SELECT pg_advisory_xact_lock(:ns, :vm)"),  # type: ignore[call-overload]
+            params={"ns": namespace, "vm": vm_id},
+        )
+
+
+def release_operation(session: Session, op_id: int, error: str) -> None:
+    """Hand a running operation back to the queue (the hypervisor was temporarily unavailable);
+    only if it is still running, so a finished one is never reopened."""
+    session.exec(
+        update(PowerOperation)
+        .where(col(PowerOperation.id) == op_id, col(PowerOperation.state) == PowerOpState.RUNNING)
+        .values(state=PowerOpState.PENDING, error=error[:2000])
+    )

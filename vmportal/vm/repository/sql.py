@@ -9,8 +9,9 @@ trigger on every insert and update: migration 0004); the process forwards the by
 
 The ORM path (``vmportal.vm.service``) stays the reference: it serves SQLite, and on PostgreSQL it
 answers whenever this path has nothing to say (no valid token: it produces the exact 401). The two
-are compared field by field (tests/api/test_vm_reads.py); the filters below must follow
-``repository.vm_conditions`` and ``repository.list_vms`` when those change.
+are compared field by field (tests/api/test_vm_reads.py). The filters and sort keys are not
+restated here: both paths compile them from the repository's tables (``repository.FILTERS``,
+``repository.SORT_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -18,29 +19,36 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, LiteralString
+from typing import Any, LiteralString, cast
 
+import sqlalchemy as sa
 from psycopg import AsyncConnection, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+from vmportal.identity import repository as identity_repository
 from vmportal.identity.service import token_digest
 from vmportal.kit.scope import unit_scoped_roles
 from vmportal.kit.settings import Settings
-from vmportal.vm.repository import escape_like
-from vmportal.vm.schemas import LifecycleFilter, VMFilters, VMSort
+from vmportal.vm.repository import FILTERS, SORT_COLUMNS, VMFilter, filter_values
+from vmportal.vm.schemas import VMFilters, VMSort
 
 log = logging.getLogger(__name__)
 
-# The caller: a live token of an active account (identity.service.user_for_token's rule).
-_ME: LiteralString = """
-    me AS MATERIALIZED (
-        SELECT u.role, u.unit_id
-        FROM auth_token t JOIN "user" u ON u.id = t.user_id
-        WHERE t.token_sha256 = %(digest)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
-    )"""
+
+def _caller() -> LiteralString:
+    """The caller's role and unit: identity's one rule for a live token
+    (``identity.repository.live_token_rule``), compiled to PostgreSQL's text with the database's
+    clock and the digest as the named parameter ``%(digest)s``."""
+    statement = identity_repository.caller_of_token(sa.bindparam("digest"), sa.func.now())
+    text = str(statement.compile(dialect=postgresql.psycopg.dialect()))
+    return cast(LiteralString, f"\n    me AS MATERIALIZED (\n        {text}\n    )")
+
+
+_ME: LiteralString = _caller()
 
 # Unit scoping inside the statement, as in repository.vm_conditions: a unit's users get their unit's
 # rows, everyone else every row. Two branches rather than one OR, so that a unit admin's page is an
@@ -64,11 +72,9 @@ _SCOPED: LiteralString = f"""
         SELECT {_COLUMNS}, NULL::text AS doc FROM me CROSS JOIN vm v WHERE me.role NOT IN ({_UNIT_ROLES})
     )"""  # noqa: S608
 
-_SORT: dict[str, LiteralString] = {
-    "id": "v.id",
-    "name": "v.name",
-    "created_at": "v.created_at",
-    "ip_address": "v.ip_address",
+# The sort keys, compiled from the repository's one table (column names as quoted identifiers).
+_SORT: dict[str, sql.Composable] = {
+    key: sql.SQL("v.{}").format(sql.Identifier(column)) for key, column in SORT_COLUMNS.items()
 }
 
 # Every piece of the statements below is a constant of this module or a whitelisted column name;
@@ -83,14 +89,18 @@ _GET: bytes = (
 ).encode()
 
 
-_CONDITIONS: dict[str, LiteralString] = {
-    "unit_id": "v.unit_id = %(unit_id)s",
-    "power_state": "v.power_state = %(power_state)s",
-    "security_state": "v.security_state = %(security_state)s",
-    "lifecycle": "v.lifecycle = %(lifecycle)s",
-    "q": "(v.name ILIKE %(q)s ESCAPE '\\' OR v.hostname ILIKE %(q)s ESCAPE '\\'"
-    " OR v.ip_address ILIKE %(q)s ESCAPE '\\')",
-}
+def _condition(name: str, spec: VMFilter) -> sql.Composable:
+    """One filter of the repository's table as SQL text, its value a named parameter (the same
+    tests as the ORM conditions of ``repository.vm_conditions``, compiled from the same entry)."""
+    columns = [sql.SQL("v.{}").format(sql.Identifier(column)) for column in spec.columns]
+    value = sql.Placeholder(name)
+    if spec.match == "eq":
+        return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(column, value) for column in columns)
+    tests = [sql.SQL("{} ILIKE {} ESCAPE '\\'").format(column, value) for column in columns]
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(tests))
+
+
+_CONDITIONS: dict[str, sql.Composable] = {name: _condition(name, spec) for name, spec in FILTERS.items()}
 
 
 @functools.lru_cache(maxsize=256)
@@ -101,10 +111,10 @@ def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
     The total is a count of its own over the scoped rows rather than a window over them: measured
     on 20,000 VMs, the window (and the sort it needs over every matching row) made the statement 2.4
     times slower for a unit's 67 VMs, and it answers a page past the end in the same statement."""
-    where = sql.SQL(" AND ").join([sql.SQL("TRUE"), *(sql.SQL(_CONDITIONS[name]) for name in used)])
+    where = sql.SQL(" AND ").join([sql.SQL("TRUE"), *(_CONDITIONS[name] for name in used)])
     key = sort.value.lstrip("-")
     direction = sql.SQL("DESC" if sort.value.startswith("-") else "ASC")
-    order: list[sql.Composable] = [sql.SQL("{} {}").format(sql.SQL(_SORT[key]), direction)]
+    order: list[sql.Composable] = [sql.SQL("{} {}").format(_SORT[key], direction)]
     if key != "id":
         order.append(sql.SQL("v.id {}").format(direction))  # stable pages
     order_by = sql.SQL(", ").join(order)
@@ -127,18 +137,9 @@ def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
 def _list_statement(filters: VMFilters) -> tuple[bytes, dict[str, Any]]:
     """The statement for these filters and its parameters (without the caller's digest: callers
     copy the dict before adding it, the cached one is shared)."""
-    params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset}
-    if filters.unit_id is not None:
-        params["unit_id"] = filters.unit_id
-    if filters.power_state is not None:
-        params["power_state"] = filters.power_state.value
-    if filters.security_state is not None:
-        params["security_state"] = filters.security_state.value
-    if filters.lifecycle is not LifecycleFilter.ALL:
-        params["lifecycle"] = filters.lifecycle.value
-    if filters.q:
-        params["q"] = f"%{escape_like(filters.q.strip())}%"
-    return _statement(tuple(name for name in _CONDITIONS if name in params), filters.sort), params
+    values = filter_values(filters)
+    params: dict[str, Any] = {"limit": filters.limit, "offset": filters.offset, **values}
+    return _statement(tuple(values), filters.sort), params
 
 
 class _TextAsBytes(Loader):
@@ -171,6 +172,9 @@ class VMReader:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self.statements = 0  # executed so far (tests check that a page is one statement)
+        # answers given (not handed back to the ORM path): the equivalence tests check that each
+        # comparison on PostgreSQL really was the SQL path's answer, not the ORM's fallback
+        self.answered = 0
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=10)
@@ -204,6 +208,7 @@ class VMReader:
             # leaves one): the ORM path answers from the columns themselves.
             return None
         tail = f'],"total":{int(total)},"limit":{filters.limit},"offset":{filters.offset}}}'
+        self.answered += 1
         return b'{"items":[' + items + tail.encode()
 
     async def get_vm(self, token: str, vm_id: int) -> bytes | None:
@@ -215,7 +220,10 @@ class VMReader:
             row = await cur.fetchone()
         assert row is not None
         authenticated, item = row
-        return item if authenticated and item else None
+        if not (authenticated and item):
+            return None
+        self.answered += 1
+        return item
 
 
 def conninfo(database_url: str) -> str:

@@ -43,6 +43,7 @@ from vmportal.kit import db, errors
 from vmportal.kit.scope import can_see_unit
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle
+from vmportal.vm.service.power import ensure_not_held, policy_denied
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +149,11 @@ def change_network(
         raise errors.NotFound("vm", vm_id)
     decision = decide(actor, vm, connected)
     if not decision.allowed:
+        denied = policy_denied(session, vm, decision)  # read before the rollback ends the session
         session.rollback()
         detail = " ".join(f"[{d.rule}] {d.message_en}" for d in decision.denials)
         _record_refusal(who, vm_id, unit_id, connected, reason, detail, "denied")
-        raise errors.PolicyDenied(decision)
+        raise denied
 
     locked = vm_service.lock_vm(session, vm_id)
     if locked is None:
@@ -164,6 +166,8 @@ def change_network(
             "network",
             message=f"VM {vm.id} ({vm.name}) is {vm.lifecycle}: its network can no longer be changed",
         )
+    if connected:
+        ensure_not_held(session, vm, "reconnect", "恢复网络")
     if connected and vm.security_state in {s.value for s in LOCKED_STATES}:
         exc = errors.StateConflict(
             "vm",

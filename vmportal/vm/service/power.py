@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from hypervisors.base import (
     POWER_ACTION_ALLOWED_FROM,
@@ -68,7 +68,7 @@ POWER_TASK = "vmportal.vm.power"
 DECOMMISSION_TASK = "vmportal.vm.decommission"
 
 FINISHED: frozenset[str] = frozenset({PowerOpState.SUCCEEDED, PowerOpState.FAILED})
-UNFINISHED: tuple[str, ...] = (PowerOpState.PENDING, PowerOpState.RUNNING)
+UNFINISHED: tuple[str, ...] = repository.UNFINISHED_OPS
 
 # A VM deleted behind the portal's back (missing) can still be retired: deletion is idempotent.
 _DECOMMISSIONABLE: frozenset[str] = frozenset({Lifecycle.ACTIVE, Lifecycle.MISSING, Lifecycle.DECOMMISSIONED})
@@ -133,33 +133,12 @@ def list_operations(
 ) -> tuple[list[OperationRow], int]:
     """The VM's power history, newest first: who, what, when, result, error."""
     find_vm(session, actor, vm_id)
-    stmt = (
-        select(PowerOperation, User.username, func.count().over())
-        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
-        .where(col(PowerOperation.vm_id) == vm_id)
-        .order_by(col(PowerOperation.id).desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    rows = session.exec(stmt).all()
-    if rows:
-        total = int(rows[0][2])
-    else:
-        total = int(
-            session.exec(
-                select(func.count()).select_from(PowerOperation).where(col(PowerOperation.vm_id) == vm_id)
-            ).one()
-        )
-    return [OperationRow(op, username) for op, username, _ in rows], total
+    rows, total = repository.operations_page(session, vm_id, limit=limit, offset=offset)
+    return [OperationRow(op, username) for op, username in rows], total
 
 
 def get_operation(session: Session, actor: Actor, operation_id: int) -> OperationRow:
-    row = session.exec(
-        select(PowerOperation, User.username, VM.unit_id)
-        .join(VM, col(VM.id) == col(PowerOperation.vm_id))
-        .outerjoin(User, col(User.id) == col(PowerOperation.requested_by))
-        .where(col(PowerOperation.id) == operation_id)
-    ).first()
+    row = repository.operation_with_owner(session, operation_id)
     if row is None or not can_see_unit(actor, row[2]):
         raise errors.NotFound("power operation", operation_id)
     return OperationRow(row[0], row[1])
@@ -175,11 +154,7 @@ lock_vm = repository.lock_vm
 
 def _order_power_requests(session: Session, vm_id: int) -> None:
     # See the module docstring: per VM, operation ids are handed out in commit order.
-    if db.is_postgres(session):
-        session.exec(
-            sa.text("SELECT pg_advisory_xact_lock(:ns, :vm)"),  # type: ignore[call-overload]
-            params={"ns": _POWER_LOCK_NAMESPACE, "vm": vm_id},
-        )
+    repository.order_power_requests(session, vm_id, _POWER_LOCK_NAMESPACE)
 
 
 def _conflict(state: str, action: str, message_en: str, message_zh: str) -> errors.StateConflict:
@@ -243,6 +218,103 @@ def _denial_detail(decision: Decision) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# Containment holds (the incidents domain, above this one, says which incident holds a VM)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A security incident whose containment holds the VM."""
+
+    incident_id: int
+    action: str  # the containment carried out: isolate_network, power_off, block_web
+    state: str  # the incident's state (containing, contained, submitted, restoring)
+
+
+#: Registered by ``vmportal.incidents`` at import: the incident holding a VM, if any.
+HoldLookup = Callable[[Session, int], "Hold | None"]
+_HOLD_LOOKUPS: list[HoldLookup] = []
+
+#: Power actions that would undo a containment (bring the VM up). Stopping a contained VM is
+#: always allowed: it only makes it safer.
+_UNDOING_ACTIONS = frozenset({PowerAction.START, PowerAction.RESTART, PowerAction.REBOOT})
+
+_CONTAINMENT_ZH = {"isolate_network": "断开网络", "power_off": "关机", "block_web": "断开WEB服务"}
+
+
+def on_hold_lookup(lookup: HoldLookup) -> HoldLookup:
+    if lookup not in _HOLD_LOOKUPS:
+        _HOLD_LOOKUPS.append(lookup)
+    return lookup
+
+
+def held_by(session: Session, vm_id: int) -> Hold | None:
+    """The incident whose containment holds ``vm_id`` (None when none does)."""
+    for lookup in _HOLD_LOOKUPS:
+        hold = lookup(session, vm_id)
+        if hold is not None:
+            return hold
+    return None
+
+
+def ensure_not_held(session: Session, vm: VM, action: str, action_zh: str) -> None:
+    """409 naming the incident when a containment holds ``vm``: a contained VM is released through
+    its incident (dismissed as a false positive with a recorded reason, or its rectification
+    verified and accepted), which undoes exactly what the containment did and closes the record;
+    a bare power-on or reconnect would leave the incident saying "contained" over a running VM."""
+    assert vm.id is not None
+    hold = held_by(session, vm.id)
+    if hold is None:
+        return
+    how = _CONTAINMENT_ZH.get(hold.action, hold.action)
+    exc = errors.StateConflict(
+        "vm",
+        vm.security_state,
+        action,
+        message=(
+            f"VM {vm.id} ({vm.name}) is held by security incident #{hold.incident_id} "
+            f"(containment {hold.action}, incident {hold.state}): it cannot be {action} here. Release "
+            f"it through the incident: dismiss it as a false positive with a reason "
+            f"(POST /api/v1/incidents/{hold.incident_id}/dismiss) or accept the unit's rectification "
+            f"report (POST /api/v1/rectifications/{{id}}/accept); either undoes the containment"
+        ),
+    )
+    exc.message_zh = (
+        f"虚拟机 {vm.id}（{vm.name}）正被安全事件 #{hold.incident_id} 处置（{how}），不能在此{action_zh}。"
+        f"请通过该安全事件解除：判定为误报并说明理由，或审核通过单位提交的整改报告；解除时平台会撤销处置"
+    )
+    exc.extra["incident_id"] = hold.incident_id
+    exc.extra["containment"] = hold.action
+    raise exc
+
+
+def policy_denied(session: Session, vm: VM, decision: Decision) -> errors.PolicyDenied:
+    """The 403 of a denied power or network request; when the VM's security lock is among the
+    reasons and an incident's containment holds the VM, the answer names that incident and what
+    releases it, so a unit reads which rectification report the center waits for rather than a
+    bare "suspended for security"."""
+    exc = errors.PolicyDenied(decision)
+    if vm.id is None or not any(d.rule == "suspended_lock" for d in decision.denials):
+        return exc
+    hold = held_by(session, vm.id)
+    if hold is None:
+        return exc
+    how = _CONTAINMENT_ZH.get(hold.action, hold.action)
+    exc.message += (
+        f" The VM is held by security incident #{hold.incident_id} (containment {hold.action}, "
+        f"incident {hold.state}): the center releases it once the unit's rectification report "
+        "for that incident is verified."
+    )
+    exc.message_zh += (
+        f"该虚拟机正被安全事件 #{hold.incident_id} 处置（{how}），"
+        "中心审核通过贵单位针对该事件提交的整改报告后解除。"
+    )
+    exc.extra["incident_id"] = hold.incident_id
+    exc.extra["containment"] = hold.action
+    return exc
+
+
+# ------------------------------------------------------------------------------------------------
 # Power operations: request
 # ------------------------------------------------------------------------------------------------
 
@@ -264,13 +336,16 @@ def request_power(
         raise errors.NotFound("vm", vm_id)
     decision = _policy_decision(actor, vm, action)
     if not decision.allowed:
+        denied = policy_denied(session, vm, decision)  # read before the rollback ends the session
         session.rollback()
         _record_denial(who, vm_id, unit_id, action.value, reason, _denial_detail(decision))
-        raise errors.PolicyDenied(decision)
+        raise denied
 
     _order_power_requests(session, vm_id)
     session.refresh(vm)  # the state as of now, after any operation that finished meanwhile
     _ensure_active(vm, action.value)
+    if action in _UNDOING_ACTIONS:
+        ensure_not_held(session, vm, action.value, _ACTION_ZH[action])
     _ensure_power_state_allows(vm, action)
     _ensure_capable(session, vm, action)
     if _already_holds(session, vm, action):
@@ -295,14 +370,9 @@ def _already_holds(session: Session, vm: VM, action: PowerAction) -> bool:
     """The VM is already where the action would leave it, and no earlier operation is queued that
     could change that before this one runs."""
     target = _TARGET_STATE.get(action)
-    if target is None or vm.power_state != target.value:
+    if target is None or vm.power_state != target.value or vm.id is None:
         return False
-    queued = session.exec(
-        select(func.count())
-        .select_from(PowerOperation)
-        .where(col(PowerOperation.vm_id) == vm.id, col(PowerOperation.state).in_(UNFINISHED))
-    ).one()
-    return not queued
+    return not repository.has_unfinished_operation(session, vm.id)
 
 
 def _ensure_capable(session: Session, vm: VM, action: PowerAction) -> None:
@@ -472,17 +542,7 @@ def _claim(
     (finishing the operation as refused here), mark it running. Returns what the adapter call needs:
     the connection (detached from the session), the VM's reference and the action."""
     vm = lock_vm(session, vm_id)
-    op = session.exec(
-        select(PowerOperation)
-        .where(
-            col(PowerOperation.vm_id) == vm_id,
-            col(PowerOperation.id) <= up_to,
-            col(PowerOperation.state).in_(UNFINISHED),
-        )
-        .order_by(col(PowerOperation.id))
-        .limit(1)
-        .execution_options(populate_existing=True)
-    ).first()
+    op = repository.earliest_unfinished_operation(session, vm_id, up_to=up_to)
     if op is None:
         return None
     assert op.id is not None
@@ -510,6 +570,12 @@ def _claim(
         decision = _policy_decision(actor, vm, action)
         if not decision.allowed:
             return op.id, _finish(session, op, vm, who=who, error=_denial_detail(decision), result="denied")
+    if actor is not None and action in _UNDOING_ACTIONS:
+        # Contained since the request was accepted: the incident decides now, not the queue.
+        hold = held_by(session, vm_id)
+        if hold is not None:
+            error = f"held by security incident #{hold.incident_id} ({hold.action}); not applied"
+            return op.id, _finish(session, op, vm, who=who, error=error, result="denied")
     conn = get_connection(session, vm.connection_id)
     session.add(op)
     session.flush()
@@ -519,14 +585,7 @@ def _claim(
 
 def _release(op_id: int, exc: Retriable) -> None:
     with db.transaction() as s:
-        s.exec(
-            sa.update(PowerOperation)
-            .where(col(PowerOperation.id) == op_id, col(PowerOperation.state) == PowerOpState.RUNNING)
-            .values(
-                state=PowerOpState.PENDING,
-                error=f"hypervisor temporarily unavailable, retrying: {exc.message}"[:2000],
-            )
-        )
+        repository.release_operation(s, op_id, f"hypervisor temporarily unavailable, retrying: {exc.message}")
 
 
 def _requester(session: Session, op: PowerOperation) -> tuple[Who, Actor | None]:
@@ -788,11 +847,7 @@ def execute_decommission(vm_id: int) -> str:
         vm.version += 1
         s.add(vm)
         # Operations still queued for the VM will never run: close them with the reason.
-        for op in s.exec(
-            select(PowerOperation).where(
-                col(PowerOperation.vm_id) == vm_id, col(PowerOperation.state).in_(UNFINISHED)
-            )
-        ):
+        for op in repository.unfinished_operations(s, vm_id):
             op.state = PowerOpState.FAILED
             op.finished_at = db.utcnow()
             op.error = f"VM {vm_id} was decommissioned before the operation ran"
