@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from policies.roles import Role
-from vmportal.identity import service
+from vmportal.identity import ldap, service
 from vmportal.identity.deps import CurrentActor, CurrentUser, CurrentWho, require
 from vmportal.identity.schemas import (
     LoginIn,
@@ -34,7 +34,10 @@ CENTER_ADMIN = require(Role.CENTER_ADMIN)
 def login(body: LoginIn, session: SessionDep, request: Request, response: Response) -> TokenOut:
     response.headers["Cache-Control"] = "no-store"
     address = request.client.host if request.client else None
-    issued = service.login(session, body.username, body.password, address=address)
+    if body.method == "ldap":
+        issued = ldap.login(session, body.username, body.password, address=address)
+    else:
+        issued = service.login(session, body.username, body.password, address=address)
     return TokenOut(access_token=issued.token, expires_in=issued.expires_in, user=user_brief(issued.user))
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from policies.roles import Actor, Role
-from vmportal.identity.models import AuthToken, User
+from vmportal.identity.models import AuthToken, CasSession, User
 from vmportal.kit.scope import visible
 
 #: The unit table as the account's foreign key names it; identity sits below unit and does not
@@ -76,9 +79,78 @@ def token_by_digest(session: Session, digest: str) -> AuthToken | None:
     return session.exec(select(AuthToken).where(AuthToken.token_sha256 == digest)).first()
 
 
+def live_token_rule(now: Any) -> list[Any]:
+    """What makes a bearer token (or a page session) good for a request: not revoked, not expired
+    at ``now``, its account active. Stated once: the ORM look-up below uses it with the process's
+    clock, and the VM read path's single SQL statement (:mod:`vmportal.vm.repository.sql`) compiles
+    it with the database's ``now()``."""
+    return [col(AuthToken.revoked_at).is_(None), col(AuthToken.expires_at) > now, col(User.active).is_(True)]
+
+
+def caller_of_token(digest: Any, now: Any) -> Any:
+    """The statement that finds the role and unit of a live token's account (``digest`` and ``now``
+    may be values or SQL expressions such as a bound parameter)."""
+    return (
+        select(User.role, User.unit_id)
+        .select_from(AuthToken)
+        .join(User, col(User.id) == col(AuthToken.user_id))
+        .where(col(AuthToken.token_sha256) == digest, *live_token_rule(now))
+    )
+
+
+def live_token_user(session: Session, digest: str, now: datetime) -> User | None:
+    """The account of a live token (:func:`live_token_rule`), None when there is none."""
+    return session.exec(
+        select(User)
+        .join(AuthToken, col(AuthToken.user_id) == col(User.id))
+        .where(col(AuthToken.token_sha256) == digest, *live_token_rule(now))
+    ).first()
+
+
 def live_tokens(session: Session, user_id: int) -> list[AuthToken]:
     return list(
         session.exec(
             select(AuthToken).where(AuthToken.user_id == user_id, col(AuthToken.revoked_at).is_(None))
         )
     )
+
+
+#: The contact-registry table as the account's foreign key names it (identity sits below unit and
+#: does not import its model): a CAS user's staff number (工号) finds the row, the row its account.
+_CONTACT = sa.table("contact", sa.column("id"), sa.column("staff_no"))
+
+
+def active_users_of_staff_number(session: Session, staff_no: str) -> list[User]:
+    if not staff_no:
+        return []
+    return list(
+        session.exec(
+            select(User)
+            .join(_CONTACT, _CONTACT.c.id == col(User.contact_id))
+            .where(_CONTACT.c.staff_no == staff_no, col(User.active).is_(True))
+            .order_by(col(User.id))
+        )
+    )
+
+
+def users_by_source(session: Session, source: str, *, active: bool = True) -> list[User]:
+    return list(
+        session.exec(
+            select(User).where(User.auth_source == source, User.active == active).order_by(col(User.id))
+        )
+    )
+
+
+def cas_ticket_used(session: Session, ticket_sha256: str) -> bool:
+    return (
+        session.exec(select(CasSession.id).where(CasSession.ticket_sha256 == ticket_sha256)).first()
+        is not None
+    )
+
+
+def cas_session_token(session: Session, ticket_sha256: str) -> AuthToken | None:
+    return session.exec(
+        select(AuthToken)
+        .join(CasSession, col(CasSession.token_id) == col(AuthToken.id))
+        .where(CasSession.ticket_sha256 == ticket_sha256)
+    ).first()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -37,6 +37,10 @@ class LoginIn(BaseModel):
     # No format rules here: a log-in with a malformed name is simply a wrong log-in (401).
     username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     password: Password
+    #: ``local``: the portal's own account (the break-glass admin; always accepted here); ``ldap``:
+    #: the center directory, when VMPORTAL_LOGIN_METHODS offers it. CAS has no password: its log-in
+    #: is the browser's round trip through /auth/cas/login.
+    method: Literal["local", "ldap"] = "local"
 
 
 class UserBrief(BaseModel):

@@ -144,6 +144,7 @@ class _UnknownNames:
         self._rows: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
 
     def locked_until(self, name: str, now: datetime) -> datetime | None:
+        # ``name`` is the (name, address) key: like an account's, the lock holds for one address.
         with self._lock:
             _failures, until = self._rows.get(name, (0, None))
             return until if until is not None and until > now else None
@@ -184,7 +185,9 @@ def login(session: Session, username: str, password: str, *, address: str | None
     rolled back on errors, so the counter update (and its audit row) is committed here first.
     Nothing else has been written in the login's transaction at that point, so nothing half-done
     is committed with it. ``address`` (the client's, behind trusted proxies) is limited in how
-    many failures it may make per window (:mod:`vmportal.identity.throttle`).
+    many failures it may make per window (:mod:`vmportal.identity.throttle`), and a lock-out
+    holds only for the address whose failures imposed it: a flood from one address cannot lock
+    the account (the only center admin, say) for anyone logging in from elsewhere.
     """
     settings = get_settings()
     if address:
@@ -194,7 +197,7 @@ def login(session: Session, username: str, password: str, *, address: str | None
     if user is None or not user.active:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        name = username.casefold()
+        name = f"{username.casefold()}\x00{address or ''}"
         until = _unknown_names.locked_until(name, now)
         if until is not None:
             raise _locked(settings, until)
@@ -207,7 +210,11 @@ def login(session: Session, username: str, password: str, *, address: str | None
         right = True
     except (VerificationError, InvalidHashError):
         right = False
-    if user.locked_until is not None and user.locked_until > now:
+    if (
+        user.locked_until is not None
+        and user.locked_until > now
+        and (user.locked_address is None or user.locked_address == address)
+    ):
         raise _locked(settings, user.locked_until)
     if not right:
         if address:
@@ -216,6 +223,7 @@ def login(session: Session, username: str, password: str, *, address: str | None
         locked = user.failed_logins >= settings.lockout_threshold
         if locked:
             user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
+            user.locked_address = address  # the lock shuts out this address only (issue 13)
             user.failed_logins = 0
         session.add(user)
         record(
@@ -233,7 +241,10 @@ def login(session: Session, username: str, password: str, *, address: str | None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.failed_logins = 0
-    user.locked_until = None
+    if user.locked_until is None or user.locked_until <= now:
+        # A lock still in force was imposed from another address: it keeps shutting that one out.
+        user.locked_until = None
+        user.locked_address = None
     return issue_token(session, user, method="password")
 
 
@@ -256,13 +267,15 @@ def issue_token(session: Session, user: User, *, method: str) -> IssuedToken:
 
 
 def user_for_token(session: Session, token: str) -> User:
-    row = repository.token_by_digest(session, token_digest(token))
+    digest = token_digest(token)
+    user = repository.live_token_user(session, digest, utcnow())
+    if user is not None:
+        return user
+    # Not good for a request (repository.live_token_rule): say which part failed.
+    row = repository.token_by_digest(session, digest)
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         raise errors.Unauthorized("missing, expired or revoked token", message_zh="令牌无效、已过期或已注销")
-    user = session.get(User, row.user_id)
-    if user is None or not user.active:
-        raise errors.Unauthorized("account disabled", message_zh="账号已停用")
-    return user
+    raise errors.Unauthorized("account disabled", message_zh="账号已停用")
 
 
 def logout(session: Session, token: str, by: Who | None = None) -> None:
@@ -485,6 +498,7 @@ def reset_password(session: Session, by: Who, user: User, new_password: str) -> 
     user.password_hash = hash_password(new_password)
     user.failed_logins = 0
     user.locked_until = None
+    user.locked_address = None
     session.add(user)
     assert user.id is not None
     revoked = revoke_all(session, user.id)
@@ -539,6 +553,7 @@ def unlock(session: Session, by: Who, user: User) -> User:
     }
     user.failed_logins = 0
     user.locked_until = None
+    user.locked_address = None
     session.add(user)
     record(
         session,
@@ -565,3 +580,114 @@ def ensure_role(actor: Actor, roles: Iterable[Role]) -> None:
         message_zh=f"“{ROLE_NAMES_ZH[actor.role]}”角色无权执行此操作（允许：{names_zh}）",
         role=actor.role.value,
     )
+
+
+# ---- accounts the campus directories vouch for (CAS list, LDAP groups) ----------------------------
+
+#: What an account a directory vouches for keeps as its password hash: no argon2 hash, so no
+#: password ever verifies against it (the local log-in counts a failure, like any wrong password).
+NO_LOCAL_PASSWORD = "!directory"  # noqa: S105 (a hash no password matches)
+DIRECTORY_SOURCES = ("cas", "ldap")
+
+
+class SignOnRefused(errors.Unauthorized):
+    """A campus sign-on (CAS or LDAP) that does not open a session; ``reason`` says why, for the page
+    that explains it (unknown_user, invalid_ticket, invalid_service, replayed, unavailable, ...)."""
+
+    def __init__(self, reason: str, message: str, *, message_zh: str, **extra: object) -> None:
+        super().__init__(message, message_zh=message_zh, reason=reason, **extra)
+        self.reason = reason
+
+
+def directory_account(
+    session: Session,
+    *,
+    username: str,
+    role: Role,
+    source: str,
+    display_name: str = "",
+    email: str = "",
+) -> User:
+    """The center account of a person a directory vouches for (the CAS center list or an LDAP group
+    mapped to ``role``): made at their first log-in, its role and name brought up to date at each
+    one, re-activated when the directory vouches for them again after a sync retired it.
+
+    A *local* account of the same name is never taken over: a directory cannot change what the
+    center set up by hand (the break-glass admin above all); the log-in is refused, naming why.
+    """
+    assert source in DIRECTORY_SOURCES and role not in (Role.UNIT_ADMIN, Role.UNIT_LEAD)
+    by = Who(actor=f"{source}:{username}", role=role.value)
+    user = repository.user_by_name(session, username)
+    if user is None:
+        user = User(
+            username=username,
+            password_hash=NO_LOCAL_PASSWORD,
+            role=role,
+            display_name=display_name[:100],
+            email=email[:254],
+            auth_source=source,
+        )
+        session.add(user)
+        try:
+            session.flush()
+        except IntegrityError:  # made concurrently by the same person's other log-in
+            raise SignOnRefused(
+                "retry", "the account is being set up; log in again", message_zh="账号正在创建，请重新登录"
+            ) from None
+        record(
+            session,
+            by,
+            "user.create",
+            "user",
+            user.id,
+            after=user_snapshot(user),
+            detail=f"at first log-in through {source}",
+        )
+        return user
+    if user.auth_source not in DIRECTORY_SOURCES:
+        raise SignOnRefused(
+            "local_account",
+            f"a local account is already named '{username}'; the center admin must rename it first",
+            message_zh=f"已有同名本地账号“{username}”，请联系信息中心管理员处理",
+        )
+    before = user_snapshot(user)
+    user.role = role
+    user.unit_id = None
+    user.active = True
+    if display_name:
+        user.display_name = display_name[:100]
+    if email:
+        user.email = email[:254]
+    after = user_snapshot(user)
+    if after != before:
+        session.add(user)
+        action = "user.activate" if not before["active"] else "user.update"
+        record(
+            session,
+            by,
+            action,
+            "user",
+            user.id,
+            before=before,
+            after=after,
+            detail=f"as {source} vouches at log-in",
+        )
+    return user
+
+
+def retire_directory_account(session: Session, user: User, *, source: str, detail: str) -> int:
+    """The directory no longer vouches for the account (disabled, removed, out of every mapped group):
+    deactivated, every session and token revoked, audited. Returns the tokens revoked."""
+    return retire_account(session, Who.system(f"{source}-sync"), user, detail=detail)
+
+
+def directory_accounts(session: Session, source: str, *, active: bool = True) -> list[User]:
+    return repository.users_by_source(session, source, active=active)
+
+
+def unit_account_of_staff_number(session: Session, staff_no: str) -> User | None:
+    """The active unit account made from a contact-registry row with this staff number (工号); when
+    the person holds two rows (security admin and lead), the unit_admin account."""
+    users = repository.active_users_of_staff_number(session, staff_no)
+    users.sort(key=lambda u: (u.role != Role.UNIT_ADMIN.value, u.id or 0))
+    return users[0] if users else None

@@ -1,14 +1,15 @@
-"""identity: campus log-in and sessions (reserved)
+"""identity: the address a log-in lock-out is bound to (user.locked_address, issue 13 point 5)
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-02 05:30:00
-
-Reserved in the chain so that work on separate domains adds its schema changes without two heads;
-the owner fills in upgrade/downgrade and this docstring.
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlmodel.sql.sqltypes import AutoString
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -17,8 +18,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("user") as batch:
+        batch.add_column(sa.Column("locked_address", AutoString(length=45), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("user") as batch:
+        batch.drop_column("locked_address")

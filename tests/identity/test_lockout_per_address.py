@@ -1,0 +1,97 @@
+"""A lock-out holds for the address whose failures imposed it (issue 13 point 5): a flood from one
+address cannot shut the only center admin out for someone logging in from elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.factories import PASSWORD, Factory
+from vmportal.identity.models import User
+from vmportal.kit import db
+from vmportal.kit.settings import Settings
+
+API = "/api/v1"
+WRONG = "Wrong-passw0rd!"
+FLOODER = ("127.0.0.3", 40000)
+ADMIN_DESK = ("127.0.0.4", 40001)
+
+
+@pytest.fixture
+def clients(settings: Settings, client: TestClient) -> Iterator[tuple[TestClient, TestClient]]:
+    """Two clients of one portal, seen at two loopback addresses (what uvicorn reports as the
+    client once the trusted proxy's X-Forwarded-For is applied)."""
+    app = client.app
+    with TestClient(app, client=FLOODER) as flooder, TestClient(app, client=ADMIN_DESK) as desk:
+        yield flooder, desk
+
+
+def _login(c: TestClient, username: str, password: str = PASSWORD) -> tuple[int, dict]:
+    r = c.post(f"{API}/auth/login", json={"username": username, "password": password})
+    return r.status_code, r.json()
+
+
+def test_a_flood_from_one_address_does_not_lock_the_admin_out_elsewhere(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    flooder, desk = clients
+    chief = factory.user("center_admin", username="only.chief")
+    for _ in range(settings.lockout_threshold):
+        assert _login(flooder, chief.username, WRONG)[0] == 401
+    status, body = _login(flooder, chief.username)  # the right password, from the flooding address
+    assert status == 423 and "locked_until" in body["error"]
+    status, body = _login(desk, chief.username)
+    assert status == 200, body
+    assert body["user"]["username"] == chief.username
+    # The admin's log-in does not lift the flooder's lock, and the flooder keeps answering 423.
+    assert _login(flooder, chief.username)[0] == 423
+    with db.transaction() as s:
+        row = s.get(User, chief.id)
+        assert row is not None and row.locked_address == FLOODER[0]
+
+
+def test_the_other_address_keeps_its_own_count(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    """After the flooder's lock, a typo at the admin's desk is one failure there, not a lock; the
+    desk locks only after its own run of failures."""
+    flooder, desk = clients
+    chief = factory.user("center_admin", username="only.chief")
+    for _ in range(settings.lockout_threshold):
+        _login(flooder, chief.username, WRONG)
+    assert _login(desk, chief.username, WRONG)[0] == 401
+    assert _login(desk, chief.username)[0] == 200
+    for _ in range(settings.lockout_threshold):
+        assert _login(desk, chief.username, WRONG)[0] == 401
+    assert _login(desk, chief.username)[0] == 423
+
+
+def test_unknown_names_lock_per_address_like_accounts(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    """The per-address lock must not tell real names from made-up ones: both answer the same at
+    the flooding address and at the other one."""
+    flooder, desk = clients
+    real = factory.user("center_operator", username="real.operator")
+    answers: dict[str, list[int]] = {}
+    for name in (real.username, "made.up.operator"):
+        seen = [_login(flooder, name, WRONG)[0] for _ in range(settings.lockout_threshold + 1)]
+        seen.append(_login(desk, name, WRONG)[0])
+        answers[name] = seen
+    assert answers[real.username] == answers["made.up.operator"]
+    assert answers[real.username][-2:] == [423, 401]
+
+
+def test_unlock_lifts_the_lock_for_the_flooded_address(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    flooder, desk = clients
+    chief = factory.user("center_admin", username="only.chief")
+    for _ in range(settings.lockout_threshold):
+        _login(flooder, chief.username, WRONG)
+    admin = factory.login(desk, factory.user("center_admin", username="second.admin"))
+    r = desk.post(f"{API}/users/{chief.id}/unlock", headers=admin)
+    assert r.status_code == 200 and r.json()["locked"] is False
+    assert _login(flooder, chief.username)[0] == 200
