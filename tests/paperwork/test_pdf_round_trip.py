@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Factory
+from vmportal.kit.clock import beijing_today
 from vmportal.paperwork import wording
 
 API = "/api/v1"
@@ -102,7 +102,7 @@ def test_generated_pdf_says_what_the_seed_says_with_the_unit_name_and_date(
         assert sentence in seed, sentence
         assert sentence in text, sentence
     assert UNIT_NAME in text
-    today = date.today()
+    today = beijing_today()
     assert f"{today.year}年{today.month}月{today.day}日" in text
     assert "主要负责人（签字）" in text and "单位盖章" in text
     assert r.headers["x-document-id"] in text  # the footer carries the id the scan is filed against
@@ -125,7 +125,7 @@ def test_signed_scan_links_to_the_original_and_completes_the_paperwork(
     assert client.get(f"{API}/units/{unit_id}/papers/{doc_id}", headers=lead).content == agreement.content
     assert client.get(f"{API}/units/{unit_id}/papers/{sha}", headers=lead).content == agreement.content
 
-    form = {"signer": "张院长", "signed_on": date.today().isoformat()}
+    form = {"signer": "张院长", "signed_on": beijing_today().isoformat()}
     # The unsigned original itself is not a signed paper.
     r = client.post(
         f"{API}/units/{unit_id}/papers/{doc_id}/signed",
@@ -184,16 +184,16 @@ def test_refusals_are_clear_and_never_5xx(client: TestClient, setup: dict[str, A
     # Filing the signed paper is the lead's (主要负责人) or the center's, as for a hand-filed one.
     r = client.post(
         f"{API}/units/{unit_id}/papers/{doc_id}/signed",
-        data={"signer": "张院长", "signed_on": date.today().isoformat()},
+        data={"signer": "张院长", "signed_on": beijing_today().isoformat()},
         files={"file": ("s.pdf", SCAN, "application/pdf")},
         headers=setup["admin"],
     )
     assert r.status_code == 403 and r.json()["error"]["message_zh"]
     for data, files in (
         ({"signer": "张院长"}, {"file": ("s.pdf", SCAN, "application/pdf")}),
-        ({"signer": "张院长", "signed_on": date.today().isoformat()}, None),
+        ({"signer": "张院长", "signed_on": beijing_today().isoformat()}, None),
         (
-            {"signer": "张院长", "signed_on": date.today().isoformat()},
+            {"signer": "张院长", "signed_on": beijing_today().isoformat()},
             {"file": ("s.exe", b"MZ\x90\x00" * 10, "application/pdf")},
         ),
     ):

@@ -71,7 +71,7 @@ from vmportal.compliance.service import exemptions, findings, notices, scans, vi
 from vmportal.identity.deps import CurrentActor, CurrentWho, require
 from vmportal.incidents.rectification import Upload
 from vmportal.kit import db, errors
-from vmportal.kit.http import SessionDep
+from vmportal.kit.http import SessionDep, file_part
 from vmportal.kit.paging import PageRequest
 from vmportal.kit.scope import CENTER, CENTER_READ
 from vmportal.kit.settings import get_settings
@@ -520,11 +520,7 @@ async def upload_scan(
     _limit_body(request, MAX_SCAN_BYTES + _MULTIPART_OVERHEAD)
     form = await request.form(max_files=1, max_fields=5, max_part_size=MAX_SCAN_BYTES + 1)
     try:
-        part = form.get("file")
-        if not isinstance(part, UploadFile):
-            raise errors.InvalidField(
-                "file", "required", "a file part named 'file' is required", message_zh="缺少报告文件（file）"
-            )
+        part = file_part(form)
         data = await part.read(MAX_SCAN_BYTES + 1)
 
         def upload() -> ScanResultOut:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, SQLModel, col, or_, select
 
@@ -150,7 +151,30 @@ def findings(
         statement = statement.where(overdue_condition(now))
     elif f.overdue is False:
         statement = statement.where(~overdue_condition(now))
-    return _page(session, statement.order_by(col(Finding.id).desc()), page)
+    return _page(session, _finding_order(statement, page.sort), page)
+
+
+#: The findings list's sort keys (``PageRequest.sort``, "-key" descending); newest first by default.
+FINDING_SORTS = ("id", "deadline_at", "severity")
+_SEVERITY_RANK = sa.case(
+    {"critical": 0, "high": 1, "medium": 2, "low": 3}, value=col(Finding.severity), else_=4
+)
+
+
+def _finding_order(statement: Any, sort: str | None) -> Any:
+    key = sort if sort and sort.lstrip("-") in FINDING_SORTS else "-id"
+    descending = key.startswith("-")
+    tiebreak = col(Finding.id).desc() if descending else col(Finding.id).asc()
+    match key.lstrip("-"):
+        case "deadline_at":
+            # A finding without a deadline comes after every dated one, either way round.
+            column = col(Finding.deadline_at)
+            first = (column.desc() if descending else column.asc()).nulls_last()
+        case "severity":
+            first = _SEVERITY_RANK.desc() if descending else _SEVERITY_RANK.asc()
+        case _:
+            return statement.order_by(tiebreak)
+    return statement.order_by(first, tiebreak)
 
 
 def overdue_findings(

@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from policies.roles import Actor, Role
 from vmportal.identity.deps import CurrentActor, CurrentWho
 from vmportal.kit import errors
-from vmportal.kit.http import SessionDep
+from vmportal.kit.http import SessionDep, file_part
 from vmportal.kit.scope import CENTER, ensure_visible, shows_personal_data
 from vmportal.kit.settings import get_settings
 from vmportal.paperwork import service
@@ -182,12 +182,7 @@ async def file_signed(
                     for e in exc.errors(include_url=False, include_input=False)
                 ]
             ) from None
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise errors.InvalidField(
-                "file", "required", "a file part named 'file' is required", message_zh="缺少名为 file 的文件"
-            )
-        part = upload
+        part = file_part(form)
 
         def file_it() -> PaperOut:
             paper = service.file_signed(

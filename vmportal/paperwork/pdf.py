@@ -11,18 +11,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import jinja2
 
+from vmportal.kit.clock import BEIJING
+
 if TYPE_CHECKING:
     from weasyprint import CSS
 
-#: China has one time zone and no daylight saving.
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 TEMPLATES = Path(__file__).parent / "templates"
 
 _env = jinja2.Environment(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import date
 from typing import Any
 
@@ -14,14 +13,9 @@ from vmportal.kit.scope import ensure_visible
 from vmportal.reports import tables
 from vmportal.reports.paperwork_report import paperwork_table
 from vmportal.reports.summary import committee_summary
+from vmportal.reports.tables import Format
 
 router = APIRouter(tags=["reports"])
-
-
-class Format(enum.StrEnum):
-    JSON = "json"
-    CSV = "csv"
-    XLSX = "xlsx"
 
 
 @router.get(
@@ -37,17 +31,8 @@ def paperwork_report(
         ensure_visible(actor, unit_id, "unit", unit_id)
     table = paperwork_table(session, actor, unit_id=unit_id)
     if format == Format.JSON:
-        return {
-            "title": table.title,
-            "columns": [{"key": c.key, "zh": c.header_zh, "en": c.header_en} for c in table.columns],
-            "units": table.rows,
-        }
-    stem = f"paperwork-{date.today():%Y%m%d}"
-    if format == Format.CSV:
-        body, media, name = tables.to_csv(table), "text/csv; charset=utf-8", f"{stem}.csv"
-    else:
-        body, media, name = tables.to_xlsx(table), tables.XLSX_TYPE, f"{stem}.xlsx"
-    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return tables.to_json(table, rows_key="units")
+    return tables.download(table, format, f"paperwork-{date.today():%Y%m%d}")
 
 
 @router.get(

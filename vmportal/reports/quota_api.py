@@ -1,4 +1,4 @@
-"""The quota report (``GET /reports/quota``): per unit, quota vs used vs requested, JSON or CSV.
+"""The quota report (``GET /reports/quota``): per unit, quota vs used vs requested, JSON, CSV or XLSX.
 
 Unit users see their own unit only; center staff and auditors see every unit. The CSV is UTF-8 with
 a byte-order mark, so Excel (which otherwise assumes the local ANSI code page) shows Chinese unit
@@ -8,7 +8,6 @@ names correctly.
 from __future__ import annotations
 
 import csv
-import enum
 import io
 from datetime import datetime
 
@@ -20,15 +19,12 @@ from policies.roles import UNIT_ROLES
 from vmportal.identity.deps import CurrentActor
 from vmportal.kit.db import utcnow
 from vmportal.kit.http import SessionDep
+from vmportal.reports import tables
+from vmportal.reports.tables import Format as ReportFormat
 from vmportal.request.service import report as request_report
 from vmportal.request.service.report import UnitReport
 
 router = APIRouter(tags=["reports"])
-
-
-class ReportFormat(enum.StrEnum):
-    JSON = "json"
-    CSV = "csv"
 
 
 class Dimension(BaseModel):
@@ -94,9 +90,9 @@ def _csv(report: QuotaReportOut) -> str:
     for u in report.units:
         writer.writerow(
             [
-                u.unit_code,
-                u.unit_name_zh,
-                u.unit_name_en,
+                tables.csv_cell(u.unit_code),
+                tables.csv_cell(u.unit_name_zh),
+                tables.csv_cell(u.unit_name_en),
                 *(getattr(getattr(u, d), p) for d in DIMENSIONS for p in parts),
                 " ".join(u.over_quota),
             ]
@@ -104,11 +100,47 @@ def _csv(report: QuotaReportOut) -> str:
     return "\ufeff" + buffer.getvalue()
 
 
+_DIMENSION_ZH = {"vms": "虚拟机", "vcpus": "vCPU", "memory_gib": "内存(GiB)", "disk_gib": "磁盘(GiB)"}
+_PART_ZH = {"quota": "配额", "used": "已用", "requested": "申请中", "free": "剩余"}
+
+
+def quota_table(report: QuotaReportOut) -> tables.Table:
+    """The report as the shared :class:`~vmportal.reports.tables.Table`, for the XLSX with its chart.
+
+    The CSV keeps its English column keys (scripts read it since issue 2); the spreadsheet a
+    committee opens has Chinese headers and a chart of vCPUs quota against used and requested.
+    """
+    columns = [
+        tables.Column("unit_code", "单位代码", "Unit code"),
+        tables.Column("unit_name_zh", "单位名称", "Unit"),
+    ]
+    for d in DIMENSIONS:
+        for p, zh in _PART_ZH.items():
+            columns.append(tables.Column(f"{d}_{p}", f"{_DIMENSION_ZH[d]}{zh}", f"{d} {p}"))
+    columns.append(tables.Column("over_quota", "超出配额", "Over quota"))
+    rows = [
+        {
+            "unit_code": u.unit_code,
+            "unit_name_zh": u.unit_name_zh,
+            **{f"{d}_{p}": getattr(getattr(u, d), p) for d in DIMENSIONS for p in _PART_ZH},
+            "over_quota": [_DIMENSION_ZH[d] for d in u.over_quota],
+        }
+        for u in report.units
+    ]
+    chart = tables.Chart(
+        title="各单位 vCPU 配额与使用",
+        label_key="unit_name_zh",
+        value_keys=("vcpus_quota", "vcpus_used", "vcpus_requested"),
+        y_title="vCPU",
+    )
+    return tables.Table(title="配额使用情况", columns=tuple(columns), rows=rows, chart=chart)
+
+
 @router.get(
     "/reports/quota",
     response_model=QuotaReportOut,
     summary="Per unit: quota, used, requested (pending) and free, for VMs, vCPUs, memory and disk",
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}, tables.XLSX_TYPE: {}}}},
 )
 def quota_report(
     session: SessionDep,
@@ -124,6 +156,8 @@ def quota_report(
     report = QuotaReportOut(generated_at=now, units=[_row_out(r) for r in rows])
     if format is ReportFormat.JSON:
         return report
+    if format is ReportFormat.XLSX:
+        return tables.download(quota_table(report), format, f"quota-report-{now:%Y%m%d-%H%M}")
     filename = f"quota-report-{now:%Y%m%d-%H%M}.csv"
     return Response(
         content=_csv(report).encode("utf-8"),

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 
 from policies.compromise import Severity
 from vmportal.kit import errors
-from vmportal.unit.service import BEIJING
+from vmportal.kit.clock import BEIJING
 
 #: How long a unit has to fix a finding, by severity (counted from its opening or reopening).
 DEADLINE_BY_SEVERITY: Mapping[Severity, timedelta] = {

@@ -17,6 +17,7 @@ from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, 
 from policies.forbidden_services import KIND_NAMES, ServiceKind
 from vmportal.compliance import repository
 from vmportal.incidents.models import Finding, Notice, Notification, ServiceViolation
+from vmportal.kit import pages
 from vmportal.mail import service as notification
 from vmportal.mail.service import MailEvent, beijing
 from vmportal.unit import recipients as _recipients  # noqa: F401  (registers who a unit's mail goes to)
@@ -121,7 +122,7 @@ def about_finding(
         body_en=body_en,
         related_type="finding",
         related_id=n,
-        link=f"/api/v1/findings/{n}",
+        link=pages.finding(n),
         dedup_key=dedup,
     )
 
@@ -147,7 +148,7 @@ def about_notice(session: Session, notice: Notice, finding: Finding) -> None:
             f"Deadline: {due}.",
             related_type="notice",
             related_id=notice.id,
-            link=f"/api/v1/notices/{notice.id}",
+            link=pages.notice(notice.id),
             center_only=True,
         )
         return
@@ -180,7 +181,7 @@ def about_notice(session: Session, notice: Notice, finding: Finding) -> None:
         ),
         related_type="notice",
         related_id=notice.id,
-        link=f"/api/v1/notices/{notice.id}",
+        link=pages.notice(notice.id),
     )
 
 
@@ -220,7 +221,7 @@ def violations_raised(session: Session, raised: list[ServiceViolation]) -> None:
             + (items[0].reasons_en[0] if items[0].reasons_en else ""),
             related_type="service_scan",
             related_id=items[0].scan_id or "",
-            link="/api/v1/violations",
+            link=pages.VIOLATIONS,
         )
 
 
@@ -243,5 +244,5 @@ def shut_down(session: Session, violation: ServiceViolation, vm: VM, reason: str
         + "\nStop the service and contact the center, or ask for its approval.",
         related_type="service_violation",
         related_id=violation.id,
-        link=f"/api/v1/violations/{violation.id}",
+        link=pages.violation(violation.id),
     )

@@ -1,0 +1,24 @@
+"""reports: clean-up campaigns and maintenance notices (reserved)
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-02 20:00:00
+
+Reserved in the chain so that work on separate domains adds its schema changes without two heads;
+the owner fills in upgrade/downgrade and this docstring.
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
