@@ -14,7 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
+from vmportal.app.inputs import printable
 from vmportal.kit import context, db, errors
 from vmportal.kit.labels import field_name_zh
 
@@ -70,6 +73,7 @@ _RULES_ZH: dict[str, str] = {
     "value_error": "取值无效",
     "assertion_error": "取值无效",
     "uuid_parsing": "格式不正确",
+    "string_unicode": "含有无效的字符（不成对的代理项），应为合法的文本",
     "json_invalid": "不是合法的 JSON",
     "union_tag_invalid": "类型不被接受",
 }
@@ -88,8 +92,20 @@ _JSON_ZH: dict[str, str] = {
 }
 
 
+def _printable(value: Any) -> Any:
+    """The envelope fit for UTF-8: a field name or message quoting the caller's text may hold a lone
+    surrogate (JSON ``"\\ud800"``), which would fail the answer's encoding (a 500 instead of the 422)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def _error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+    return JSONResponse({"error": _printable(body)}, status_code=status, headers=headers)
 
 
 def _rule_zh(e: dict[str, Any]) -> str:
@@ -157,6 +173,32 @@ _HTTP_ZH = {
 _HTTP_EN = {404: "no such address", 405: "this address does not accept this method"}
 
 
+#: The methods a 405's Allow may name, in the order it names them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Keys of the scope that routing writes; a probe starts without them.
+_ROUTING_KEYS = ("fastapi", "route", "endpoint", "path_params")
+
+
+def allow(app: Any, scope: Scope, raised: str = "") -> str:
+    """The Allow header of a 405: every method some route of the address answers.
+
+    The router raises 405 from the first route whose path matches, naming that route's methods
+    only; an address served by two routes (``GET /pools`` and ``POST /pools``, declared apart) was
+    answered ``Allow: GET``. So the address is matched again, once per method, against every route
+    of the app. ``raised``: what the router named, kept in any case."""
+    allowed = {m.strip().upper() for m in raised.split(",") if m.strip()}
+    for method in _METHODS:
+        if method in allowed:
+            continue
+        probe = {k: v for k, v in scope.items() if k not in _ROUTING_KEYS}
+        probe["method"] = method
+        for route in app.router.routes:
+            if route.matches(probe)[0] is Match.FULL:
+                allowed.add(method)
+                break
+    return ", ".join(m for m in (*_METHODS, *sorted(allowed - set(_METHODS))) if m in allowed)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.PortalError)
     async def portal_error(_: Request, exc: errors.PortalError) -> JSONResponse:
@@ -182,15 +224,17 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
         detail = str(exc.detail)
         message = _HTTP_EN.get(status, detail) if detail in ("Not Found", "Method Not Allowed") else detail
+        headers = dict(exc.headers) if exc.headers else {}
+        if status == 405:
+            headers["Allow"] = allow(request.app, request.scope, headers.get("Allow", ""))
         return _error(
             status,
             {"code": "http_error", "message": message, "message_zh": _HTTP_ZH.get(status, "请求未能完成")},
-            # 405 names the methods the address accepts (Allow); keep whatever the router set
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import annotated_types as at
 from fastapi import FastAPI, Request
@@ -53,6 +53,7 @@ def _not_a_number(value: Any) -> Any:
 
 
 _INT_GUARD = BeforeValidator(_not_a_bool)
+_NUMERIC = (at.Gt, at.Ge, at.Lt, at.Le, at.MultipleOf)
 _BOOL_GUARD = BeforeValidator(_not_a_number)
 
 
@@ -123,9 +124,20 @@ def _harden_model(model: type[BaseModel]) -> bool:
     changed = False
     for field in model.model_fields.values():
         kinds = _plain(field.annotation)
-        if _is_int(kinds):
+        if _is_int(kinds) and kinds == {int, type(None)}:
+            # ``int | None``: the rules go on the integer, not on the union. On the union, with the
+            # guard ahead of them, pydantic checked the bounds itself on every value: ``None > 0``,
+            # a TypeError, which answered 500 for a JSON null.
+            numeric = [m for m in field.metadata if isinstance(m, _NUMERIC)]
+            field.metadata[:] = [m for m in field.metadata if not isinstance(m, _NUMERIC)]
+            _add_bounds(numeric)
+            field.annotation = Annotated[int, *numeric, _INT_GUARD] | None
+            changed = True
+        elif _is_int(kinds):
             changed |= _add_bounds(field.metadata)
-            field.metadata.insert(0, _INT_GUARD)
+            # Last, so that it runs first (a before-validator wraps what precedes it) and the bounds
+            # stay on the integer schema, stated in the OpenAPI as minimum/maximum.
+            field.metadata.append(_INT_GUARD)
             changed = True
         elif bool in kinds:
             field.metadata.insert(0, _BOOL_GUARD)
@@ -201,6 +213,65 @@ def int64_params(request: Request) -> None:
                         "ctx": {"le": INT64_MAX} if high else {"ge": INT64_MIN},
                     }
                 )
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _unicode_errors(value: Any, loc: tuple[str | int, ...], out: list[dict[str, Any]]) -> None:
+    if isinstance(value, str):
+        if not _encodable(value):
+            out.append(
+                {
+                    "type": "string_unicode",
+                    "loc": loc,
+                    "msg": "Input should be a valid string, unable to parse raw data as a unicode string",
+                    "input": printable(value),
+                }
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = (*loc, printable(key))
+            if not _encodable(key):
+                out.append(
+                    {
+                        "type": "string_unicode",
+                        "loc": where,
+                        "msg": "Field names should be valid unicode strings",
+                        "input": printable(key),
+                    }
+                )
+            _unicode_errors(item, where, out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _unicode_errors(item, (*loc, i), out)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as escapes (``\\ud800``), fit for UTF-8."""
+    return text if _encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+async def unicode_body(request: Request) -> None:
+    """An app-wide dependency: a JSON body whose text holds a lone surrogate (``"\\ud800"``: valid
+    JSON, not valid Unicode) is a 422 naming the field, wherever it sits, keys included. Pydantic
+    refuses it in ``str`` fields, but not in free-form ones (``dict[str, Any]``), nor in the names
+    of fields; there it reached the database or the UTF-8 encoding of the answer, a 500.
+
+    Reads the body FastAPI has already decoded (Starlette keeps it on the request); a route without
+    a JSON body costs nothing."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None or not hasattr(request, "_json"):
+        return
+    errors: list[dict[str, Any]] = []
+    _unicode_errors(await request.json(), ("body",), errors)
     if errors:
         raise RequestValidationError(errors)
 

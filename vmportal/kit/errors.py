@@ -48,6 +48,102 @@ def record_name_zh(what: str) -> str:
     return RECORD_NAMES_ZH.get(what, what)
 
 
+#: Every state a 409 can name, in Chinese (the values of the domains' state enums; kit imports no
+#: domain, so the names live here). A word several records share reads right for each of them.
+STATE_NAMES_ZH: dict[str, str] = {
+    "accepted": "已通过",
+    "active": "运行中",
+    "approved": "已批准",
+    "cancelled": "已撤回",
+    "closed": "已关闭",
+    "confirmed": "已确认",
+    "contained": "已处置",
+    "containing": "处置中",
+    "decommissioned": "已回收",
+    "delivered": "已交付",
+    "dismissed": "已排除",
+    "endorsed": "已审核",
+    "exempted": "已豁免",
+    "failed": "失败",
+    "fixed": "已整改",
+    "held": "暂缓",
+    "matched": "已匹配",
+    "missing": "缺失",
+    "none": "无",
+    "normal": "正常",
+    "noted": "已记录",
+    "notified": "已通知",
+    "open": "待处理",
+    "pending": "等待中",
+    "provisioning": "交付中",
+    "received": "已接收",
+    "rectification_submitted": "已提交整改报告",
+    "registered": "已登记",
+    "rejected": "已驳回",
+    "released": "已解除",
+    "resolved": "已解决",
+    "restored": "已恢复",
+    "restoring": "恢复中",
+    "retested": "已复测",
+    "revoked": "已撤销",
+    "running": "进行中",
+    "sending": "发送中",
+    "sent": "已发送",
+    "shut_down": "已关停",
+    "submitted": "已提交",
+    "succeeded": "已成功",
+    "suspended": "已暂停",
+    "unmatched": "未匹配",
+    "withdrawn": "已撤回",
+}
+
+#: Every action a 409 can name, in Chinese.
+ACTION_NAMES_ZH: dict[str, str] = {
+    "accept": "通过",
+    "approve": "批准",
+    "assign": "分配",
+    "block_web": "封禁网站",
+    "cancel": "撤销",
+    "close": "关闭",
+    "confirm": "确认",
+    "contain": "处置",
+    "contained": "确认处置",
+    "deliver": "交付",
+    "dismiss": "排除",
+    "endorse": "审核",
+    "fail": "判定失败",
+    "fetch credentials": "获取交付凭据",
+    "fix": "整改",
+    "isolate_network": "断网",
+    "notify": "通知",
+    "pass": "判定通过",
+    "power_off": "关机",
+    "reboot": "重启操作系统",
+    "reconnect": "恢复网络",
+    "reject": "驳回",
+    "release": "解除",
+    "resend": "重新发送",
+    "restart": "重启",
+    "retest": "复测",
+    "retry": "重试",
+    "revoke": "撤销",
+    "shutdown": "关闭操作系统",
+    "start": "开机",
+    "start_provisioning": "开始交付",
+    "stop": "关机",
+    "submit_rectification": "提交整改报告",
+    "unblock_web": "解除网站封禁",
+}
+
+
+def state_name_zh(state: str) -> str:
+    return STATE_NAMES_ZH.get(state, state)
+
+
+def action_name_zh(action: str) -> str:
+    return ACTION_NAMES_ZH.get(action, action)
+
+
 class PortalError(Exception):
     status = 400
     code = "bad_request"
@@ -128,7 +224,8 @@ class StateConflict(PortalError):
     def __init__(self, what: str, state: str, action: str, *, message: str = "") -> None:
         super().__init__(
             message or f"cannot {action} {what} in state '{state}'",
-            message_zh=f"{record_name_zh(what)}当前状态为“{state}”，不能执行“{action}”",
+            message_zh=f"{record_name_zh(what)}当前状态为“{state_name_zh(state)}”，"
+            f"不能执行“{action_name_zh(action)}”",
             state=state,
             action=action,
         )

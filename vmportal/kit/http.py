@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.datastructures import FormData, UploadFile
 
-from vmportal.kit import db
+from vmportal.kit import db, errors
 
 #: Methods whose routes only read: their unit of work takes no write lock (see db.transaction).
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -44,3 +45,14 @@ def request_bearer_token(request: Request) -> str | None:
 
 #: The OpenAPI security of an endpoint that reads the token with request_bearer_token.
 BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+
+
+def file_part(form: FormData, name: str = "file") -> UploadFile:
+    """The uploaded file of a multipart form's part ``name``; a 422 naming the part when the form has
+    none (or has a plain field by that name)."""
+    part = form.get(name)
+    if not isinstance(part, UploadFile):
+        raise errors.InvalidField(
+            name, "required", f"a file part named '{name}' is required", message_zh=f"缺少名为 {name} 的文件"
+        )
+    return part

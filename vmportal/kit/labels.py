@@ -127,6 +127,7 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "target_url": "目标网址",
     "template_ref": "模板",
     "text": "正文",
+    "threshold": "次数阈值",
     "title": "职务",
     "token_id": "令牌编号",
     "unit_id": "单位",

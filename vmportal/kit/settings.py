@@ -12,8 +12,14 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOGIN_METHODS = ("local", "cas", "ldap")
+#: The roles a directory group or the CAS list may grant (policies.roles, center side).
+CENTER_ROLE_NAMES = ("center_admin", "center_operator", "auditor")
+#: Where the CAS server sends the browser back with its ticket (and posts its single log-out).
+CAS_CALLBACK_PATH = "/auth/cas/callback"
 
 
 class Settings(BaseSettings):
@@ -45,6 +51,65 @@ class Settings(BaseSettings):
         "memory://", description="Where log-in rate limits are counted: memory:// or redis://host:port/db."
     )
 
+    login_methods: list[str] = Field(
+        default_factory=lambda: ["local"],
+        description='How people may log in, as the login page offers them (JSON list of "local", '
+        '"cas", "ldap"). Local accounts always work for the break-glass center admin through the API.',
+    )
+    cas_server_url: str = Field(
+        "", description="The campus CAS server's URL (ends with /; login, p3/serviceValidate below it)."
+    )
+    cas_timeout: float = Field(10.0, description="Seconds to wait for the CAS server to validate a ticket.")
+    cas_staff_number_attribute: str = Field(
+        "employeeNumber",
+        description="The released CAS attribute holding the staff number (工号); absent or empty: the CAS "
+        "user name is the staff number.",
+    )
+    cas_center_users: dict[str, str] = Field(
+        default_factory=dict,
+        description='CAS users who are center staff, with their role (JSON, e.g. {"zhangsan": '
+        '"center_admin"}); their account is made or updated at log-in.',
+    )
+    ldap_url: str = Field(
+        "",
+        description="The center directory: ldaps://host:636, or ldap://host:389 with StartTLS before any "
+        "bind (always; a password never travels in clear).",
+    )
+    ldap_group_base: str = Field(
+        "",
+        description="Where groups are searched (groupOfNames with the person as member) when the directory "
+        "shows no memberOf; empty: memberOf only.",
+    )
+    ldap_ca_file: str = Field(
+        "",
+        description="PEM file of the CA the directory's certificate must verify against; empty: system CAs.",
+    )
+    ldap_bind_dn: str = Field("", description="Service account the portal searches the directory with.")
+    ldap_bind_password: SecretStr | None = Field(None, description="The service account's password.")
+    ldap_user_base: str = Field(
+        "", description="Where people are searched, e.g. ou=people,dc=example,dc=edu."
+    )
+    ldap_user_filter: str = Field(
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+        description="Filter finding one person; {username} is replaced by the escaped log-in name.",
+    )
+    ldap_group_roles: dict[str, str] = Field(
+        default_factory=dict,
+        description='Directory group DN -> center role (JSON, e.g. {"cn=vmportal-operators,ou=groups,...": '
+        '"center_operator"}); a person in none of them cannot log in.',
+    )
+    ldap_timeout: float = Field(
+        5.0, description="Seconds to connect to, and wait for an answer from, the directory."
+    )
+    ldap_pool_size: int = Field(
+        4, ge=1, description="Service-account connections to the directory kept open and reused per process."
+    )
+    directory_sync_seconds: int = Field(
+        900,
+        ge=0,
+        description="How often beat (or the embedded portal's thread) runs the directory sync, which "
+        "retires the accounts LDAP or the CAS center list no longer vouch for; 0: never.",
+    )
     endorsement_required: bool = Field(
         False, description="Initial value of the center setting: requests need the unit lead's endorsement."
     )
@@ -84,6 +149,11 @@ class Settings(BaseSettings):
         "or were sent (beat, hourly); pending and failed ones are kept. 0: never delete.",
     )
     task_workers: int = Field(4, description="Threads for in-process tasks in embedded mode.")
+    watch_inventory: bool = Field(
+        True,
+        description="The embedded portal follows each hypervisor connection's change stream in-process "
+        "(vSphere WaitForUpdatesEx, Proxmox polled); production runs `vmportal watch` instead.",
+    )
     startup_prepared: bool = Field(
         False, description="Set by `serve --workers N`: the parent migrated and seeded, workers skip it."
     )
@@ -139,6 +209,28 @@ class Settings(BaseSettings):
         "containment latency) for all its pool processes; 0: not served. The API serves /metrics itself.",
     )
     metrics_host: str = Field("127.0.0.1", description="Address the worker's metrics port listens on.")
+
+    @field_validator("login_methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in LOGIN_METHODS]
+        if unknown or not value:
+            raise ValueError(f"login_methods must be a non-empty list of {', '.join(LOGIN_METHODS)}")
+        return list(dict.fromkeys(value))
+
+    @field_validator("cas_center_users", "ldap_group_roles")
+    @classmethod
+    def _center_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = {k: v for k, v in value.items() if v not in CENTER_ROLE_NAMES}
+        if wrong:
+            raise ValueError(f"roles must be one of {', '.join(CENTER_ROLE_NAMES)}: {wrong}")
+        return value
+
+    @property
+    def cas_service_url(self) -> str:
+        """The one service URL the portal gives the CAS server: fixed by configuration, so no request
+        can make the server send its ticket (or the browser) anywhere else."""
+        return self.base_url.rstrip("/") + CAS_CALLBACK_PATH
 
     @property
     def embedded(self) -> bool:

@@ -83,9 +83,9 @@ class Lifecycle(Generic[S, A]):
 
     def state_name_zh(self, state: str) -> str:
         try:
-            return self.state_zh.get(self.states(state), state)
+            return self.state_zh.get(self.states(state), errors.state_name_zh(state))
         except ValueError:
-            return state
+            return errors.state_name_zh(state)
 
     def check(self, action: A, state: str, *, sources: Iterable[S] | None = None, hint: str = "") -> S:
         """The state ``action`` leads to from ``state``; else 409 naming ``state`` (both languages).
@@ -114,7 +114,7 @@ class Lifecycle(Generic[S, A]):
         exc = errors.StateConflict(self.what, state, action.value, message=message)
         exc.message_zh = (
             f"{self.what_zh}当前状态为“{self.state_name_zh(state)}”，"
-            f"不能执行“{self.action_zh.get(action, action.value)}”"
+            f"不能执行“{self.action_zh.get(action, errors.action_name_zh(action.value))}”"
         )
         return exc
 

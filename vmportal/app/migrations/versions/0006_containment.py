@@ -1,14 +1,18 @@
-"""incidents and inventory: containment that holds (reserved)
+"""incidents and inventory: containment that holds: the center's protected flag on a VM
 
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02 05:30:00
 
-Reserved in the chain so that work on separate domains adds its schema changes without two heads;
-the owner fills in upgrade/downgrade and this docstring.
+``vm.protected``: a VM the center marks as never contained automatically (an alert on it opens an
+incident for a human). Existing VMs are not protected (a VM of no unit is protected by rule, not by
+this flag).
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -17,8 +21,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("vm") as batch:
+        batch.add_column(sa.Column("protected", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("vm") as batch:
+        batch.drop_column("protected")
