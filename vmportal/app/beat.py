@@ -9,9 +9,11 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from vmportal.alerts import unmatched
 from vmportal.app import retention
 from vmportal.audit import service as audit
 from vmportal.compliance import tasks as compliance_tasks
+from vmportal.identity import tasks as identity_tasks
 from vmportal.jobs import outbox
 from vmportal.jobs.app import PortalTask, celery_app
 from vmportal.kit import db
@@ -64,7 +66,14 @@ def beat_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]
         "finding-reminders": {"task": "vmportal.security.finding_reminders", "schedule": 900.0},
         "request-deadline-reminders": {"task": "vmportal.request.deadline_reminders", "schedule": 900.0},
         "retention-prune": {"task": "vmportal.retention.prune", "schedule": crontab(minute=41)},
+        **_directory_sync(settings),
+        "unmatched-alerts-digest": {"task": unmatched.DIGEST_TASK, "schedule": crontab(minute=2)},
     }
+
+
+def _directory_sync(settings: Settings) -> dict[str, dict[str, Any]]:
+    every = settings.directory_sync_seconds
+    return {"directory-sync": {"task": identity_tasks.SYNC_TASK, "schedule": float(every)}} if every else {}
 
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = beat_schedule()
@@ -85,6 +94,7 @@ def embedded_tick() -> None:
     global _last_embedded_prune
     reminders.send_reminders()
     compliance_tasks.send_reminders()  # the findings' deadline reminders (mail runs no domain's task)
+    identity_tasks.embedded_tick()  # the directory sync, once per VMPORTAL_DIRECTORY_SYNC_SECONDS
     with _embedded_lock:
         due = (
             _last_embedded_prune is None or time.monotonic() - _last_embedded_prune >= EMBEDDED_PRUNE_SECONDS
@@ -93,3 +103,19 @@ def embedded_tick() -> None:
             _last_embedded_prune = time.monotonic()
     if due:
         retention.prune()
+    _embedded_digest()
+
+
+_last_digest_hour: int | None = None
+
+
+def _embedded_digest() -> None:
+    """The unmatched-alerts digest, once per hour of the clock (its own look-ups find an hour
+    already mailed, so a second process doing the same sends nothing twice)."""
+    global _last_digest_hour
+    hour = int(time.time() // 3600)
+    with _embedded_lock:
+        if _last_digest_hour == hour:
+            return
+        _last_digest_hour = hour
+    unmatched.send_digest()

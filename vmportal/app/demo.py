@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlmodel import Session, select
 
@@ -34,6 +34,7 @@ from hypervisors.base import IPSettings
 from policies.roles import Role
 from vmportal.audit.service import Who
 from vmportal.kit import db
+from vmportal.kit.clock import beijing_today
 from vmportal.kit.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -399,9 +400,7 @@ def _center_accounts(session: Session, count: _Counter) -> None:
 
 
 def _beijing_today() -> date:
-    from vmportal.unit.service import BEIJING
-
-    return datetime.now(BEIJING).date()
+    return beijing_today()
 
 
 def _unit(session: Session, settings: Settings, spec: _Unit, count: _Counter) -> int:

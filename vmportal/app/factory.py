@@ -114,6 +114,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         stop = threading.Event()
         if settings.effective_task_mode == "thread":
             _start_redrive_thread(settings, stop)
+            from vmportal.app.embedded import start_watchers
+
+            start_watchers(settings, stop)  # no `vmportal watch` beside the embedded portal
         from vmportal.vm.repository import sql as reads
 
         reader = await reads.open_reader(settings)
@@ -136,8 +139,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         # /docs is served from the portal's own copy of Swagger UI (campus intranets are often
         # offline): FastAPI's default loads it from a CDN.
         docs_url=None,
-        # Integer parameters beyond 64 bits are a 422 naming them, on every route.
-        dependencies=[Depends(inputs.int64_params)],
+        # Integer parameters beyond 64 bits and JSON text that is not Unicode (lone surrogates) are
+        # a 422 naming the field, on every route.
+        dependencies=[Depends(inputs.int64_params), Depends(inputs.unicode_body)],
     )
     http_errors.install(app)
     from vmportal.vm.lane import ReadLane
@@ -146,6 +150,18 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     docs.install_docs(app)  # also mounts /static
     app.include_router(language.router)
     app.include_router(pages.router)  # the pages: /, /login, /logout, /account
+    from vmportal.web import audit_pages
+
+    app.include_router(audit_pages.router)  # the auditor's /audit-log
+    from vmportal.web import request_pages
+
+    app.include_router(request_pages.router)  # 我的申请: /requests, /requests/{id}
+    from vmportal.web import portal
+
+    app.include_router(portal.router)  # the role pages: VMs, 申请虚拟机, incidents, the queue
+    from vmportal.web import compliance_pages
+
+    app.include_router(compliance_pages.router)  # 隐患与通报: /findings, /notices, /violations
     app.add_middleware(i18n.LocaleMiddleware)  # pages only; it lets /api/ through untouched
     app.add_middleware(guards.Admission, slots=_request_slots(settings), wait=settings.request_queue_seconds)
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too

@@ -3,7 +3,7 @@
 from vmportal.audit.models import AuditEntry, AuditHead
 from vmportal.center.models import CenterSetting
 from vmportal.connection.models import HypervisorConnection
-from vmportal.identity.models import AuthToken, User
+from vmportal.identity.models import AuthToken, CasSession, User
 from vmportal.incidents.models import (
     AlertRecord,
     AlertSource,
@@ -36,6 +36,7 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "AuthToken",
+    "CasSession",
     "CenterSetting",
     "Contact",
     "ContactRole",

@@ -16,6 +16,7 @@ from vmportal.network import api as network_api
 from vmportal.paperwork import api as paperwork_api
 from vmportal.reports import audit_api, quota_api
 from vmportal.reports import paperwork_api as paperwork_report_api
+from vmportal.reports import period_api as period_report_api
 from vmportal.request import api as request_api
 from vmportal.unit import api as unit_api
 from vmportal.vm import api as vm_api
@@ -39,6 +40,7 @@ ROUTERS: list[APIRouter] = [
     audit_api.router,
     paperwork_api.router,
     paperwork_report_api.router,
+    period_report_api.router,
 ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 from policies.roles import Role
 from vmportal.center import service
@@ -18,6 +18,9 @@ router = APIRouter(tags=["center"])
 
 class CenterSettingsOut(BaseModel):
     endorsement_required: bool
+    unmatched_alert_mail: str = Field(
+        description="How the center hears of alerts that match no VM: each, digest (hourly) or off"
+    )
 
 
 class CenterSettingsUpdate(BaseModel):
@@ -26,6 +29,7 @@ class CenterSettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endorsement_required: StrictBool | None = None
+    unmatched_alert_mail: StrictStr | None = Field(None, description="each, digest or off")
 
 
 @router.get("/settings", response_model=CenterSettingsOut)

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from vmportal.audit.service import Who, record
+from vmportal.center import repository
 from vmportal.center.models import CenterSetting
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
@@ -23,6 +24,7 @@ class SettingSpec:
     initial: Callable[[Settings], Any]  # the value before any center_admin set one
     description_en: str
     description_zh: str
+    choices: tuple[Any, ...] = ()  # when set, the only values accepted
 
 
 KNOWN: dict[str, SettingSpec] = {
@@ -34,6 +36,18 @@ KNOWN: dict[str, SettingSpec] = {
             lambda s: s.endorsement_required,
             "Requests need the unit lead's endorsement before the center decides.",
             "虚拟机申请须经单位网络安全负责人确认后再由信息中心审批。",
+        ),
+        SettingSpec(
+            "unmatched_alert_mail",
+            str,
+            # An hourly digest: the center hears of every alert no VM matched, without one mail per
+            # line of a scanner's burst (vmportal.alerts.unmatched).
+            lambda s: "digest",
+            "How the center hears of alerts that match no VM: 'each' (one mail per alert), 'digest' "
+            "(one mail per hour listing them) or 'off'.",
+            "未匹配到虚拟机的告警如何通知信息中心："
+            "each（每条告警一封邮件）、digest（每小时一封汇总）或 off（不通知）。",
+            choices=("each", "digest", "off"),
         ),
     )
 }
@@ -69,7 +83,7 @@ def _check_type(spec: SettingSpec, value: Any) -> None:
 
 def get_setting(session: Session, key: str, default: Any = _UNSET) -> Any:
     """The stored value; else ``default`` when given; else the known key's initial value."""
-    row = session.get(CenterSetting, key)
+    row = repository.setting_row(session, key)
     if row is not None:
         return row.value
     if default is not _UNSET:
@@ -80,7 +94,12 @@ def get_setting(session: Session, key: str, default: Any = _UNSET) -> Any:
 def set_setting(session: Session, who: Who, key: str, value: Any) -> Any:
     spec = _spec(key)
     _check_type(spec, value)
-    row = session.exec(select(CenterSetting).where(CenterSetting.key == key).with_for_update()).first()
+    if spec.choices and value not in spec.choices:
+        allowed = ", ".join(str(c) for c in spec.choices)
+        raise errors.InvalidField(
+            spec.key, "one_of", f"must be one of: {allowed}", message_zh=f"只能取以下值之一：{allowed}"
+        )
+    row = repository.lock_setting_row(session, key)
     before = row.value if row is not None else spec.initial(get_settings())
     if row is None:
         row = CenterSetting(key=key, value=value)
@@ -96,6 +115,11 @@ def set_setting(session: Session, who: Who, key: str, value: Any) -> Any:
 
 def all_settings(session: Session) -> dict[str, Any]:
     return {key: get_setting(session, key) for key in KNOWN}
+
+
+def unmatched_alert_mail(session: Session) -> str:
+    """'each', 'digest' or 'off': how the center hears of alerts that matched no VM."""
+    return str(get_setting(session, "unmatched_alert_mail"))
 
 
 def endorsement_required(session: Session) -> bool:

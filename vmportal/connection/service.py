@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hypervisors import ConnectionConfig, HypervisorAdapter, HypervisorKind, create
 from hypervisors.base import ConnectionCheck, HypervisorError, TemplateInfo
 from vmportal.audit.service import Who, record
+from vmportal.connection import repository
 from vmportal.connection.models import HypervisorConnection
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
@@ -65,7 +66,7 @@ def adapter_for(conn: HypervisorConnection) -> HypervisorAdapter:
 
 
 def get_connection(session: Session, connection_id: int) -> HypervisorConnection:
-    conn = session.get(HypervisorConnection, connection_id)
+    conn = repository.get_connection(session, connection_id)
     if conn is None:
         raise errors.NotFound("hypervisor connection", connection_id)
     return conn
@@ -120,10 +121,7 @@ def snapshot(conn: HypervisorConnection) -> dict[str, Any]:
 
 
 def list_connections(session: Session, *, active: bool | None = None) -> list[HypervisorConnection]:
-    query = select(HypervisorConnection).order_by(col(HypervisorConnection.id))
-    if active is not None:
-        query = query.where(col(HypervisorConnection.active).is_(active))
-    return list(session.exec(query))
+    return repository.connections_by_id(session, active=active)
 
 
 def _check_url(kind: HypervisorKind, url: str) -> str:
@@ -206,10 +204,7 @@ def _check_ca_file(ca_file: str | None) -> str | None:
 
 
 def _check_name(session: Session, name: str, connection_id: int | None = None) -> None:
-    query = select(HypervisorConnection.id).where(HypervisorConnection.name == name)
-    if connection_id is not None:
-        query = query.where(HypervisorConnection.id != connection_id)
-    if session.exec(query).first() is not None:
+    if repository.name_taken(session, name, connection_id):
         raise errors.Conflict(
             f"a connection named '{name}' exists already", message_zh=f"连接“{name}”已存在", field="name"
         )

@@ -34,7 +34,7 @@ from sqlmodel import Session
 from policies.deadline import DeadlineStatus, deadline_status
 from vmportal.identity import service as identity
 from vmportal.identity.models import User
-from vmportal.kit import db, errors
+from vmportal.kit import db, errors, pages
 from vmportal.mail.service import MailEvent, beijing, notify
 from vmportal.request import repository
 from vmportal.request.lifecycle import OPEN_STATES
@@ -177,7 +177,7 @@ def _mail(session: Session, req: VMRequest, kind: ReminderKind) -> None:
             ),
             related_type="request",
             related_id=n,
-            link=f"/api/v1/requests/{n}",
+            link=pages.request(n),
             center_only=True,
         )
         return
@@ -201,6 +201,6 @@ def _mail(session: Session, req: VMRequest, kind: ReminderKind) -> None:
         ),
         related_type="request",
         related_id=n,
-        link=f"/api/v1/requests/{n}",
+        link=pages.request(n),
         unit_addresses=unit_admin_addresses(session, req),
     )

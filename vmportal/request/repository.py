@@ -25,9 +25,15 @@ from vmportal.request.models import ReminderKind, RequestReminder, RequestState,
 #: count, Σ vcpus, Σ memory GiB, Σ disk GiB of some requests.
 Totals = tuple[int, int, int, int]
 
-#: The list's sortable columns (one so far), as the table's own columns for kit.paging.
+#: The list's sortable columns, as the table's own columns for kit.paging.
 _ID = sa.inspect(VMRequest).c.id
-_SORT = {"id": _ID}
+_SORT = {
+    "id": _ID,
+    "due_at": sa.inspect(VMRequest).c.due_at,
+    "submitted_at": sa.inspect(VMRequest).c.submitted_at,
+}
+#: The keys :func:`page` accepts as ``sort`` ("-key" descending).
+SORT_KEYS = frozenset(_SORT)
 
 
 def get(session: Session, request_id: int) -> VMRequest | None:
@@ -45,9 +51,17 @@ class RequestFilters:
 
 
 def page(
-    session: Session, actor: Actor, filters: RequestFilters, *, limit: int, offset: int, now: datetime
+    session: Session,
+    actor: Actor,
+    filters: RequestFilters,
+    *,
+    limit: int,
+    offset: int,
+    now: datetime,
+    sort: str = "-id",
 ) -> tuple[list[VMRequest], int]:
-    """One page of the requests ``actor`` may see, newest first, and how many match in all."""
+    """One page of the requests ``actor`` may see, newest first unless ``sort`` (a key of SORT_KEYS,
+    "-key" descending) says otherwise, and how many match in all."""
     query = visible(select(VMRequest), actor, col(VMRequest.unit_id))
     if filters.unit_id is not None:
         query = query.where(VMRequest.unit_id == filters.unit_id)
@@ -63,7 +77,7 @@ def page(
     if windows:
         query = query.where(or_(*windows))
     total = paging.count(session, query)
-    ordered = paging.order(query, "-id", _SORT, default="-id", tiebreak=_ID)
+    ordered = paging.order(query, sort, _SORT, default="-id", tiebreak=_ID)
     # Offset and limit here, not paging.page: this list has always served pages of up to 1,000.
     return list(session.exec(ordered.offset(offset).limit(limit))), total
 

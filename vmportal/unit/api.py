@@ -14,13 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlmodel import Session
-from starlette.datastructures import UploadFile
 
 from policies.roles import Actor, Role
 from vmportal.identity.deps import CurrentActor, CurrentWho, require
 from vmportal.identity.schemas import user_out
 from vmportal.kit import crypto, errors
-from vmportal.kit.http import SessionDep
+from vmportal.kit.http import SessionDep, file_part
 from vmportal.kit.scope import CENTER, shows_personal_data
 from vmportal.kit.settings import get_settings
 from vmportal.unit import accounts, service
@@ -280,12 +279,7 @@ async def upload_document(
         fields = _form_fields(
             {k: form.get(k) for k in ("kind", "signer", "signed_on") if isinstance(form.get(k), str)}
         )
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise errors.InvalidField(
-                "file", "required", "a file part named 'file' is required", message_zh="缺少名为 file 的文件"
-            )
-        file_part = upload
+        upload = file_part(form)
 
         def file_it() -> DocumentOut:
             doc = service.file_document(
@@ -295,9 +289,9 @@ async def upload_document(
                 kind=fields.kind,
                 signer=fields.signer,
                 signed_on=fields.signed_on,
-                filename=file_part.filename,
-                content_type=file_part.content_type or "",
-                stream=file_part.file,
+                filename=upload.filename,
+                content_type=upload.content_type or "",
+                stream=upload.file,
                 settings=settings,
             )
             return document_out(doc)

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,14 +27,13 @@ from policies.paperwork import missing_paperwork as _missing
 from policies.roles import Actor
 from vmportal.audit.service import Who, record
 from vmportal.kit import crypto, errors
+from vmportal.kit.clock import beijing_today
 from vmportal.kit.db import utcnow
 from vmportal.kit.scope import ensure_visible
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.unit import accounts, repository
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
 
-#: China has one time zone and no daylight saving: "today" for a signature is Beijing's today.
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 #: Signatures before this are typing slips, not documents (the campaign itself dates from 2017).
 EARLIEST_SIGNATURE = date(2000, 1, 1)
 _CHUNK = 64 * 1024
@@ -320,7 +319,7 @@ def document_snapshot(doc: Document) -> dict[str, Any]:
 
 
 def check_signed_on(signed_on: date) -> None:
-    if signed_on > datetime.now(BEIJING).date():
+    if signed_on > beijing_today():
         raise errors.InvalidField(
             "signed_on",
             "not_future",

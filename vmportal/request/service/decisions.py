@@ -64,14 +64,20 @@ def list_requests(
     limit: int = 100,
     offset: int = 0,
     now: datetime | None = None,
+    sort: str = "-id",
 ) -> tuple[list[VMRequest], int]:
     """One page of requests, newest first, and how many match in all.
 
     Unit users see their unit's requests only. ``at_risk`` and ``overdue`` select open requests
     (not delivered, rejected or cancelled) less than 48 h before, or past, their due time; both
-    together select either."""
+    together select either. ``sort``: id, due_at or submitted_at, "-" first for descending; an
+    unknown key is the default (newest first)."""
     filters = RequestFilters(state=state, unit_id=unit_id, at_risk=at_risk, overdue=overdue)
-    return repository.page(session, actor, filters, limit=limit, offset=offset, now=now or utcnow())
+    if sort.lstrip("-") not in repository.SORT_KEYS:
+        sort = "-id"
+    return repository.page(
+        session, actor, filters, limit=limit, offset=offset, now=now or utcnow(), sort=sort
+    )
 
 
 def actions_for(session: Session, actor: Actor, requests: list[VMRequest]) -> list[list[str]]:

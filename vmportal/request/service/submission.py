@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from hypervisors.base import HypervisorError
 from policies import combine
+from policies.base import Decision
 from policies.deadline import due_at
 from policies.paperwork import check_paperwork
 from policies.purpose import PurposeFacts, check_purpose
@@ -24,7 +25,7 @@ from policies.roles import ROLE_NAMES_EN, ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
 from vmportal.connection import service as connections
 from vmportal.connection.models import HypervisorConnection
-from vmportal.kit import errors
+from vmportal.kit import db, errors
 from vmportal.kit.db import utcnow
 from vmportal.request.lifecycle import PENDING_STATES
 from vmportal.request.models import RequestState, VMRequest
@@ -80,6 +81,38 @@ def _template_name(session: Session, conn: HypervisorConnection, ref: str, disk_
             f"不能小于模板磁盘 {template.disk_gib:g} GiB（磁盘只能扩大）",
         )
     return template.name
+
+
+def _record_refusal(
+    who: Who, unit_id: int, body: RequestIn, purpose: str, system_name: str, decision: Decision
+) -> None:
+    """Keep a request the rules refused in the audit log, like a refused power operation. The
+    caller's transaction is rolled back by the 403 about to be raised, so the row is written in a
+    transaction of its own; no request exists, so the target id is empty and the row keeps what was
+    asked and the deciding rules. The caller has rolled its own transaction back first."""
+    with db.transaction() as s:
+        record(
+            s,
+            who,
+            "request.submit",
+            "vm_request",
+            "",
+            after={
+                "purpose": purpose,
+                "beneficiary": body.beneficiary.value,
+                "system_id": body.system_id,
+                "system_name": system_name,
+                "hostname": body.hostname.lower(),
+                "connection_id": body.connection_id,
+                "vcpus": body.vcpus,
+                "memory_gib": body.memory_gib,
+                "disk_gib": body.disk_gib,
+                "rules": [d.rule for d in decision.denials],
+            },
+            result="denied",
+            detail=" ".join(f"[{d.rule}] {d.message_en}" for d in decision.denials),
+            unit_id=unit_id,
+        )
 
 
 def submit(session: Session, actor: Actor, who: Who, body: RequestIn) -> VMRequest:
@@ -148,6 +181,10 @@ def submit(session: Session, actor: Actor, who: Who, body: RequestIn) -> VMReque
         check_quota(facts, actor.role, None),
     )
     if not decision.allowed:
+        # Nothing is written yet; giving back the quota lock first lets the audit row's own
+        # transaction take SQLite's write lock instead of waiting for this one.
+        session.rollback()
+        _record_refusal(who, unit_id, body, purpose, system_name, decision)
         raise errors.PolicyDenied(decision)
 
     now = utcnow()
