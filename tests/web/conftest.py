@@ -23,4 +23,14 @@ def browser() -> Iterator[object]:
             b.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One worker per page module: each module's tests share a live portal and its data (module
+    fixtures) and several build on the states the earlier ones reached, so under ``--dist
+    loadgroup`` a module's tests stay together and in order. Modules still run in parallel."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and "/tests/web/" in str(item.path):
+            item.add_marker(pytest.mark.xdist_group(f"web-{item.path.stem}"))
+
+
 __all__ = ["AXE", "Live", "browser", "live", "vendored"]

@@ -17,12 +17,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from vmportal.identity import cas, ldap
 from vmportal.identity import service as identity
 from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
+from vmportal.kit.settings import get_settings
 from vmportal.web import templating
-from vmportal.web.i18n import current_locale
+from vmportal.web.i18n import current_locale, use_locale
 from vmportal.web.i18n import gettext as _
 from vmportal.web.language import safe_next
 
@@ -60,9 +62,61 @@ def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTM
     return _templates.TemplateResponse(request, name, context, status_code=status)
 
 
+def _login_page(
+    request: Request, *, next: str = "/", error: str = "", username: str = "", status: int = 200
+) -> HTMLResponse:
+    """The log-in page with the methods the settings offer: the campus CAS button, and one password
+    form (the local account, the center directory, or a choice of the two)."""
+    methods = get_settings().login_methods
+    password_methods = [m for m in methods if m in ("local", "ldap")]
+    return _page(
+        request,
+        "login.html",
+        status=status,
+        page_title=_("Log in"),
+        next=next,
+        error=error,
+        username=username,
+        cas_enabled=cas.enabled(),
+        password_methods=password_methods,
+    )
+
+
+def _message(exc: errors.PortalError) -> str:
+    return exc.message_zh if current_locale().startswith("zh") else exc.message
+
+
+def _open_session(
+    request: Request, session: SessionDep, issued: identity.IssuedToken, target: str
+) -> Response:
+    old = request.cookies.get(COOKIE)
+    if old:  # a new session id at every log-in: the previous one is revoked
+        with contextlib.suppress(errors.Unauthorized):
+            identity.logout(session, old)
+    return _session_cookie(request, issued, target)
+
+
+def _session_cookie(request: Request, issued: identity.IssuedToken, target: str) -> Response:
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        issued.token,
+        max_age=issued.expires_in,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    return response
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    return _page(request, "login.html", page_title=_("Log in"), next=safe_next(next), error="", username="")
+    return _login_page(request, next=safe_next(next))
 
 
 @router.post("/login")
@@ -71,35 +125,124 @@ async def login(request: Request, session: SessionDep) -> Response:
     username = str(form.get("username", ""))
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "/")))
+    methods = get_settings().login_methods
+    method = str(form.get("method", "") or ("local" if "local" in methods else "ldap"))
     address = request.client.host if request.client else None
     try:
-        issued = identity.login(session, username, password, address=address)
+        if method not in methods or method not in ("local", "ldap"):
+            raise errors.InvalidField(
+                "method",
+                "not_offered",
+                f"log-in method '{method[:20]}' is not offered here",
+                message_zh="本系统未提供该登录方式",
+            )
+        if method == "ldap":
+            issued = ldap.login(session, username, password, address=address)
+        else:
+            issued = identity.login(session, username, password, address=address)
     except errors.PortalError as exc:  # wrong, unknown, locked or throttled: the service's reason
-        message = exc.message_zh if current_locale().startswith("zh") else exc.message
+        return _login_page(request, status=401, next=target, error=_message(exc), username=username)
+    return _open_session(request, session, issued, target)
+
+
+# ---- campus single sign-on (CAS 3.0) ---------------------------------------------------------------
+
+#: Where the page asked for before the CAS round trip waits (the service URL is fixed, so it cannot
+#: carry it): a local path only (safe_next), for ten minutes, sent back to the callback alone.
+NEXT_COOKIE = "vmportal_cas_next"
+
+
+@router.get("/auth/cas/login")
+def cas_login(request: Request, next: str = "/") -> Response:
+    if not cas.enabled():
         return _page(
             request,
-            "login.html",
-            status=401,
-            page_title=_("Log in"),
-            next=target,
-            error=message,
-            username=username,
+            "error.html",
+            status=404,
+            page_title=_("Campus sign-on"),
+            message=_("Campus sign-on (CAS) is not enabled on this portal."),
         )
-    old = request.cookies.get(COOKIE)
-    if old:  # a new session id at every log-in: the previous one is revoked
-        with contextlib.suppress(errors.Unauthorized):
-            identity.logout(session, old)
-    response = RedirectResponse(target, status_code=303)
+    response = RedirectResponse(cas.login_url(), status_code=303)
     response.set_cookie(
-        COOKIE,
-        issued.token,
-        max_age=issued.expires_in,
+        NEXT_COOKIE,
+        safe_next(next),
+        max_age=600,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https",
-        path="/",
+        secure=_secure(request),
+        path=cas.CAS_CALLBACK_PATH,
     )
     return response
+
+
+@router.get("/auth/cas/callback")
+def cas_callback(request: Request, ticket: str = "") -> Response:
+    address = request.client.host if request.client else None
+    try:
+        # Its own unit of work (a GET's only reads), which also ends the browser's earlier session.
+        issued = cas.login(ticket[:300], address=address, previous_token=request.cookies.get(COOKIE))
+    except identity.SignOnRefused as refused:
+        if refused.reason == "unknown_user":
+            return _unknown_cas_user(request, refused)
+        status = 503 if refused.reason == "unavailable" else 401
+        return _cas_refused(request, _message(refused), status)
+    except errors.PortalError as exc:  # throttled
+        return _cas_refused(request, _message(exc), exc.status)
+    response = _session_cookie(request, issued, safe_next(request.cookies.get(NEXT_COOKIE)))
+    response.delete_cookie(NEXT_COOKIE, path=cas.CAS_CALLBACK_PATH)
+    return response
+
+
+@router.post("/auth/cas/callback")
+async def cas_single_logout(request: Request, session: SessionDep) -> Response:
+    """The CAS server's back-channel single log-out (a SAML LogoutRequest in ``logoutRequest``)."""
+    form = await request.form()
+    cas.single_logout(session, str(form.get("logoutRequest", "")))
+    return Response(status_code=200)
+
+
+def _cas_refused(request: Request, message: str, status: int) -> HTMLResponse:
+    return _page(
+        request,
+        "cas_refused.html",
+        status=status,
+        page_title=_("Campus sign-on failed"),
+        message=message,
+        cas_login=cas.enabled(),
+        password_login=any(m in ("local", "ldap") for m in get_settings().login_methods),
+    )
+
+
+def _unknown_cas_user(request: Request, refused: identity.SignOnRefused) -> HTMLResponse:
+    """Not in any unit's registry: both languages on one page (whoever reads it may not be able to
+    switch the portal's language before they know what happened)."""
+    texts = {}
+    for locale in ("zh_CN", "en"):
+        with use_locale(locale):
+            texts[locale] = {
+                "heading": _("You are not registered in the portal"),
+                "body": _(
+                    "Your campus account was accepted, but no unit's network security contact registry "
+                    "(网络安全联络通讯录) names you with this staff number, so the portal has no account "
+                    "for you."
+                ),
+                "action": _(
+                    "Ask your unit's network security lead to update the unit's 网络安全联络通讯录 "
+                    "with your name and staff number; your account is made from it."
+                ),
+                "who": _("Campus account"),
+                "staff_no": _("Staff number"),
+            }
+    return _page(
+        request,
+        "cas_unknown.html",
+        status=403,
+        page_title=_("You are not registered in the portal"),
+        texts=texts,
+        cas_user=str(refused.extra.get("cas_user", "")),
+        staff_no=str(refused.extra.get("staff_no", "")),
+        logout_url=cas.logout_url(),
+    )
 
 
 @router.post("/logout")
@@ -127,13 +270,9 @@ def dashboard(request: Request, session: SessionDep) -> Response:
     if current is None:
         return _to_login(request)
     token, user = current
-    return _page(
-        request,
-        "dashboard.html",
-        page_title=_("Dashboard"),
-        user=_user_view(user),
-        csrf_token=csrf_for(token),
-    )
+    from vmportal.web import common  # it imports this module's session helpers
+
+    return _page(request, "dashboard.html", **common.base(token, user, _("Dashboard"), "/"))
 
 
 @router.get("/account", response_class=HTMLResponse)
@@ -142,9 +281,9 @@ def account(request: Request, session: SessionDep) -> Response:
     if current is None:
         return _to_login(request)
     token, user = current
-    return _page(
-        request, "account.html", page_title=_("My account"), user=_user_view(user), csrf_token=csrf_for(token)
-    )
+    from vmportal.web import common
+
+    return _page(request, "account.html", **common.base(token, user, _("My account"), "/account"))
 
 
 def _user_view(user: User) -> dict[str, str]:
@@ -153,41 +292,3 @@ def _user_view(user: User) -> dict[str, str]:
         "username": user.username,
         "role_label": user.role,
     }
-
-
-PAGE_SIZE = 50
-
-
-@router.get("/vms", response_class=HTMLResponse)
-def vm_list(
-    request: Request, session: SessionDep, q: str | None = None, sort: str = "id", page: int = 1
-) -> Response:
-    """我的虚拟机: the VMs the user may see (scoped by the service), sortable, filterable, paged; the
-    table refreshes itself every 5 s (HTMX polling of the same URL, table only)."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    from vmportal.vm import schemas as vm_schemas
-    from vmportal.vm import service as vms
-
-    try:
-        order = vm_schemas.VMSort(sort)
-    except ValueError:
-        order = vm_schemas.VMSort.ID
-    page = max(page, 1)
-    filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    rows, total = vms.list_vms(session, identity.actor_of(user), filters)
-    context: dict[str, Any] = {
-        "page_title": _("My VMs"),
-        "rows": rows,
-        "total": total,
-        "page": page,
-        "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
-        "q": q or "",
-        "sort": order.value,
-        "user": _user_view(user),
-        "csrf_token": csrf_for(token),
-    }
-    name = "vm_table.html" if request.headers.get("hx-request") else "vms.html"
-    return _page(request, name, **context)

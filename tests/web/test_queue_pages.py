@@ -1,0 +1,210 @@
+"""待审批 against the live demo portal: CS's unit admin files requests through the API; the operator finds
+them on /queue, soonest due first, with approve and reject; a unit's admin is refused the page and
+the action naming the rule (request.approve), nothing written; a rejection without a reason is
+refused beside its field with the rule, nothing written; a form without its CSRF token is refused;
+the operator rejects one with a reason and approves another, which the simulator then provisions
+(the request delivered, shown in 我的申请 and in the queue's self-refreshing provisioning list). English
+too; one Chromium pass with axe-core (no serious or critical violation): the operator approves from
+the queue through the confirmation dialog and watches, without reloading, the provisioning end;
+screenshots in the test's temporary directory."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from policies.roles import Role
+from tests.production.harness import wait_for
+from tests.web.conftest import AXE, Live
+from vmportal.app.demo import PASSWORDS
+
+# The tests of this file build on one another (a module fixture, states reached in order): one
+# worker runs them all, in order (make test uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("web-queue-pages")
+
+API = "/api/v1"
+
+
+def _connection(live: Live) -> int:
+    with live.client() as c:
+        vms = c.get(f"{API}/vms", headers=live.login("cs-admin", Role.UNIT_ADMIN)).json()["items"]
+    return int(vms[0]["connection_id"])
+
+
+def _submit(live: Live, system_name: str, hostname: str, connection_id: int) -> int:
+    body: dict[str, Any] = {
+        "system_name": system_name,
+        "purpose": "teaching",
+        "hostname": hostname,
+        "connection_id": connection_id,
+        "template_ref": "tpl-rocky-9",
+        "vcpus": 1,
+        "memory_gib": 2,
+        "disk_gib": 40,
+    }
+    with live.client() as c:
+        r = c.post(f"{API}/requests", json=body, headers=live.login("cs-admin", Role.UNIT_ADMIN))
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+
+def _state(live: Live, request_id: int) -> str:
+    with live.client() as c:
+        r = c.get(f"{API}/requests/{request_id}", headers=live.login("operator", Role.CENTER_OPERATOR))
+        assert r.status_code == 200, r.text
+        return str(r.json()["state"])
+
+
+@pytest.fixture(scope="module")
+def filed(live: Live) -> dict[str, int]:
+    connection = _connection(live)
+    return {
+        "approve": _submit(live, "课程实验平台", "queue-a", connection),
+        "reject": _submit(live, "临时测试平台", "queue-b", connection),
+        "browser": _submit(live, "科研数据平台", "queue-c", connection),
+    }
+
+
+@contextlib.contextmanager
+def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
+    with live.client(**kwargs) as c:
+        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/queue"})
+        assert r.status_code == 303, r.text
+        yield c
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m is not None
+    return m.group(1)
+
+
+def _waiting(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<li class="queue-item" data-request="(\d+)"', html)]
+
+
+def test_a_unit_admin_is_refused_naming_the_rule(live: Live, filed: dict[str, int]) -> None:
+    rid = filed["approve"]
+    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+        page = c.get("/queue")
+        assert page.status_code == 403 and "request.approve" in page.text
+        assert "申请由信息中心值班员和管理员审批" in page.text
+        assert 'href="/queue"' not in c.get("/vms").text  # not in a unit's navigation
+        token = _csrf(page.text)
+        refused = c.post(f"/queue/{rid}/approve", data={"csrf_token": token})
+        assert refused.status_code == 403 and "request.approve" in refused.text
+        assert c.get("/queue/progress").status_code == 403
+    assert _state(live, rid) == "submitted"  # nothing written
+
+
+def test_the_operator_rejects_and_approves_and_provisioning_ends(live: Live, filed: dict[str, int]) -> None:
+    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+        page = c.get("/queue")
+        assert page.status_code == 200 and "待审批" in page.text
+        waiting = _waiting(page.text)
+        assert [filed["approve"], filed["reject"], filed["browser"]] == [
+            i for i in waiting if i in filed.values()
+        ]
+        assert (
+            f'/queue/{filed["approve"]}/approve"' in page.text
+            and f'/queue/{filed["reject"]}/reject"' in page.text
+        )
+        token = _csrf(page.text)
+
+        rid = filed["reject"]
+        no_reason = c.post(f"/queue/{rid}/reject", data={"csrf_token": token, "reason": "  "})
+        assert no_reason.status_code == 422 and "请填写理由" in no_reason.text
+        assert "required" in no_reason.text and 'aria-invalid="true"' in no_reason.text
+        assert _state(live, rid) == "submitted"
+        assert c.post(f"/queue/{rid}/reject", data={"reason": "测试"}).status_code == 403  # no CSRF token
+        rejected = c.post(
+            f"/queue/{rid}/reject", data={"csrf_token": token, "reason": "用途不明确，请补充说明"}
+        )
+        assert (
+            rejected.status_code == 303 and rejected.headers["location"] == f"/queue?done=rejected&id={rid}"
+        )
+        assert f"申请 {rid} 已驳回" in c.get(rejected.headers["location"]).text
+        assert _state(live, rid) == "rejected"
+        # Once decided, a second decision is refused with the state it is in now.
+        again = c.post(f"/queue/{rid}/approve", data={"csrf_token": token})
+        assert again.status_code == 409 and "已驳回" in again.text
+
+        rid = filed["approve"]
+        approved = c.post(f"/queue/{rid}/approve", data={"csrf_token": token})
+        assert approved.status_code == 303, approved.text
+        assert f"申请 {rid} 已批准" in c.get(approved.headers["location"]).text
+        wait_for(lambda: _state(live, rid) == "delivered", timeout=90, what="the request delivered")
+        after = c.get("/queue").text
+        assert rid not in _waiting(after) and filed["reject"] not in _waiting(after)
+        progress = c.get("/queue/progress", headers={"HX-Request": "true"})
+        assert progress.status_code == 200 and "<html" not in progress.text  # the part alone
+        assert f'<tr data-request="{rid}">' in progress.text and 'data-state="delivered"' in progress.text
+        assert c.get(f"/requests/{rid}").status_code == 200
+    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+        assert "已交付" in c.get(f"/requests/{filed['approve']}").text
+
+
+def test_the_queue_in_english(live: Live, filed: dict[str, int]) -> None:
+    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+        page = c.get("/queue")
+        assert (
+            page.status_code == 200
+            and "Approval queue" in page.text
+            and "Waiting for a decision" in page.text
+        )
+        assert "Reason to approve over the quota" in page.text  # a center admin may approve over it
+        bad = c.post(f"/queue/{filed['browser']}/reject", data={"csrf_token": _csrf(page.text), "reason": ""})
+        assert bad.status_code == 422 and "Give the reason; it is told to the unit." in bad.text
+    assert _state(live, filed["browser"]) == "submitted"
+
+
+def _axe(page: Page) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_the_operator_approves_from_the_queue_in_chromium(
+    live: Live, filed: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+) -> None:
+    rid = filed["browser"]
+    for locale, width in (("zh-CN", 375), ("en-US", 1280)):
+        context = browser.new_context(
+            locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True
+        )
+        page = context.new_page()
+        try:
+            page.goto(f"{live.base_url}/login?next=/queue")
+            page.locator("#username").fill("operator")
+            page.locator("#password").fill(PASSWORDS[Role.CENTER_OPERATOR])
+            page.locator("#password").press("Enter")
+            page.wait_for_url(f"{live.base_url}/queue")
+            page.screenshot(path=str(tmp_path / f"queue-{locale}-{width}.png"), full_page=True)
+            assert _axe(page) == []
+            if locale != "zh-CN":
+                continue
+            item = page.locator(f"li.queue-item[data-request='{rid}']")
+            expect(item).to_be_visible()
+            item.locator("button[data-action=approve]").click()
+            dialog = page.locator("#confirm-dialog")
+            expect(dialog).to_be_visible()
+            expect(dialog).to_contain_text(f"批准申请 {rid}")
+            dialog.locator("[data-confirm-ok]").click()
+            page.wait_for_url(f"{live.base_url}/queue?done=approved&id={rid}")
+            expect(page.locator(".flash-success")).to_contain_text(f"申请 {rid} 已批准")
+            assert _axe(page) == []
+            # The provisioning list refreshes itself: the simulator's clone ends, no reload.
+            state = page.locator(f"#queue-progress tr[data-request='{rid}'] .request-state")
+            expect(state).to_have_attribute("data-state", "delivered", timeout=60_000)
+            expect(state).to_contain_text("已交付")
+            page.screenshot(path=str(tmp_path / f"queue-delivered-{locale}-{width}.png"), full_page=True)
+        finally:
+            context.close()
+    wait_for(lambda: _state(live, rid) == "delivered", timeout=90, what="the request delivered")

@@ -1,0 +1,27 @@
+"""The role pages added to the app in one place (vmportal/app/factory.py includes this router):
+我的虚拟机 and a VM's page, 申请虚拟机, the incidents and rectification, the approval queue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vmportal.web import (
+    incident_pages,
+    inventory_pages,
+    queue_pages,
+    report_pages,
+    request_form,
+    settings_pages,
+    unit_pages,
+    vm_pages,
+)
+
+router = APIRouter(include_in_schema=False)
+router.include_router(vm_pages.router)  # /vms, /vms/{id}, POST /vms/{id}/power
+router.include_router(request_form.router)  # 申请虚拟机: /requests/new
+router.include_router(incident_pages.router)  # 安全事件: /incidents, /incidents/{id}, rectification
+router.include_router(queue_pages.router)  # 待审批: /queue, approve / reject / retry
+router.include_router(unit_pages.router)  # 单位信息: /unit, /unit/{id}
+router.include_router(report_pages.router)  # 报表: /reports, /reports/download/{report}.{csv|xlsx}
+router.include_router(inventory_pages.router)  # 未登记虚拟机: /inventory, POST /inventory/{vm_id}/assign
+router.include_router(settings_pages.router)  # 中心设置: /settings, POST /settings

@@ -1,0 +1,235 @@
+"""我的虚拟机: the VMs the user may see (/vms), one VM's page (/vms/{id}) and its power actions.
+
+Each VM shows start, guest shutdown, guest reboot, power off and reset; an action the user may not
+take now is shown disabled with the rule and its reason in the user's language, asked of the VM
+service before the user tries (vmportal.vm.service.choices: the policy, the lifecycle, a
+containment holding the VM, the power state, the connection's guest power). A press posts a form
+with its CSRF token (POST /vms/{id}/power): with htmx the answer replaces the VM's row or status
+block in place; without JavaScript it is a plain post answered by the VM's page. The list and the
+VM's status refresh themselves every 5 s, so a state changed by the hypervisor or a containment
+shows without reloading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+
+from hypervisors.base import PowerAction
+from policies.roles import Actor
+from vmportal.identity import service as identity
+from vmportal.identity.models import User
+from vmportal.incidents import service as incidents
+from vmportal.kit import errors
+from vmportal.kit.http import SessionDep
+from vmportal.vm import schemas as vm_schemas
+from vmportal.vm import service as vms
+from vmportal.vm.models import VM, PowerOpState
+from vmportal.vm.service.choices import Choice, power_choices
+from vmportal.web import common, templating
+from vmportal.web.i18n import gettext as _
+from vmportal.web.pages import _current, _to_login
+
+router = APIRouter(include_in_schema=False)
+_templates = templating.templates(Path(__file__).parent / "templates" / "unit")
+
+PAGE_SIZE = 50
+
+
+def action_label(action: PowerAction) -> str:
+    return {
+        PowerAction.START: _("Start"),
+        PowerAction.STOP: _("Power off"),
+        PowerAction.RESTART: _("Reset"),
+        PowerAction.SHUTDOWN: _("Shut down the OS"),
+        PowerAction.REBOOT: _("Reboot the OS"),
+    }[action]
+
+
+def _op_state(state: str) -> str:
+    names = {
+        PowerOpState.PENDING: _("Queued"),
+        PowerOpState.RUNNING: _("Running"),
+        PowerOpState.SUCCEEDED: _("Done"),
+        PowerOpState.FAILED: _("Failed"),
+    }
+    try:
+        return names[PowerOpState(state)]
+    except ValueError:
+        return state
+
+
+def _confirm_text(action: PowerAction, name: str) -> str:
+    texts = {
+        PowerAction.START: _("Start VM %(name)s?"),
+        PowerAction.STOP: _("Power off VM %(name)s at once? Unsaved work in it is lost."),
+        PowerAction.RESTART: _("Reset VM %(name)s at once? Unsaved work in it is lost."),
+        PowerAction.SHUTDOWN: _("Ask the operating system of VM %(name)s to shut down?"),
+        PowerAction.REBOOT: _("Ask the operating system of VM %(name)s to restart?"),
+    }
+    return texts[action] % {"name": name}
+
+
+def _reason(rule: str, text: str) -> str:
+    return _("Rule %(rule)s: %(reason)s") % {"rule": rule, "reason": text}
+
+
+def _buttons(vm: VM, choices: list[Choice]) -> list[dict[str, Any]]:
+    return [
+        {
+            "action": c.action.value,
+            "label": action_label(c.action),
+            "confirm": _confirm_text(c.action, vm.name),
+            "refusal": _reason(c.refusal.rule, common.say(c.refusal.message_en, c.refusal.message_zh))
+            if c.refusal
+            else None,
+            "variant": "danger" if c.action in (PowerAction.STOP, PowerAction.RESTART) else None,
+        }
+        for c in choices
+    ]
+
+
+def _row(session: Session, actor: Actor, vm: VM, unit_name: str | None) -> dict[str, Any]:
+    choices = power_choices(session, actor, vm)
+    # Not this user's to operate at all (a lead, the auditor): said once on the page, not per button.
+    barred = next((c.refusal for c in choices if c.refusal and c.refusal.rule == "power_ops"), None)
+    return {
+        "vm": vm,
+        "unit_name": unit_name or "",
+        "buttons": [] if barred else _buttons(vm, choices),
+        "barred": _reason(barred.rule, common.say(barred.message_en, barred.message_zh)) if barred else "",
+    }
+
+
+@router.get("/vms", response_class=HTMLResponse)
+def vm_list(
+    request: Request, session: SessionDep, q: str | None = None, sort: str = "id", page: int = 1
+) -> Response:
+    """我的虚拟机: the VMs the user may see (scoped by the service), sortable, filterable, paged; the
+    table refreshes itself every 5 s (HTMX polling of the same URL, table only)."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    actor = identity.actor_of(user)
+    try:
+        order = vm_schemas.VMSort(sort)
+    except ValueError:
+        order = vm_schemas.VMSort.ID
+    page = max(page, 1)
+    q = (q or "").strip()[:100]
+    filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    found, total = vms.list_vms(session, actor, filters)
+    rows = [_row(session, actor, r.vm, r.unit_name) for r in found]
+    context: dict[str, Any] = {
+        **common.base(token, user, _("My VMs") if user.unit_id else _("VMs"), "/vms"),
+        "rows": rows,
+        "barred": next((r["barred"] for r in rows if r["barred"]), ""),
+        "total": total,
+        "page": page,
+        "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        "q": q,
+        "sort": order.value,
+        "message": None,
+    }
+    name = "vm_table.html" if request.headers.get("hx-request") else "vms.html"
+    return _templates.TemplateResponse(request, name, context)
+
+
+def _detail_context(session: Session, token: str, user: User, vm_id: int) -> dict[str, Any]:
+    actor = identity.actor_of(user)
+    row = vms.get_vm(session, actor, vm_id)  # 404 for another unit's
+    ops, _total = vms.list_operations(session, actor, vm_id, limit=10)
+    open_incidents, _n = incidents.list_incidents(
+        session, actor, incidents.IncidentFilters(vm_id=vm_id, active=True, limit=5)
+    )
+    return {
+        **common.base(token, user, _("VM %(name)s") % {"name": row.vm.name}, "/vms"),
+        "row": _row(session, actor, row.vm, row.unit_name),
+        "operations": ops,
+        "incidents": [i.incident for i in open_incidents],
+        "action_label": lambda a: action_label(PowerAction(a)),
+        "op_state": _op_state,
+        "message": None,
+    }
+
+
+def _no_such_vm(request: Request, token: str, user: User, vm_id: int) -> Response:
+    return common.not_found(
+        _templates,
+        request,
+        token,
+        user,
+        "/vms",
+        _("There is no VM %(id)d, or it is not yours to see") % {"id": vm_id},
+    )
+
+
+@router.get("/vms/{vm_id:int}", response_class=HTMLResponse)
+def vm_detail(request: Request, session: SessionDep, vm_id: int) -> Response:
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    try:
+        context = _detail_context(session, token, user, vm_id)
+    except errors.NotFound:
+        return _no_such_vm(request, token, user, vm_id)
+    name = "vm_status.html" if request.headers.get("hx-request") else "vm_detail.html"
+    return _templates.TemplateResponse(request, name, context)
+
+
+@router.post("/vms/{vm_id:int}/power")
+async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Response:
+    """One power action; ``from`` says which part of a page asked (``list``: the row, else the VM's
+    status block) so htmx gets back just that part, with the outcome in words."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    form = await request.form()
+    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
+        return bad
+    actor = identity.actor_of(user)
+    status = 200
+    message: tuple[str, str]
+    try:
+        action = PowerAction(str(form.get("action", "")))
+    except ValueError:
+        action = None
+    if action is None:
+        status, message = 422, ("error", _("Choose one of the listed actions"))
+    else:
+        try:
+            op = vms.request_power(session, actor, identity.who(user), vm_id, action, "")
+            message = (
+                "success",
+                _("%(action)s requested (operation %(id)d); the state shown follows when it is done")
+                % {"action": action_label(action), "id": op.id or 0},
+            )
+        except errors.NotFound:
+            session.rollback()
+            return _no_such_vm(request, token, user, vm_id)
+        except errors.PortalError as exc:  # refused meanwhile: the rule's reason, nothing written
+            session.rollback()
+            rule = str(exc.extra.get("rule", exc.code))
+            status, message = exc.status, ("error", _reason(rule, common.error_message(exc)))
+    if request.headers.get("hx-request"):
+        vm = vms.find_vm(session, actor, vm_id)
+        if form.get("from") == "list":
+            context = {**common.base(token, user, "", "/vms"), "row": _row(session, actor, vm, None)}
+            context["row"]["unit_name"] = vms.get_vm(session, actor, vm_id).unit_name or ""
+            context["message"] = message
+            return _templates.TemplateResponse(request, "vm_row.html", context)
+        context = _detail_context(session, token, user, vm_id)
+        context["message"] = message
+        return _templates.TemplateResponse(request, "vm_status.html", context)
+    if status == 200:
+        return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    context = _detail_context(session, token, user, vm_id)
+    context["message"] = message
+    return _templates.TemplateResponse(request, "vm_detail.html", context, status_code=status)
