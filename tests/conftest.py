@@ -13,12 +13,20 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher, profiles
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlmodel import Session, SQLModel
 
 from vmportal.app import migrate as migrations
 from vmportal.identity import service as identity_service
 from vmportal.kit import crypto, db
 from vmportal.kit.settings import Settings, use_settings
+
+# Speed is measured by the benchmarks, never by tests: Hypothesis's slow-generation health check and
+# per-example deadline fail a property test when the machine is busy (CI shares its 2 CPUs), which
+# says nothing about the property. A test's own @settings still override the rest.
+hypothesis_settings.register_profile("vmportal", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("vmportal")
 
 pytest_plugins = [
     "tests.factories",

@@ -97,9 +97,10 @@ def request_mails(request_id: int) -> list[Notification]:
 
 
 def test_a_submitted_request_is_reminded_48_hours_before_due_then_when_overdue(
-    client: TestClient, factory: Factory, mail_server: MailServer
+    client: TestClient, factory: Factory, mail_server: MailServer, settings: Settings
 ) -> None:
     forget_templates()
+    settings.base_url = "https://vm.nic.example.edu.cn/"  # where the portal is published
     unit = factory.unit()
     conn = factory.connection()
     factory.pool(cidr="10.20.0.0/24")
@@ -145,7 +146,10 @@ def test_a_submitted_request_is_reminded_48_hours_before_due_then_when_overdue(
     assert "不足48小时" in body and "待审批" in body and "《虚拟机服务协议书》第3条" in body
     assert "less than 48 hours" in body and "waiting for the center's decision" in body
     assert body.index("待审批") < body.index("waiting for the center's decision")  # Chinese first
-    assert f"/api/v1/requests/{request_id}" in body
+    # The link opens the request's page on the published address, never a JSON URL.
+    assert f"https://vm.nic.example.edu.cn/requests/{request_id}）" in body
+    assert f"Details: https://vm.nic.example.edu.cn/requests/{request_id})" in body
+    assert "/api/v1" not in body and "127.0.0.1" not in body
 
     # Later runs before the deadline: nothing more.
     for hours in (46, 24, 1, 0):

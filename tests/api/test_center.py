@@ -20,11 +20,17 @@ def test_endorsement_setting_round_trip(client: TestClient, factory: Factory) ->
     unit = factory.unit()
     admin = factory.login(client, factory.user("center_admin"))
     lead = factory.login(client, factory.user("unit_lead", unit))
-    assert client.get(f"{API}/settings", headers=lead).json() == {"endorsement_required": False}
+    assert client.get(f"{API}/settings", headers=lead).json() == {
+        "endorsement_required": False,
+        "unmatched_alert_mail": "digest",
+    }
     r = client.put(f"{API}/settings", json={"endorsement_required": True}, headers=admin)
     assert r.status_code == 200
-    assert r.json() == {"endorsement_required": True}
-    assert client.get(f"{API}/settings", headers=lead).json() == {"endorsement_required": True}
+    assert r.json() == {"endorsement_required": True, "unmatched_alert_mail": "digest"}
+    assert client.get(f"{API}/settings", headers=lead).json() == {
+        "endorsement_required": True,
+        "unmatched_alert_mail": "digest",
+    }
     with db.transaction() as s:
         row = s.exec(select(AuditEntry).where(AuditEntry.action == "setting.update")).one()
         assert (row.target_id, row.before, row.after) == (
@@ -59,14 +65,31 @@ def test_settings_bad_input(client: TestClient, factory: Factory) -> None:
     r = client.put(f"{API}/settings", json={"endorsement_required": "yes"}, headers=admin)
     assert r.status_code == 422
     assert r.json()["error"]["fields"][0]["field"] == "endorsement_required"
+    r = client.put(f"{API}/settings", json={"unmatched_alert_mail": "hourly"}, headers=admin)
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["fields"][0] == {
+        "field": "unmatched_alert_mail",
+        "rule": "one_of",
+        "message": "must be one of: each, digest, off",
+    }
+    assert "只能取以下值之一：each, digest, off" in error["message_zh"]
     r = client.put(f"{API}/settings", content=b"{", headers={**admin, "Content-Type": "application/json"})
     assert r.status_code == 400
+    # Nothing of the refused puts was written.
+    assert client.get(f"{API}/settings", headers=admin).json() == {
+        "endorsement_required": False,
+        "unmatched_alert_mail": "digest",
+    }
 
 
 def test_initial_value_comes_from_settings(client: TestClient, factory: Factory, settings: Settings) -> None:
     settings.endorsement_required = True
     admin = factory.login(client, factory.user("center_admin"))
-    assert client.get(f"{API}/settings", headers=admin).json() == {"endorsement_required": True}
+    assert client.get(f"{API}/settings", headers=admin).json() == {
+        "endorsement_required": True,
+        "unmatched_alert_mail": "digest",
+    }
 
 
 def test_service_functions(settings: Settings) -> None:

@@ -105,6 +105,18 @@ def counts() -> dict[str, int]:
         }
 
 
+def refusals() -> list[AuditEntry]:
+    """The audit rows of refused submissions, oldest first."""
+    with db.transaction() as s:
+        query = select(AuditEntry).where(AuditEntry.action == "request.submit", AuditEntry.result == "denied")
+        return list(s.exec(query.order_by(AuditEntry.id)))  # type: ignore[arg-type]
+
+
+def written() -> dict[str, int]:
+    """counts() without the audit log: a refusal writes its audit row and nothing else."""
+    return {k: v for k, v in counts().items() if k != "AuditEntry"}
+
+
 def assert_denied(r: httpx.Response, rule: str) -> dict[str, Any]:
     assert r.status_code == 403, r.text
     error = r.json()["error"]
@@ -163,11 +175,18 @@ def test_due_time_runs_from_a_later_agreement(client: TestClient, factory: Facto
 def test_news_sites_and_personal_requests_are_refused_by_rule_purpose(
     portal: Portal, overrides: dict[str, Any], field: str
 ) -> None:
-    before = counts()
+    before, audited = written(), len(refusals())
     error = assert_denied(portal.submit(**overrides), "purpose")
     assert error["denials"][0]["field"] == field
     assert error["denials"][0]["clause"].startswith("agreement §1")
-    assert counts() == before
+    assert written() == before
+    # The refusal is in the audit log (issue 11 point 8): who asked, for which unit, by which rule.
+    rows = refusals()
+    assert len(rows) == audited + 1
+    row = rows[-1]
+    assert (row.actor_role, row.unit_id, row.target_type) == ("unit_admin", portal.unit.id, "vm_request")
+    assert row.after is not None and row.after["rules"] == ["purpose"]
+    assert "[purpose]" in row.detail
 
 
 def test_news_site_answer_points_to_the_site_cluster_platform(portal: Portal) -> None:
@@ -179,10 +198,13 @@ def test_a_unit_without_a_signed_agreement_is_refused_by_rule_paperwork(
     client: TestClient, factory: Factory
 ) -> None:
     p = make_portal(client, factory, agreement=False)
-    before = counts()
+    before, audited = written(), len(refusals())
     error = assert_denied(p.submit(), "paperwork")
     assert "《虚拟机服务协议书》" in error["message_zh"]
-    assert counts() == before
+    assert written() == before
+    rows = refusals()
+    assert len(rows) == audited + 1 and rows[-1].after is not None
+    assert rows[-1].after["rules"] == ["paperwork"] and rows[-1].unit_id == p.unit.id
 
 
 def test_a_unit_without_a_contact_registry_is_refused_by_rule_paperwork(
@@ -194,10 +216,13 @@ def test_a_unit_without_a_contact_registry_is_refused_by_rule_paperwork(
 
 def test_an_over_quota_request_is_refused_by_rule_quota(client: TestClient, factory: Factory) -> None:
     p = make_portal(client, factory, quota=(2, 4, 8, 100))
-    before = counts()
+    before, audited = written(), len(refusals())
     error = assert_denied(p.submit(vcpus=6), "quota")
     assert "vCPU" in error["message"]
-    assert counts() == before
+    assert written() == before
+    rows = refusals()
+    assert len(rows) == audited + 1 and rows[-1].after is not None
+    assert rows[-1].after["rules"] == ["quota"] and rows[-1].after["vcpus"] == 6
     # Pending requests count: the second request would pass the memory quota with the first.
     p.submitted(memory_gib=6, disk_gib=40)
     error = assert_denied(p.submit(memory_gib=4, disk_gib=40, hostname="lab-two"), "quota")
@@ -295,6 +320,8 @@ def test_approval_delivers_and_a_second_approval_is_a_409_naming_the_state(porta
     assert r.status_code == 409
     assert r.json()["error"]["state"] == "delivered"
     assert "delivered" in r.json()["error"]["message"]
+    # The Chinese message names the state and the action in Chinese (issue 11 point 7).
+    assert r.json()["error"]["message_zh"] == "虚拟机申请当前状态为“已交付”，不能执行“批准”"
 
 
 def test_two_simultaneous_approvals_give_one_approval_and_one_409(portal: Portal) -> None:

@@ -68,7 +68,7 @@ class LivePortal:
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.admin, timeout=30, trust_env=False)
 
-    def source(self, kind: str, *, auth: str | None = None) -> dict[str, Any]:
+    def source(self, kind: str, *, auth: str | None = "hmac") -> dict[str, Any]:
         body: dict[str, Any] = {"name": f"{kind}-sensor-{next(_seq)}", "kind": kind}
         if auth:
             body["auth"] = auth

@@ -37,6 +37,7 @@ PAGES = (
     "elastic.md",
     "alertmanager.md",
     "nmap.md",
+    "after-the-alert.md",
 )
 _BLOCK = re.compile(
     r"^(?P<check><!-- check: (?P<spec>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```", re.S | re.M
