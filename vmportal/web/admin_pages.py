@@ -1,0 +1,11 @@
+"""The center administrator's pages in one router (vmportal.web.portal includes it): 单位管理 (units,
+their accounts from the registry, their quota) and 用户管理 (accounts), IP 地址池, 虚拟化平台连接."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vmportal.web import admin_units
+
+router = APIRouter(include_in_schema=False)
+router.include_router(admin_units.router)  # /admin/units, /admin/units/{id}, accounts, quota
