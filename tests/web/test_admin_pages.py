@@ -56,9 +56,15 @@ def _error(html: str, name: str) -> str:
     return re.sub(r"<[^>]+>", "", m.group(1)).strip()
 
 
+_TOKENS: dict[str, dict[str, str]] = {}
+
+
 def _api(live: Live, method: str, path: str, **kwargs: Any) -> Any:
+    """The API as the center admin (logged in once per portal: a log-in costs an Argon2 hash)."""
+    if live.base_url not in _TOKENS:
+        _TOKENS[live.base_url] = live.login("center-admin", Role.CENTER_ADMIN)
     with live.client() as c:
-        r = c.request(method, f"{API}{path}", headers=live.login("center-admin", Role.CENTER_ADMIN), **kwargs)
+        r = c.request(method, f"{API}{path}", headers=_TOKENS[live.base_url], **kwargs)
         assert r.status_code < 300, r.text
         return r.json() if r.content else None
 
@@ -195,3 +201,92 @@ def test_the_quota_form(live: Live, chem: int) -> None:
         64,
         500,
     )
+
+
+# ---- 用户管理 -----------------------------------------------------------------------------------------
+
+
+def _user_rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-user="\d+" data-username="([^"]+)"', html)
+
+
+def _user_id(live: Live, username: str) -> int:
+    users = _api(live, "GET", "/users?limit=500")
+    return next(int(u["id"]) for u in users if u["username"] == username)
+
+
+def test_the_users_list_filters_sorts_and_pages(live: Live, chem: int) -> None:
+    for n in range(24):  # more than a page of accounts
+        _api(
+            live,
+            "POST",
+            "/users",
+            json={"username": f"reader-{n:02d}", "password": "Kx9!vQ2#mZ7@pL4$", "role": "auditor"},
+        )
+    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        first = c.get("/admin/users")
+        assert first.status_code == 200 and "<h1>用户管理</h1>" in first.text
+        names = _user_rows(first.text)
+        assert len(names) == 25 and names == sorted(names)
+        assert "第 1 / 2 页" in first.text
+        second = _user_rows(c.get("/admin/users?page=2").text)
+        assert second and not set(second) & set(names)
+        desc = _user_rows(c.get("/admin/users?sort=username&order=desc").text)
+        assert desc[0] == max(names + second)
+        admins = _user_rows(c.get("/admin/users?role=unit_admin").text)
+        assert "cs-admin" in admins and "operator" not in admins and "t2011042" in admins
+        assert _user_rows(c.get(f"/admin/users?unit_id={chem}").text) == ["t2011042"]
+        assert _user_rows(c.get("/admin/users?q=reader-0&state=active").text) == [
+            f"reader-0{n}" for n in range(10)
+        ]
+        assert _user_rows(c.get("/admin/users?state=inactive").text) == []
+        assert c.get("/admin/users?sort=password_hash&role=god&page=x").status_code == 200  # defaults
+
+
+def test_the_admin_deactivates_and_activates_an_account(live: Live, chem: int) -> None:
+    target = _user_id(live, "reader-05")
+    me = _user_id(live, "center-admin")
+    with live.client() as victim:
+        r = victim.post("/login", data={"username": "reader-05", "password": "Kx9!vQ2#mZ7@pL4$", "next": "/"})
+        assert r.status_code == 303 and victim.get("/").status_code == 200
+        with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+            page = c.get("/admin/users")
+            assert page.status_code == 200 and "/active" not in page.text  # no form
+            assert "只有信息中心管理员可以启用或停用账号" in page.text
+            token = _csrf(page.text)
+            refused = c.post(f"/admin/users/{target}/active", data={"csrf_token": token, "active": "false"})
+            assert refused.status_code == 403 and "user.update" in refused.text
+        with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+            page = c.get("/admin/users?q=reader-05")
+            token = _csrf(page.text)
+            assert f'action="/admin/users/{target}/active"' in page.text and "data-confirm=" in page.text
+            assert (
+                c.post(f"/admin/users/{target}/active", data={"active": "false"}).status_code == 403
+            )  # no CSRF
+            bad = c.post(f"/admin/users/{target}/active", data={"csrf_token": token, "active": "maybe"})
+            assert bad.status_code == 422 and "one_of" in bad.text
+            own = c.post(f"/admin/users/{me}/active", data={"csrf_token": token, "active": "false"})
+            assert own.status_code == 422 and "不能停用自己的账号" in own.text and "self" in own.text
+            assert victim.get("/").status_code == 200  # nothing written yet
+            done = c.post(f"/admin/users/{target}/active", data={"csrf_token": token, "active": "false"})
+            assert (
+                done.status_code == 303
+                and done.headers["location"] == f"/admin/users?done=deactivated&id={target}"
+            )
+            assert "账号 reader-05 已停用" in c.get(done.headers["location"]).text
+            gone = victim.get("/", follow_redirects=False)
+            assert gone.status_code == 303 and gone.headers["location"].startswith(
+                "/login"
+            )  # its session ended
+            assert _user_rows(c.get("/admin/users?state=inactive").text) == ["reader-05"]
+            back = c.post(f"/admin/users/{target}/active", data={"csrf_token": token, "active": "true"})
+            assert back.status_code == 303
+            assert "账号 reader-05 已重新启用" in c.get(back.headers["location"]).text
+        assert (
+            victim.post(
+                "/login", data={"username": "reader-05", "password": "Kx9!vQ2#mZ7@pL4$", "next": "/"}
+            ).status_code
+            == 303
+        )
+    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+        assert c.get("/admin/users").status_code == 403
