@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
-from tests.web.conftest import Live
+from tests.web.conftest import AXE, Live
 from vmportal.app.demo import PASSWORDS
 
 API = "/api/v1"
@@ -290,3 +292,251 @@ def test_the_admin_deactivates_and_activates_an_account(live: Live, chem: int) -
         )
     with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
         assert c.get("/admin/users").status_code == 403
+
+
+# ---- IP 地址池 ------------------------------------------------------------------------------------------
+
+
+def _pool_names(html: str) -> list[str]:
+    return re.findall(r'<tr data-pool="([^"]+)"', html)
+
+
+def test_the_pools_list_and_the_create_form(live: Live) -> None:
+    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+        page = c.get("/admin/pools")
+        assert page.status_code == 200 and {"campus-servers", "campus-dmz"} <= set(_pool_names(page.text))
+        assert 'name="cidr"' not in page.text and "只有信息中心管理员可以创建 IP 地址池" in page.text
+        refused = c.post("/admin/pools", data={"csrf_token": _csrf(page.text), "name": "x"})
+        assert refused.status_code == 403 and "pool.create" in refused.text
+    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        page = c.get("/admin/pools?sort=cidr")
+        assert _pool_names(page.text) == ["campus-servers", "campus-dmz"]  # 10.10.101.0 before 10.10.200.0
+        assert _pool_names(c.get("/admin/pools?sort=cidr&order=desc").text) == [
+            "campus-dmz",
+            "campus-servers",
+        ]
+        assert _pool_names(c.get("/admin/pools?q=dmz").text) == ["campus-dmz"]
+        token = _csrf(page.text)
+        form = {
+            "csrf_token": token,
+            "name": "lab-pool",
+            "cidr": "10.30.0.0/24",
+            "gateway": "10.30.0.1",
+            "dns": "10.10.0.53, 10.10.0.54",
+            "excluded": "10.30.0.2-10.30.0.9\n10.30.0.200",
+            "network": "lab-net",
+            "connection_id": "",
+        }
+        assert (
+            c.post("/admin/pools", data={k: v for k, v in form.items() if k != "csrf_token"}).status_code
+            == 403
+        )
+        empty = c.post("/admin/pools", data={**form, "name": "", "cidr": ""})
+        assert empty.status_code == 422
+        assert "required" in _error(empty.text, "name") and "此项为必填项" in _error(empty.text, "name")
+        assert "required" in _error(empty.text, "cidr")
+        assert 'value="10.30.0.1"' in empty.text and "10.30.0.200" in empty.text  # kept
+        host_bits = c.post("/admin/pools", data={**form, "cidr": "10.30.0.5/24"})
+        assert host_bits.status_code == 422 and "cidr" in host_bits.text
+        assert _error(host_bits.text, "cidr")
+        outside = c.post("/admin/pools", data={**form, "gateway": "10.31.0.1"})
+        assert outside.status_code == 422 and _error(outside.text, "gateway")
+        bad_range = c.post("/admin/pools", data={**form, "excluded": "10.30.0.2-10.40.0.9"})
+        assert bad_range.status_code == 422 and _error(bad_range.text, "excluded")
+        taken = c.post("/admin/pools", data={**form, "name": "campus-dmz"})
+        assert taken.status_code == 409 and "地址池“campus-dmz”已存在" in _error(taken.text, "name")
+        too_many = c.post("/admin/pools", data={**form, "dns": "1.1.1.1 2.2.2.2 3.3.3.3 4.4.4.4 5.5.5.5"})
+        assert too_many.status_code == 422 and "max_items" in _error(too_many.text, "dns")
+        assert "lab-pool" not in [p["name"] for p in _api(live, "GET", "/pools")]  # nothing written
+        done = c.post("/admin/pools", data=form)
+        assert done.status_code == 303, done.text
+        assert "IP 地址池 lab-pool 已创建" in c.get(done.headers["location"]).text
+    pool = next(p for p in _api(live, "GET", "/pools") if p["name"] == "lab-pool")
+    assert pool["dns"] == ["10.10.0.53", "10.10.0.54"] and pool["network"] == "lab-net"
+    assert (
+        pool["counts"]["size"] - pool["counts"]["free"] == 0 and pool["counts"]["size"] == 254 - 1 - 9
+    )  # less the gateway and the exclusions
+
+
+# ---- 虚拟化平台连接 -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unreachable(live: Live) -> int:
+    """A vSphere connection to a loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = _api(
+        live,
+        "POST",
+        "/connections",
+        json={
+            "kind": "vsphere",
+            "name": "old-vcenter",
+            "url": f"https://127.0.0.1:{port}",
+            "username": "portal@vsphere.local",
+            "secret": "not-used-here",
+            "verify_tls": False,
+            "active": False,
+        },
+    )
+    return int(conn["id"])
+
+
+def test_the_connections_list_and_the_test_button(live: Live, unreachable: int) -> None:
+    conns = {c["name"]: int(c["id"]) for c in _api(live, "GET", "/connections")}
+    sim = next(i for name, i in conns.items() if name != "old-vcenter")
+    with _as(live, "auditor", Role.AUDITOR) as c:
+        page = c.get("/admin/connections")
+        assert page.status_code == 200 and "old-vcenter" in page.text and "/test" not in page.text
+        refused = c.post(f"/admin/connections/{sim}/test", data={"csrf_token": _csrf(page.text)})
+        assert refused.status_code == 403 and "connection.test" in refused.text
+    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        page = c.get("/admin/connections?sort=name")
+        assert page.status_code == 200 and 'hx-post="/admin/connections/' in page.text
+        assert "尚未测试" in page.text or "上次测试" in page.text
+        token = _csrf(page.text)
+        assert c.post(f"/admin/connections/{sim}/test", headers={"HX-Request": "true"}).status_code == 403
+        ok = c.post(f"/admin/connections/{sim}/test", headers={"HX-Request": "true", "X-CSRF-Token": token})
+        assert ok.status_code == 200 and f'id="check-{sim}" data-ok="yes"' in ok.text
+        assert "已连接" in ok.text and "<html" not in ok.text  # the cell only
+        failed = c.post(f"/admin/connections/{unreachable}/test", data={"csrf_token": token})
+        assert failed.status_code == 200 and "<html" in failed.text  # without htmx: the page
+        assert (
+            "old-vcenter：连接失败" in failed.text and f'id="check-{unreachable}" data-ok="no"' in failed.text
+        )
+        assert c.post("/admin/connections/999999/test", data={"csrf_token": token}).status_code == 404
+        assert re.findall(r'<tr data-connection="(\d+)"', c.get("/admin/connections?q=old").text) == [
+            str(unreachable)
+        ]
+    checked = {c["id"]: c for c in _api(live, "GET", "/connections")}
+    assert checked[sim]["last_check_ok"] is True and checked[unreachable]["last_check_ok"] is False
+    with _as(live, "operator", Role.CENTER_OPERATOR) as c:  # the API's rule: the operator tests too
+        token = _csrf(c.get("/admin/connections").text)
+        again = c.post(
+            f"/admin/connections/{sim}/test", headers={"HX-Request": "true", "X-CSRF-Token": token}
+        )
+        assert again.status_code == 200 and 'data-ok="yes"' in again.text
+
+
+# ---- in Chromium ---------------------------------------------------------------------------------------
+
+
+def _axe(page: Page) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_the_pages_in_english(live: Live, chem: int) -> None:
+    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+        page = c.get(f"/admin/units/{chem}")
+        assert page.status_code == 200 and "Accounts from the contact registry" in page.text
+        bad = c.post(f"/admin/units/{chem}/quota", data={"csrf_token": _csrf(page.text), "max_vms": "-1"})
+        assert bad.status_code == 422 and "Enter a whole number, 0 or more. (rule integer)" in _error(
+            bad.text, "max_vms"
+        )
+        pools = c.post(
+            "/admin/pools", data={"csrf_token": _csrf(page.text), "name": "", "cidr": "x", "gateway": "y"}
+        )
+        assert pools.status_code == 422 and "This field is required. (rule required)" in _error(
+            pools.text, "name"
+        )
+        assert "<h1>Users</h1>" in c.get("/admin/users").text
+        assert "Hypervisor connections" in c.get("/admin/connections").text
+    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+        refused = c.get("/admin/pools")
+        assert (
+            refused.status_code == 403
+            and "Rule pool.read: only the center" in refused.text
+            and "see the IP pools" in refused.text
+        )
+
+
+def _login(page: Page, live: Live, next_url: str) -> None:
+    page.goto(f"{live.base_url}/login?next={next_url}")
+    page.locator("#username").fill("center-admin")
+    page.locator("#password").fill(PASSWORDS[Role.CENTER_ADMIN])
+    page.locator("#password").press("Enter")
+    page.wait_for_url(f"{live.base_url}{next_url}")
+
+
+def test_the_admin_pages_in_chromium(
+    live: Live, chem: int, unreachable: int, browser: Browser, vendored: None, tmp_path: Path
+) -> None:
+    _api(
+        live,
+        "PUT",
+        f"/units/{chem}/contacts/security_lead",
+        json={
+            "name": "钱学文",
+            "title": "副院长",
+            "office_phone": "0516-83592000",
+            "mobile": "13805162000",
+            "email": "qian.xuewen@chem.example.edu.cn",
+        },
+    )
+    sim = next(int(c["id"]) for c in _api(live, "GET", "/connections") if c["name"] != "old-vcenter")
+    paths = ("/admin/units", f"/admin/units/{chem}", "/admin/users", "/admin/pools", "/admin/connections")
+    for locale, width in (("en-US", 375), ("en-US", 1280), ("zh-CN", 375), ("zh-CN", 1280)):
+        context = browser.new_context(
+            locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True
+        )
+        page = context.new_page()
+        try:
+            _login(page, live, "/admin/units")
+            for path in paths:
+                page.goto(f"{live.base_url}{path}")
+                name = path.strip("/").replace("/", "-")
+                page.screenshot(path=str(tmp_path / f"{name}-{locale}-{width}.png"), full_page=True)
+                assert _axe(page) == [], path
+            if (locale, width) != ("zh-CN", 1280):
+                continue
+            # The test button: the result in words in place of the last one (htmx).
+            page.goto(f"{live.base_url}/admin/connections")
+            page.locator(f"tr[data-connection='{sim}'] button[data-action=test]").click()
+            expect(page.locator(f"#check-{sim}")).to_have_attribute("data-ok", "yes")
+            expect(page.locator(f"#check-{sim}")).to_contain_text("已连接")
+            page.locator(f"tr[data-connection='{unreachable}'] button[data-action=test]").click()
+            expect(page.locator(f"#check-{unreachable}")).to_contain_text("连接失败")
+            assert _axe(page) == []
+            # Deactivation through the portal's confirmation dialog.
+            page.goto(f"{live.base_url}/admin/users?q=reader-07")
+            page.locator("tr[data-username='reader-07'] button[data-action=deactivate]").click()
+            dialog = page.locator("#confirm-dialog")
+            expect(dialog).to_be_visible()
+            expect(dialog).to_contain_text("停用账号 reader-07")
+            dialog.locator("[data-confirm-ok]").click()
+            expect(page.locator(".flash-success")).to_contain_text("账号 reader-07 已停用")
+            # The lead's account from the registry; its password shown once, with a copy button.
+            page.goto(f"{live.base_url}/admin/units/{chem}")
+            page.locator("button[data-action=create-accounts]").click()
+            expect(dialog).to_be_visible()
+            dialog.locator("[data-confirm-ok]").click()
+            created = page.locator("tr[data-created='security_lead']")
+            expect(created).to_be_visible()
+            expect(page.locator(".secret-once")).to_contain_text("初始密码仅显示一次")
+            expect(created.locator("button[data-copy]")).to_have_count(1)
+            page.screenshot(path=str(tmp_path / f"accounts-created-{locale}-{width}.png"), full_page=True)
+            assert _axe(page) == []
+            # The pool form's errors beside their fields.
+            page.goto(f"{live.base_url}/admin/pools")
+            page.locator("#f-name").fill("lab-2")
+            page.locator("#f-cidr").fill("10.40.0.0/24")
+            page.locator("#f-gateway").fill("10.41.0.1")
+            page.get_by_role("button", name="创建 IP 地址池").click()
+            expect(page.locator("#f-gateway-error")).to_be_visible()
+            expect(page.locator("#f-name")).to_have_value("lab-2")
+            page.screenshot(path=str(tmp_path / f"pool-error-{locale}-{width}.png"), full_page=True)
+            assert _axe(page) == []
+        finally:
+            context.close()
+    users = _api(live, "GET", f"/users?unit_id={chem}")
+    assert sorted(u["role"] for u in users) == ["unit_admin", "unit_lead"]
+    assert (
+        next(u for u in _api(live, "GET", "/users?limit=500") if u["username"] == "reader-07")["active"]
+        is False
+    )

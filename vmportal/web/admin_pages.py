@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vmportal.web import admin_units, admin_users
+from vmportal.web import admin_network, admin_units, admin_users
 
 router = APIRouter(include_in_schema=False)
 router.include_router(admin_units.router)  # /admin/units, /admin/units/{id}, accounts, quota
 router.include_router(admin_users.router)  # /admin/users, POST /admin/users/{id}/active
+router.include_router(admin_network.router)  # /admin/pools (+ POST), /admin/connections, POST …/{id}/test
