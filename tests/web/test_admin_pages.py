@@ -52,8 +52,8 @@ def _csrf(html: str) -> str:
     return m.group(1)
 
 
-def _error(html: str, name: str) -> str:
-    m = re.search(rf'id="f-{name}-error"[^>]*>(.*?)</p>', html, re.S)
+def _error(html: str, name: str, prefix: str = "f-") -> str:
+    m = re.search(rf'id="{prefix}{name}-error"[^>]*>(.*?)</p>', html, re.S)
     assert m is not None, f"no error beside {name}"
     return re.sub(r"<[^>]+>", "", m.group(1)).strip()
 
@@ -422,6 +422,130 @@ def test_the_connections_list_and_the_test_button(live: Live, unreachable: int) 
         assert again.status_code == 200 and 'data-ok="yes"' in again.text
 
 
+# ---- 告警来源 -------------------------------------------------------------------------------------------
+
+
+def test_the_alert_sources_and_the_secret_shown_once(live: Live) -> None:
+    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+        page = c.get("/admin/alert-sources")
+        assert page.status_code == 200 and 'name="allowed_cidrs"' not in page.text
+        refused = c.post(
+            "/admin/alert-sources", data={"csrf_token": _csrf(page.text), "name": "x", "kind": "zeek"}
+        )
+        assert refused.status_code == 403 and "alert_source.create" in refused.text
+    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        token = _csrf(c.get("/admin/alert-sources").text)
+        form = {
+            "csrf_token": token,
+            "name": "campus-ids",
+            "kind": "suricata",
+            "auth": "",
+            "allowed_cidrs": "127.0.0.1/32\n10.0.5.0/24",
+            "description": "校园网出口 IDS",
+        }
+        assert (
+            c.post(
+                "/admin/alert-sources", data={k: v for k, v in form.items() if k != "csrf_token"}
+            ).status_code
+            == 403
+        )
+        bad = c.post("/admin/alert-sources", data={**form, "name": "Campus IDS", "kind": "snort"})
+        assert bad.status_code == 422 and "one_of" in _error(bad.text, "kind")
+        assert 'value="Campus IDS"' in bad.text and "10.0.5.0/24" in bad.text  # kept
+        pattern = c.post("/admin/alert-sources", data={**form, "name": "Campus IDS"})
+        assert pattern.status_code == 422 and "pattern" in _error(pattern.text, "name")
+        assert "只能使用小写字母" in _error(pattern.text, "name")
+        cidr = c.post("/admin/alert-sources", data={**form, "allowed_cidrs": "10.0.5.0/33"})
+        assert cidr.status_code == 422 and "cidr" in _error(cidr.text, "allowed_cidrs")
+        assert "campus-ids" not in [s["name"] for s in _api(live, "GET", "/alert-sources")]  # nothing written
+        done = c.post("/admin/alert-sources", data=form)
+        assert done.status_code == 201 and "no-store" in done.headers["cache-control"]
+        assert "仅显示一次" in done.text
+        m = re.search(r'data-issued="token">([^<]+)<', done.text)
+        assert m is not None and 'data-issued="secret"' not in done.text  # suricata: a token only
+        bearer = m.group(1)
+        assert f'data-copy="{bearer}"' in done.text and "POST /api/v1/alerts/campus-ids" in done.text
+        listed = c.get("/admin/alert-sources?kind=suricata")
+        assert _rows(listed.text, "source") == ["campus-ids"] and bearer not in listed.text  # never again
+        taken = c.post("/admin/alert-sources", data=form)
+        assert taken.status_code == 409 and "已存在名为“campus-ids”的告警源" in _error(taken.text, "name")
+    with live.client() as c:
+        wrong = c.post(f"{API}/alerts/campus-ids", content=b"{}", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = c.post(
+            f"{API}/alerts/campus-ids", content=b"{}", headers={"Authorization": f"Bearer {bearer}"}
+        )
+        assert right.status_code not in (401, 403), right.text
+
+
+# ---- 处置策略 -------------------------------------------------------------------------------------------
+
+
+def _policy_form(token: str, rules: list[dict[str, str]]) -> dict[str, str]:
+    data = {"csrf_token": token}
+    for i, rule in enumerate(rules):
+        data.update({f"rules-{i}-{k}": v for k, v in rule.items()})
+    return data
+
+
+def test_the_containment_policy_table(live: Live) -> None:
+    before = _api(live, "GET", "/security/containment-policy")
+    rules = [dict(r) for r in before["rules"]]
+    assert before["is_default"] and rules
+    with _as(live, "auditor", Role.AUDITOR) as c:
+        page = c.get("/admin/containment-policy")
+        assert (
+            page.status_code == 200
+            and "<select" not in page.text
+            and "只有信息中心管理员可以修改处置策略" in page.text
+        )
+        refused = c.post("/admin/containment-policy", data=_policy_form(_csrf(page.text), rules))
+        assert refused.status_code == 403 and "containment_policy.update" in refused.text
+    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        page = c.get("/admin/containment-policy")
+        assert (
+            page.status_code == 200 and len(re.findall(r'<tr data-rule="\d+"', page.text)) == len(rules) + 3
+        )
+        token = _csrf(page.text)
+        weak = {"category": "virus", "min_severity": "high", "confidence": "low", "action": "isolate_network"}
+        refused = c.post("/admin/containment-policy", data=_policy_form(token, [*rules, weak]))
+        assert refused.status_code == 422
+        n = len(rules)
+        message = _error(refused.text, f"rules-{n}-action", prefix="")
+        assert "low_confidence_notify_only" in message and "低置信度的规则只能“仅通知”" in message
+        assert re.search(
+            rf'id="rules-{n}-action"[^>]*>.*?<option value="isolate_network" selected>', refused.text, re.S
+        )
+        half = c.post(
+            "/admin/containment-policy",
+            data=_policy_form(
+                token, [*rules, {"category": "virus", "min_severity": "", "confidence": "", "action": ""}]
+            ),
+        )
+        assert half.status_code == 422 and "required" in _error(
+            half.text, f"rules-{n}-min_severity", prefix=""
+        )
+        twice = c.post("/admin/containment-policy", data=_policy_form(token, [*rules, rules[0]]))
+        assert twice.status_code == 422 and "duplicate" in _error(
+            twice.text, f"rules-{n}-category", prefix=""
+        )
+        assert _api(live, "GET", "/security/containment-policy")["is_default"]  # nothing written
+        new = {
+            "category": "dark_link",
+            "min_severity": "medium",
+            "confidence": "low",
+            "action": "notify_only",
+        }
+        if new in rules:
+            new = {**new, "min_severity": "low"}
+        empty_row = {"category": "", "min_severity": "", "confidence": "", "action": ""}
+        done = c.post("/admin/containment-policy", data=_policy_form(token, [*rules, empty_row, new]))
+        assert done.status_code == 303 and done.headers["location"] == "/admin/containment-policy?done=saved"
+        assert "处置策略已保存" in c.get(done.headers["location"]).text
+    after = _api(live, "GET", "/security/containment-policy")
+    assert not after["is_default"] and after["rules"] == [*rules, new]  # the empty row dropped
+
+
 # ---- in Chromium ---------------------------------------------------------------------------------------
 
 
@@ -480,7 +604,15 @@ def test_the_admin_pages_in_chromium(
         },
     )
     sim = next(int(c["id"]) for c in _api(live, "GET", "/connections") if c["name"] != "old-vcenter")
-    paths = ("/admin/units", f"/admin/units/{chem}", "/admin/users", "/admin/pools", "/admin/connections")
+    paths = (
+        "/admin/units",
+        f"/admin/units/{chem}",
+        "/admin/users",
+        "/admin/pools",
+        "/admin/connections",
+        "/admin/alert-sources",
+        "/admin/containment-policy",
+    )
     for locale, width in (("en-US", 375), ("en-US", 1280), ("zh-CN", 375), ("zh-CN", 1280)):
         context = browser.new_context(
             locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True

@@ -60,6 +60,8 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/admin/users", N_("Users"), "user", frozenset({CA})),
     NavEntry("/admin/pools", N_("IP pools"), "server", frozenset({CA})),
     NavEntry("/admin/connections", N_("Hypervisor connections"), "server", frozenset({CA})),
+    NavEntry("/admin/alert-sources", N_("Alert sources"), "shield-alert", frozenset({CA})),
+    NavEntry("/admin/containment-policy", N_("Containment policy"), "shield", frozenset({CA})),
     NavEntry("/account", N_("My account"), "user", frozenset({UA, UL, OP, CA, AU})),
 )
 
