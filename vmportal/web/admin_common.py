@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import Request
 from fastapi.responses import Response
 
-from policies.roles import Role
+from policies.roles import ROLE_NAMES_EN, ROLE_NAMES_ZH, Role
 from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.web import common, templating
@@ -49,6 +49,15 @@ def rule_reason(rule: str, reason: str) -> str:
 def refused(request: Request, token: str, user: User, active: str, rule: str, reason: str) -> Response:
     """The 403 page naming the rule and its reason in the user's language."""
     return common.refused(templates, request, token, user, active, rule_reason(rule, reason))
+
+
+def role_name(role: str) -> str:
+    """A role's name in the user's language (policies.roles' names)."""
+    try:
+        chosen = Role(role)
+    except ValueError:
+        return role
+    return common.say(ROLE_NAMES_EN[chosen], ROLE_NAMES_ZH[chosen])
 
 
 def typed_id(text: str) -> int | None:

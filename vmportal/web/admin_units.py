@@ -28,7 +28,16 @@ from vmportal.unit import service as units
 from vmportal.unit.models import ContactRole, Unit
 from vmportal.unit.schemas import MAX_DISK_GIB, MAX_MEMORY_GIB, MAX_VCPUS, MAX_VMS
 from vmportal.web import common
-from vmportal.web.admin_common import ADMINS, READERS, listing, refused, shown, templates, with_rule
+from vmportal.web.admin_common import (
+    ADMINS,
+    READERS,
+    listing,
+    refused,
+    role_name,
+    shown,
+    templates,
+    with_rule,
+)
 from vmportal.web.i18n import N_
 from vmportal.web.i18n import gettext as _
 from vmportal.web.pages import _current, _to_login
@@ -179,6 +188,7 @@ def _unit_page(
         "missing": missing,
         "accounts_why_not": accounts_why_not,
         "users": identity.list_users(session, unit_id=unit.id, limit=100),
+        "role_name": role_name,
         "quota_fields": [(f, _(label), bound) for f, (bound, label) in QUOTA_FIELDS.items()],
         "used": {f: getattr(used, _USED[f]) for f in QUOTA_FIELDS},
         "quota": quota,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from policies.roles import ROLE_NAMES_EN, ROLE_NAMES_ZH, Role
+from policies.roles import Role
 from vmportal.identity import service as identity
 from vmportal.identity.models import User
 from vmportal.kit import errors
@@ -33,6 +33,7 @@ from vmportal.web.admin_common import (
     clean_sort,
     pages_of,
     refused,
+    role_name,
     rule_reason,
     shown,
     templates,
@@ -44,14 +45,6 @@ from vmportal.web.pages import _current, _to_login
 router = APIRouter(include_in_schema=False)
 
 ACTIVE = "/admin/users"
-
-
-def role_name(role: str) -> str:
-    try:
-        chosen = Role(role)
-    except ValueError:
-        return role
-    return common.say(ROLE_NAMES_EN[chosen], ROLE_NAMES_ZH[chosen])
 
 
 def _refuse(request: Request, token: str, user: User, action: str) -> Response:
