@@ -232,7 +232,7 @@ def kick() -> None:
     mode = get_settings().effective_task_mode
     try:
         if mode == "celery":
-            from vmportal.jobs.app import celery_app
+            from vmportal.jobs.broker import celery_app
 
             celery_app.send_task(SEND_TASK)
         elif mode == "inline":
