@@ -108,4 +108,3 @@ INCIDENT: Lifecycle[IncidentState, Action] = Lifecycle(
     # A closed incident no longer gathers its (VM, category)'s alerts: the next alert opens a new one.
     on_final={"open_key": None},
 )
-
