@@ -95,3 +95,55 @@ def test_unlock_lifts_the_lock_for_the_flooded_address(
     r = desk.post(f"{API}/users/{chief.id}/unlock", headers=admin)
     assert r.status_code == 200 and r.json()["locked"] is False
     assert _login(flooder, chief.username)[0] == 200
+
+
+def test_a_flood_short_of_the_threshold_does_not_add_up_with_a_typo_elsewhere(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    """The flooder stops one failure short of the lock and waits; the admin's single typo at the desk
+    must be one failure there, not the one that completes the flooder's run and locks the desk."""
+    flooder, desk = clients
+    chief = factory.user("center_admin", username="only.chief")
+    for _ in range(settings.lockout_threshold - 1):
+        assert _login(flooder, chief.username, WRONG)[0] == 401
+    assert _login(desk, chief.username, WRONG)[0] == 401
+    status, body = _login(desk, chief.username)
+    assert status == 200, body
+    # And the flooder's run is its own: one more failure there locks the flooder, not the desk.
+    assert _login(flooder, chief.username, WRONG)[0] == 401
+    assert _login(flooder, chief.username)[0] == 423
+    assert _login(desk, chief.username)[0] == 200
+
+
+def _masked(body: dict) -> dict:
+    """An error body with the lock's end time taken out (it differs by the instant of each lock)."""
+    error = dict(body["error"])
+    until = error.pop("locked_until", None)
+    for key in ("message", "message_zh"):
+        if until and key in error:
+            error[key] = error[key].replace(until[:19], "<until>")
+    error.pop("request_id", None)
+    return error
+
+
+def test_a_locked_real_account_and_a_locked_unknown_name_answer_the_same_body(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings
+) -> None:
+    """Status code and body alike, before the lock, at the lock, with the right password and from
+    the other address (issue 13: a locked real account answered 423 while an unknown name 401)."""
+    flooder, desk = clients
+    real = factory.user("center_admin", username="real.chief")
+    seen: dict[str, list[tuple[int, dict]]] = {}
+    for name in (real.username, "made.up.chief"):
+        answers = []
+        for _ in range(settings.lockout_threshold + 1):
+            status, body = _login(flooder, name, WRONG)
+            answers.append((status, _masked(body)))
+        status, body = _login(flooder, name)  # the right password of the real account
+        answers.append((status, _masked(body)))
+        status, body = _login(desk, name, WRONG)
+        answers.append((status, _masked(body)))
+        seen[name] = answers
+    assert seen[real.username] == seen["made.up.chief"]
+    assert [s for s, _ in seen[real.username]][-3:] == [423, 423, 401]
+    assert seen[real.username][-2][1]["code"] == "locked"
