@@ -4,6 +4,7 @@ address cannot shut the only center admin out for someone logging in from elsewh
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -147,3 +148,58 @@ def test_a_locked_real_account_and_a_locked_unknown_name_answer_the_same_body(
     assert seen[real.username] == seen["made.up.chief"]
     assert [s for s, _ in seen[real.username]][-3:] == [423, 423, 401]
     assert seen[real.username][-2][1]["code"] == "locked"
+
+
+class _CountingHasher:
+    """The test's argon2 hasher, counting the verifications that hash a password (a hash that is no
+    argon2 hash is refused at once, with no work: it is not counted)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.argon2_runs = 0
+
+    def verify(self, hash: str, password: str) -> bool:
+        if hash.startswith("$argon2"):
+            self.argon2_runs += 1
+        return bool(self.inner.verify(hash, password))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_every_refusal_costs_one_argon2_verification(
+    clients: tuple[TestClient, TestClient],
+    factory: Factory,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The work behind each answer is the same, whether the name is a real account (wrong password,
+    locked), an account with no local password (CAS or LDAP vouches for it), a deactivated one, or
+    nobody's (locked or not): one argon2 verification each. Counted, not timed."""
+    from vmportal.identity import service
+
+    settings.login_failure_rate = "1000/minute"  # this test is about the lock, not the rate limit
+    counting = _CountingHasher(service._hasher)
+    monkeypatch.setattr(service, "_hasher", counting)
+    flooder, _desk = clients
+    real = factory.user("center_operator", username="real.operator")
+    gone = factory.user("center_operator", username="gone.operator")
+    with db.transaction() as s:
+        s.add(
+            User(
+                username="cas.operator",
+                password_hash=service.NO_LOCAL_PASSWORD,
+                role="center_operator",
+                auth_source="cas",
+            )
+        )
+        row = s.get(User, gone.id)
+        assert row is not None
+        row.active = False
+        s.add(row)
+    for name in (real.username, "cas.operator", gone.username, "made.up.operator"):
+        for attempt in range(settings.lockout_threshold + 2):  # 401s, then 423s once locked
+            before = counting.argon2_runs
+            status, _body = _login(flooder, name, WRONG)
+            assert status == (401 if attempt < settings.lockout_threshold else 423)
+            assert counting.argon2_runs - before == 1, (name, attempt)

@@ -172,7 +172,13 @@ def login(session: Session, username: str, password: str, *, address: str | None
     try:
         _hasher.verify(user.password_hash, password)
         right = True
-    except (VerificationError, InvalidHashError):
+    except VerificationError:
+        right = False
+    except InvalidHashError:
+        # An account with no local password (CAS or LDAP vouches for it): the same argon2 work as
+        # any other name, or its quick refusal would tell that the name exists.
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
         right = False
     if (
         user.locked_until is not None
