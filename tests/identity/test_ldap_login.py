@@ -141,12 +141,23 @@ def test_a_person_removed_or_out_of_the_groups_is_out_after_sync(
     portal: Portal, ldap_directory: Directory
 ) -> None:
     with portal.client() as c:
-        assert _page_login(c, "lisi").status_code == 303
+        lisi = _page_login(c, "lisi")
+        assert lisi.status_code == 303
         assert _page_login(c, "zhangsan").status_code == 303
     ldap_directory.remove("lisi")
     ldap_directory.remove_from_group("zhangsan", OPERATORS)  # still an admin: stays
     with db.transaction() as s:
         assert ldap.sync(s).retired == ["lisi"]
+    with portal.client() as c:
+        # The removed person's session and token are gone, and they cannot log in again.
+        api = c.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {lisi.cookies[COOKIE]}"})
+        assert api.status_code == 401
+        assert _page_login(c, "lisi").status_code == 401
+    with db.transaction() as s:
+        lisi_id = s.exec(select(User.id).where(User.username == "lisi")).one()
+        assert all(
+            t.revoked_at is not None for t in s.exec(select(AuthToken).where(AuthToken.user_id == lisi_id))
+        )
     ldap_directory.set_attributes("zhangsan", cn="张三")
     for name in ldap_directory.groups_of("zhangsan"):
         ldap_directory.remove_from_group("zhangsan", name)
