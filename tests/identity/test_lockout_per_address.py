@@ -3,13 +3,23 @@ address cannot shut the only center admin out for someone logging in from elsewh
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import PASSWORD, Factory
+from tests.support.server_process import (
+    die_with_parent,
+    free_port,
+    log_tail,
+    port_accepts,
+    stop_process,
+    wait_until,
+)
 from vmportal.identity.models import User
 from vmportal.kit import db
 from vmportal.kit.settings import Settings
@@ -203,3 +213,52 @@ def test_every_refusal_costs_one_argon2_verification(
             status, _body = _login(flooder, name, WRONG)
             assert status == (401 if attempt < settings.lockout_threshold else 423)
             assert counting.argon2_runs - before == 1, (name, attempt)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """Debian's redis-server on a free loopback port, nothing saved to disk."""
+    port = free_port()
+    log = tmp_path / "redis.log"
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
+    try:
+        if not wait_until(lambda: port_accepts("127.0.0.1", port), process, timeout=20):
+            raise RuntimeError(f"redis-server did not start:\n{log_tail(log)}")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(process)
+
+
+def test_runs_and_locks_are_shared_by_every_api_process_through_redis(
+    clients: tuple[TestClient, TestClient], factory: Factory, settings: Settings, redis_url: str
+) -> None:
+    """With ``rate_limit_storage`` in Redis, a run begun in one API process continues in another:
+    each log-in below is answered by a fresh limiter (what another process has), and a real account
+    and a made-up name still lock at the same failure, with the same answer."""
+    from vmportal.identity import throttle
+
+    settings.rate_limit_storage = redis_url
+    flooder, desk = clients
+    real = factory.user("center_operator", username="real.operator")
+    seen: dict[str, list[tuple[int, dict]]] = {}
+    for name in (real.username, "made.up.operator"):
+        answers = []
+        for _ in range(settings.lockout_threshold + 1):
+            throttle._current = None  # the next log-in is another process's
+            status, body = _login(flooder, name, WRONG)
+            answers.append((status, _masked(body)))
+        throttle._current = None
+        status, body = _login(desk, name, WRONG)
+        answers.append((status, _masked(body)))
+        seen[name] = answers
+    assert seen[real.username] == seen["made.up.operator"]
+    assert [s for s, _ in seen[real.username]] == [401] * settings.lockout_threshold + [423, 401]
+    import redis
+
+    keys = redis.Redis.from_url(redis_url).keys("*vmportal-login-lock/*")
+    assert len(keys) == 1  # the made-up name's lock (the real account's is in its row)
