@@ -289,6 +289,7 @@ def test_past_the_deadline_the_unconfirmed_are_listed_powered_off_and_decommissi
 ) -> None:
     a, b, _system, vm_a, vm_b = _two_units(factory)
     vm_b2 = factory.vm(b, name="oa-web")
+    vm_b3 = factory.vm(b, name="oa-mail")
     center = factory.login(client, factory.user("center_admin"))
     admin_a = factory.login(client, factory.user("unit_admin", a))
     admin_b = factory.login(client, factory.user("unit_admin", b))
@@ -313,16 +314,16 @@ def test_past_the_deadline_the_unconfirmed_are_listed_powered_off_and_decommissi
     # The deadline step: run a minute early, nothing; at the deadline, once.
     assert tasks.tick(now=deadline - timedelta(minutes=1))["deadlines"] == {}
     assert tasks.tick(now=deadline + timedelta(minutes=1))["deadlines"] == {
-        cid: {"unconfirmed": 1, "units": 1}
+        cid: {"unconfirmed": 2, "units": 1}
     }
     assert tasks.tick(now=deadline + timedelta(minutes=16))["deadlines"] == {}
     seen = client.get(f"{API}/cleanup/campaigns/{cid}", headers=center).json()
     assert seen["state"] == "deadline_passed" and seen["deadline_processed_at"] is not None
     listed = client.get(f"{API}/cleanup/campaigns/{cid}/unconfirmed", headers=center).json()["items"]
-    assert [(i["unit_id"], i["target_id"]) for i in listed] == [(b.id, vm_b.id)]
+    assert [(i["unit_id"], i["target_id"]) for i in listed] == [(b.id, vm_b.id), (b.id, vm_b3.id)]
     [deadline_audit] = _audit("cleanup.deadline")
     assert deadline_audit.actor == "cleanup" and deadline_audit.after is not None
-    assert deadline_audit.after["unconfirmed"] == 1
+    assert deadline_audit.after["unconfirmed"] == 2
 
     # Within the grace period: refused, naming when it ends.
     r = client.post(f"{API}/cleanup/campaigns/{cid}/power-off", json={"reason": "清理"}, headers=center)
@@ -346,7 +347,26 @@ def test_past_the_deadline_the_unconfirmed_are_listed_powered_off_and_decommissi
     assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "item_ids"
     r = client.post(f"{API}/cleanup/campaigns/{cid}/power-off", json={"reason": "逾期未确认"}, headers=center)
     assert r.status_code == 200, r.text
-    assert [(i["target_id"], i["action"]) for i in r.json()["items"]] == [(vm_b.id, "powered_off")]
+    assert [(i["target_id"], i["action"]) for i in r.json()["items"]] == [
+        (vm_b.id, "powered_off"),
+        (vm_b3.id, "powered_off"),
+    ]
+    # The auditor reads, never answers; unit B confirms one of them late: it is kept, and may be started.
+    auditor = factory.login(client, factory.user("auditor"))
+    assert (
+        client.post(
+            f"{API}/cleanup/items/{b_items[vm_b3.id]['id']}/confirm", json={}, headers=auditor
+        ).status_code
+        == 403
+    )
+    r = client.post(
+        f"{API}/cleanup/items/{b_items[vm_b3.id]['id']}/confirm",
+        json={"note": "邮件系统仍在使用"},
+        headers=admin_b,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "confirmed" and r.json()["action"] == "powered_off"
+    [late] = [e for e in _audit("cleanup.confirm") if e.target_id == str(b_items[vm_b3.id]["id"])]
+    assert late.after is not None and late.after["late"] is True
     with db.transaction() as s:
         ops = list(s.exec(select(PowerOperation).where(PowerOperation.vm_id == vm_b.id)))
         assert [(op.action, op.state) for op in ops] == [("stop", "succeeded")]
@@ -374,8 +394,11 @@ def test_past_the_deadline_the_unconfirmed_are_listed_powered_off_and_decommissi
     quota = client.get(f"{API}/reports/quota", headers=center)
     assert quota.status_code == 200, quota.text
     [b_quota] = [u for u in quota.json()["units"] if u["unit_id"] == b.id]
-    assert b_quota["vms"]["used"] == 0  # both VMs' quota freed
-    assert len(_audit("cleanup.powered_off")) == 1 and len(_audit("cleanup.decommissioned")) == 2
+    assert b_quota["vms"]["used"] == 1  # the two decommissioned VMs' quota freed; the confirmed one counts
+    with db.transaction() as s:
+        kept = s.get(VM, vm_b3.id)
+        assert kept is not None and kept.lifecycle == "active"
+    assert len(_audit("cleanup.powered_off")) == 2 and len(_audit("cleanup.decommissioned")) == 2
     assert len(_audit("vm.decommission")) == 2
 
     # The compliance report reads the campaign: A confirmed it, B did not (and is not compliant).

@@ -599,17 +599,19 @@ def confirm_all(
     via: str = "api",
 ) -> list[CleanupItem]:
     """Confirm every pending item of one unit (a unit's users: their own; the center names the unit)."""
-    if not is_center(actor.role) or unit_id is None:
-        if unit_id is not None and unit_id != actor.unit_id and not is_center(actor.role):
-            raise errors.NotFound("unit", unit_id)
-        if unit_id is None and is_center(actor.role):
-            raise errors.InvalidField(
-                "unit_id",
-                "required",
-                "the center names the unit whose items it confirms",
-                message_zh="请指定单位",
-            )
-        unit_id = unit_id if unit_id is not None else actor.unit_id
+    if not is_center(actor.role) and actor.role not in _UNIT_ANSWERERS:
+        _ensure_center(actor, "answer the clean-up", "填报清理确认")
+    if is_center(actor.role) and unit_id is None:
+        raise errors.InvalidField(
+            "unit_id",
+            "required",
+            "the center names the unit whose items it confirms",
+            message_zh="请指定单位",
+        )
+    if not is_center(actor.role):
+        if unit_id is not None and unit_id != actor.unit_id:
+            raise errors.NotFound("unit", unit_id)  # another unit's: as if it did not exist
+        unit_id = actor.unit_id
     if unit_id is None:
         raise errors.NotFound("unit", "none")
     _ensure_may_answer(actor, unit_id)
