@@ -84,6 +84,7 @@ def test_reminders_before_the_deadline_and_the_lists_at_it(
     assert "开展网站域名、虚拟机清理工作" in body and "附件4" in body and "Deadline:" in body
     assert "1 项" in body and "14 天" in body
     assert body.index("截止时间") < body.index("Deadline")  # Chinese first
+    assert "/cleanup）" in body and "/api/v1" not in body  # the link opens the clean-up page
 
     unit_c = factory.login(client, factory.user("unit_admin", c))
     assert (

@@ -1045,7 +1045,7 @@ def _mail_opened(session: Session, campaign: CleanupCampaign, unit_id: int, coun
         ),
         related_type="cleanup_campaign",
         related_id=campaign.id,
-        link=pages.DASHBOARD,
+        link=pages.CLEANUP,
         dedup_key=f"cleanup:{campaign.id}:opened:{unit_id}",
     )
 
@@ -1079,7 +1079,7 @@ def _mail_reminder(
         ),
         related_type="cleanup_campaign",
         related_id=campaign.id,
-        link=pages.DASHBOARD,
+        link=pages.CLEANUP,
     )
 
 
@@ -1110,7 +1110,7 @@ def _mail_unit_deadline(
         ),
         related_type="cleanup_campaign",
         related_id=campaign.id,
-        link=pages.DASHBOARD,
+        link=pages.CLEANUP,
         dedup_key=f"cleanup:{campaign.id}:deadline:{unit_id}",
     )
 
@@ -1146,7 +1146,7 @@ def _mail_center_deadline(
         ),
         related_type="cleanup_campaign",
         related_id=campaign.id,
-        link=pages.DASHBOARD,
+        link=pages.CLEANUP,
         dedup_key=f"cleanup:{campaign.id}:deadline:center",
         center_only=True,
     )
@@ -1188,5 +1188,5 @@ def _mail_action(
         ),
         related_type="cleanup_campaign",
         related_id=campaign.id,
-        link=pages.DASHBOARD,
+        link=pages.CLEANUP,
     )
