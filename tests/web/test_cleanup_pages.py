@@ -15,6 +15,7 @@ from tests.factories import Factory
 from vmportal.kit import db
 
 API = "/api/v1"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _login(client: TestClient, username: str) -> None:
@@ -73,6 +74,26 @@ def test_a_unit_answers_its_items_on_the_page_and_the_center_reads_the_progress(
     assert "oa-db" not in page.text
     token = _csrf(page.text)
 
+    # The 附件4 form of the unit, uploaded unchanged: both systems answered "confirmed".
+    form = client.get("/cleanup/form.xlsx")
+    assert form.status_code == 200 and form.content[:2] == b"PK"
+    bad = client.post(
+        f"/cleanup/campaigns/{cid}/register",
+        data={"csrf_token": token},
+        files={"file": ("附件4.csv", b"a,b\n", "text/csv")},
+    )
+    assert bad.status_code == 422 and "cleanup-error" in bad.text
+    r = client.post(
+        f"/cleanup/campaigns/{cid}/register",
+        data={"csrf_token": token},
+        files={"file": ("附件4.xlsx", form.content, XLSX)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    after = _statuses(client.get("/cleanup").text)
+    systems = [items[("system", "课程实验平台")], items[("system", "旧网站")]]
+    assert [after[i] for i in systems] == ["confirmed", "confirmed"]
+
     vm_item = next(v for (k, label), v in items.items() if k == "vm" and label.startswith("lab-web"))
     r = client.post(f"/cleanup/items/{vm_item}/confirm", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/cleanup?done=confirm"
@@ -91,7 +112,7 @@ def test_a_unit_answers_its_items_on_the_page_and_the_center_reads_the_progress(
     old = items[("system", "旧网站")]
     refused = client.post(f"/cleanup/items/{old}/retire", data={"csrf_token": token})
     assert refused.status_code == 422 and "cleanup-error" in refused.text and "理由" in refused.text
-    assert _statuses(refused.text)[old] == "pending"
+    assert _statuses(refused.text)[old] == "confirmed"  # as the upload left it: nothing written
     # Another unit's item: the 404 page.
     assert client.post(f"/cleanup/items/{b_item}/confirm", data={"csrf_token": token}).status_code == 404
     r = client.post(
@@ -122,3 +143,4 @@ def test_a_unit_answers_its_items_on_the_page_and_the_center_reads_the_progress(
     rows = dict(re.findall(r'<tr data-unit="(\d+)" data-pending="(\d+)">', progress.text))
     assert rows == {str(a.id): "0", str(b.id): "1"}
     assert 'data-unconfirmed="1"' in progress.text
+    assert f'data-unconfirmed-item="{b_item}"' in progress.text and "oa-db" in progress.text

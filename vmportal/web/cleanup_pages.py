@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session
+from starlette.datastructures import UploadFile
 
 from policies.roles import Actor
 from vmportal.cleanup import service as cleanup
@@ -27,6 +29,9 @@ from vmportal.kit import errors
 from vmportal.kit.fields import normalise_hostname
 from vmportal.kit.http import SessionDep
 from vmportal.kit.scope import sees_every_unit
+from vmportal.kit.settings import get_settings
+from vmportal.paperwork import service as paperwork
+from vmportal.paperwork.sheets import XLSX_TYPE
 from vmportal.unit import service as units
 from vmportal.web import common, templating
 from vmportal.web.i18n import N_
@@ -58,6 +63,7 @@ _DONE = {
     "correct": N_("Corrected."),
     "retire": N_("Marked as no longer needed."),
     "confirm-all": N_("Every remaining item confirmed."),
+    "register": N_("The registration form was imported and the systems it lists answered."),
 }
 
 
@@ -77,6 +83,7 @@ def _context(
     done: str = "",
     error: str = "",
     error_item: int = 0,
+    problems: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     campaign = _current_campaign(session)
     context: dict[str, Any] = {
@@ -85,6 +92,8 @@ def _context(
         "done": _(_DONE[done]) if done in _DONE else "",
         "error": error,
         "error_item": error_item,
+        "problems": problems or [],
+        "zh": common.zh(),
         "center": sees_every_unit(actor.role),
     }
     if campaign is None or campaign.id is None:
@@ -94,7 +103,13 @@ def _context(
     context["answerable"] = campaign.state != CampaignState.CLOSED
     if sees_every_unit(actor.role):
         context["progress"] = cleanup.progress(session, actor, campaign.id)
-        context["unconfirmed"] = len(cleanup.unconfirmed(session, actor, campaign.id))
+        unconfirmed = cleanup.unconfirmed(session, actor, campaign.id)
+        names = {u.id: u.name_zh for u in units.list_units(session)}
+        context["unconfirmed"] = len(unconfirmed)
+        context["unconfirmed_items"] = [
+            {"i": i, "unit": names.get(i.unit_id, i.unit_id), "kind": _(_KINDS[ItemKind(i.kind)])}
+            for i in unconfirmed[:500]
+        ]
         return context
     items = cleanup.list_items(session, actor, campaign.id)
     systems = units.list_systems(session, actor.unit_id) if actor.unit_id is not None else []
@@ -214,3 +229,64 @@ async def confirm_all(request: Request, session: SessionDep, campaign_id: int) -
         context = _context(session, token, user, actor, error=common.error_message(exc))
         return _templates.TemplateResponse(request, "cleanup.html", context, status_code=exc.status)
     return RedirectResponse("/cleanup?done=confirm-all", status_code=303)
+
+
+@router.post("/cleanup/campaigns/{campaign_id:int}/register")
+async def register(request: Request, session: SessionDep, campaign_id: int) -> Response:
+    """The unit's filled 附件4 file: imported (all or nothing) and the systems it lists answered."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    limit = get_settings().upload_max_bytes
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
+            return bad
+        part = form.get("file")
+        uploads: list[paperwork.Upload] = []
+        if isinstance(part, UploadFile) and part.filename:
+            content = await part.read(limit + 1)
+            uploads.append(paperwork.Upload(part.filename, content))
+    finally:
+        await form.close()
+    actor, who = identity.actor_of(user), identity.who(user)
+    try:
+        if not uploads:
+            raise errors.InvalidField(
+                "file", "required", "choose the filled form", message_zh="请选择填好的登记表"
+            )
+        if len(uploads[0].content) > limit:
+            raise errors.InvalidField(
+                "file", "max_size", f"larger than {limit} bytes", message_zh=f"文件超过 {limit} 字节的上限"
+            )
+        cleanup.register_upload(session, actor, who, campaign_id, uploads, commit=True)
+    except errors.PortalError as exc:
+        session.rollback()  # nothing imported, nothing answered
+        problems = list(exc.extra.get("problems") or [])
+        context = _context(session, token, user, actor, error=common.error_message(exc), problems=problems)
+        return _templates.TemplateResponse(request, "cleanup.html", context, status_code=exc.status)
+    return RedirectResponse("/cleanup?done=register", status_code=303)
+
+
+@router.get("/cleanup/form.xlsx")
+def register_form(request: Request, session: SessionDep) -> Response:
+    """The 附件4 form pre-filled with the user's unit's systems (the paperwork domain's template)."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    if user.unit_id is None:
+        return common.not_found(
+            _templates, request, token, user, "/cleanup", _("Your account belongs to no unit")
+        )
+    content, filename = paperwork.system_template(session, user.unit_id)
+    return Response(
+        content,
+        media_type=XLSX_TYPE,
+        headers={
+            "Content-Disposition": (
+                f"attachment; filename=\"systems.xlsx\"; filename*=UTF-8''{quote(filename)}"
+            )
+        },
+    )
