@@ -152,3 +152,28 @@ def test_a_campaign_first_seen_on_its_last_day_sends_the_last_days_reminder_only
 def test_beat_runs_the_clean_up_tick_every_15_minutes() -> None:
     entry = beat_schedule()["cleanup-tick"]
     assert entry == {"task": tasks.TICK_TASK, "schedule": 900.0}
+
+
+def test_the_embedded_portals_tick_runs_the_deadline_step(
+    client: TestClient, factory: Factory, mail_server: MailServer
+) -> None:
+    from vmportal.app import beat
+    from vmportal.cleanup.models import CleanupCampaign
+
+    factory.vm(factory.unit())
+    center = factory.login(client, factory.user("center_admin"))
+    r = client.post(
+        f"{API}/cleanup/campaigns",
+        json={"name": "嵌入式清理", "deadline_at": (db.utcnow() + D).isoformat()},
+        headers=center,
+    )
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    with db.transaction() as s:  # time passes: the deadline is behind us
+        campaign = s.get(CleanupCampaign, cid)
+        assert campaign is not None
+        campaign.deadline_at = db.utcnow() - H
+        s.add(campaign)
+    beat.embedded_tick()
+    assert client.get(f"{API}/cleanup/campaigns/{cid}", headers=center).json()["state"] == "deadline_passed"
+    assert any("已截止" in m.subject for m in mail_server.messages)
