@@ -21,7 +21,7 @@ from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.web.i18n import N_, current_locale
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _csrf_ok, _user_view, csrf_for
+from vmportal.web.session import csrf_for, csrf_ok, user_view
 
 UA, UL, OP, CA, AU = (
     Role.UNIT_ADMIN.value,
@@ -52,6 +52,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/notices", N_("Authority notices"), "info", frozenset({OP, CA, AU})),
     NavEntry("/violations", N_("Forbidden services"), "warning", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/unit", N_("Unit information"), "info", frozenset({UA, UL})),
+    NavEntry("/cleanup", N_("Clean-up"), "check", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/audit-log", N_("Audit log"), "shield", frozenset({AU, CA})),
     NavEntry("/inventory", N_("Unregistered VMs"), "server", frozenset({OP, CA})),
     NavEntry("/reports", N_("Reports"), "info", frozenset({OP, CA, AU})),
@@ -101,7 +102,7 @@ def base(token: str, user: User, title: str, active: str) -> dict[str, Any]:
     """The context every page passes to base.html."""
     return {
         "page_title": title,
-        "user": _user_view(user),
+        "user": user_view(user),
         "csrf_token": csrf_for(token),
         "nav": nav_items(user.role, active),
     }
@@ -111,7 +112,7 @@ def csrf_refused(
     templates: Jinja2Templates, request: Request, token: str, user: User, form: FormData
 ) -> Response | None:
     """The 403 page when a state-changing form lacks its CSRF token (field or htmx header)."""
-    if _csrf_ok(token, form.get("csrf_token") or request.headers.get("x-csrf-token")):
+    if csrf_ok(token, form.get("csrf_token") or request.headers.get("x-csrf-token")):
         return None
     context = {**base(token, user, _("Refused"), ""), "message": _("Missing or wrong CSRF token")}
     return templates.TemplateResponse(request, "pages/error.html", context, status_code=403)
