@@ -24,7 +24,7 @@ from vmportal.jobs import outbox
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.scope import ensure_visible
-from vmportal.request import repository
+from vmportal.request import mails, repository
 from vmportal.request.lifecycle import COMMITTED_STATES, REQUEST, Action, available, rule
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.repository import RequestFilters
@@ -121,6 +121,7 @@ def endorse(session: Session, actor: Actor, who: Who, request_id: int) -> VMRequ
         after={"state": req.state},
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
     return req
 
 
@@ -191,6 +192,7 @@ def approve(
         unit_id=req.unit_id,
     )
     outbox.enqueue(session, PROVISION_TASK, vm_request_id=req.id)
+    mails.after_move(session, req)
     return req
 
 
@@ -213,6 +215,7 @@ def reject(session: Session, actor: Actor, who: Who, request_id: int, reason: st
         after={"state": req.state, "reason": reason},
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
     return req
 
 

@@ -37,7 +37,7 @@ from vmportal.connection.models import HypervisorConnection
 from vmportal.kit.db import utcnow
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
-from vmportal.request import repository
+from vmportal.request import mails, repository
 from vmportal.request.lifecycle import REQUEST, Action
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.service.checks import find_connection, find_unit
@@ -308,6 +308,7 @@ def finish_provisioning(session: Session, request_id: int, vm_id: int, info: VMI
         },
         unit_id=vm.unit_id,
     )
+    mails.after_move(session, req)
     return True
 
 
@@ -340,4 +341,5 @@ def fail_provisioning(session: Session, request_id: int, message: str) -> bool:
         detail=message,
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
     return True
