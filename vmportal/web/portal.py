@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vmportal.web import (
+    credentials_pages,
     incident_pages,
     inventory_pages,
     queue_pages,
@@ -18,6 +19,7 @@ from vmportal.web import (
 
 router = APIRouter(include_in_schema=False)
 router.include_router(vm_pages.router)  # /vms, /vms/{id}, POST /vms/{id}/power
+router.include_router(credentials_pages.router)  # /vms/{id}/credentials: the one-time hand-over
 router.include_router(request_form.router)  # 申请虚拟机: /requests/new
 router.include_router(incident_pages.router)  # 安全事件: /incidents, /incidents/{id}, rectification
 router.include_router(queue_pages.router)  # 待审批: /queue, approve / reject / retry
