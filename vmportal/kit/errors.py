@@ -108,6 +108,7 @@ ACTION_NAMES_ZH: dict[str, str] = {
     "confirm": "确认",
     "contain": "处置",
     "contained": "确认处置",
+    "decline": "不同意",
     "deliver": "交付",
     "dismiss": "排除",
     "endorse": "审核",
