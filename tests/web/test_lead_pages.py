@@ -194,6 +194,72 @@ def test_the_units_other_pages_are_read_only_for_the_lead(live: Live, filed: dic
             assert 'data-credentials="available"' not in c.get(f"/vms/{vm_id}").text
 
 
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n" + b" " * 2048
+
+
+def _documents(live: Live) -> list[dict[str, Any]]:
+    headers = live.login("cs-lead", Role.UNIT_LEAD)
+    with live.client() as c:
+        me = c.get(f"{API}/auth/me", headers=headers).json()
+        r = c.get(f"{API}/units/{me['unit_id']}/documents", params={"current": True}, headers=headers)
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+
+def test_the_lead_files_a_signed_paper(live: Live) -> None:
+    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the admin reads, the lead files
+        assert 'href="/unit/documents"' not in c.get("/unit").text
+        page = c.get("/unit/documents")
+        assert page.status_code == 403 and "paperwork.file_signed" in page.text
+    before = _documents(live)
+    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+        assert 'href="/unit/documents"' in c.get("/unit").text
+        page = c.get("/unit/documents")
+        assert (
+            page.status_code == 200
+            and "网络安全承诺书" in page.text
+            and 'enctype="multipart/form-data"' in page.text
+        )
+        token = _csrf(page.text)
+        good = {"kind": "commitment_letter", "signer": "王建国", "signed_on": "2026-09-01"}
+        scan = {"file": ("承诺书.pdf", PDF, "application/pdf")}
+
+        assert c.post("/unit/documents", data=good, files=scan).status_code == 403  # no CSRF token
+        empty = c.post("/unit/documents", data={"csrf_token": token, "kind": "vm_agreement"})
+        assert empty.status_code == 422 and 'aria-invalid="true"' in empty.text
+        assert "请填写签署人姓名" in empty.text and "请选择要上传的扫描件" in empty.text
+        assert 'value="vm_agreement" selected' in empty.text  # the choice kept
+        text = c.post(
+            "/unit/documents",
+            data={"csrf_token": token, **good},
+            files={"file": ("a.txt", b"hello", "text/plain")},
+        )
+        assert text.status_code == 415 and "content_type" in text.text and "不接受的文件类型" in text.text
+        future = c.post(
+            "/unit/documents", data={"csrf_token": token, **good, "signed_on": "2099-01-01"}, files=scan
+        )
+        assert (
+            future.status_code == 422
+            and "签署日期不能晚于今天" in future.text
+            and "not_future" in future.text
+        )
+        assert 'value="王建国"' in future.text
+        assert _documents(live) == before  # nothing filed
+
+        filed = c.post("/unit/documents", data={"csrf_token": token, **good}, files=scan)
+        assert filed.status_code == 303 and filed.headers["location"] == "/unit/documents?done=filed"
+        assert "已提交" in c.get(filed.headers["location"]).text
+    after = _documents(live)
+    letter = [d for d in after if d["kind"] == "commitment_letter"]
+    assert len(letter) == 1 and letter[0]["signed_on"] == "2026-09-01"
+    assert letter[0]["id"] not in {d["id"] for d in before}
+
+    with _as(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
+        page = c.get("/unit/documents")
+        r = c.post("/unit/documents", data={"csrf_token": _csrf(page.text), "kind": "vm_agreement"})
+        assert r.status_code == 422 and "Give the name of who signed it" in r.text
+
+
 def _login(page: Page, base: str, next_path: str) -> None:
     page.goto(f"{base}/login?next={next_path}")
     page.locator("#username").fill("cs-lead")
@@ -252,6 +318,9 @@ def test_endorse_and_decline_in_chromium(
             try:
                 _login(page, live.base_url, "/requests")
                 shots.take(page, "lead-requests")
+                assert axe_violations(page) == []
+                page.goto(f"{live.base_url}/unit/documents")
+                shots.take(page, "lead-documents")
                 assert axe_violations(page) == []
             finally:
                 context.close()

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlmodel import Session
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from policies.roles import Role
 from vmportal.center import service as center
@@ -25,8 +28,12 @@ from vmportal.identity import service as identity
 from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
+from vmportal.kit.settings import get_settings
 from vmportal.request import service as requests
 from vmportal.request.models import RequestState
+from vmportal.unit import service as units
+from vmportal.unit.models import DocumentKind
+from vmportal.unit.schemas import DocumentForm
 from vmportal.web import common, request_pages, templating
 from vmportal.web.i18n import gettext as _
 from vmportal.web.pages import _current, _to_login
@@ -176,3 +183,143 @@ async def endorse(request: Request, session: SessionDep, request_id: int) -> Res
 @router.post(URL + "/{request_id:int}/decline")
 async def decline(request: Request, session: SessionDep, request_id: int) -> Response:
     return await _decide(request, session, request_id, "decline")
+
+
+# ---- 签署材料: the lead files the signed commitment letter or VM agreement -------------------------
+
+DOCUMENTS_URL = "/unit/documents"
+_DOCUMENT_FIELDS = ("kind", "signer", "signed_on", "file")
+
+
+def _document_kinds() -> list[tuple[str, str]]:
+    return [
+        (DocumentKind.COMMITMENT_LETTER.value, _("Security commitment letter (网络安全承诺书)")),
+        (DocumentKind.VM_AGREEMENT.value, _("VM service agreement (虚拟机服务协议书)")),
+    ]
+
+
+def _field_problem(field: str) -> str:
+    return {
+        "kind": _("Choose which paper this is."),
+        "signer": _("Give the name of who signed it (at most 100 characters)."),
+        "signed_on": _("Give the date it was signed, as on the paper (YYYY-MM-DD)."),
+        "file": _("Choose the scan to upload (PDF, PNG or JPEG)."),
+    }.get(field, _("Check this field."))
+
+
+def _documents_page(
+    request: Request,
+    session: Session,
+    token: str,
+    user: User,
+    *,
+    status: int = 200,
+    flash: tuple[str, str] | None = None,
+    errs: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    assert user.unit_id is not None
+    names = dict(_document_kinds())
+    context: dict[str, Any] = {
+        **common.base(token, user, _("File signed papers"), "/unit"),
+        "kinds": _document_kinds(),
+        "documents": [
+            {"doc": d, "kind": names.get(d.kind, d.kind)}
+            for d in units.list_documents(session, user.unit_id, include_superseded=False)
+        ],
+        "errors": errs or {},
+        "values": values or {},
+        "flashes": [flash] if flash else [],
+        "max_bytes": get_settings().upload_max_bytes,
+    }
+    return _templates.TemplateResponse(request, "documents.html", context, status_code=status)
+
+
+def _may_file(user: User) -> str:
+    """Why ``user`` may not file the unit's signed papers on this page ('' when they may)."""
+    if user.unit_id is None:
+        return _(
+            "This page files the signed papers of your own unit; the center files them on a unit's page."
+        )
+    try:
+        units.ensure_may_file_documents(identity.actor_of(user), user.unit_id)
+    except errors.Forbidden:
+        return _rule_text(
+            "paperwork.file_signed", _("the unit's security lead, who signs the papers, files their scans")
+        )
+    return ""
+
+
+@router.get(DOCUMENTS_URL, response_class=HTMLResponse)
+def documents(request: Request, session: SessionDep, done: str = "") -> Response:
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    if why := _may_file(user):
+        return common.refused(_templates, request, token, user, "/unit", why)
+    flash = ("success", _("The signed paper is filed.")) if done == "filed" else None
+    return _documents_page(request, session, token, user, flash=flash)
+
+
+@router.post(DOCUMENTS_URL)
+async def file_document(request: Request, session: SessionDep) -> Response:
+    """A multipart form (kind, signer, signed_on, file) into unit.service.file_document: the file's
+    type proven by its first bytes, its size limited, the date checked; an error beside its field,
+    the typed values kept, nothing written."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    settings = get_settings()
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
+            return bad
+        if why := _may_file(user):
+            return common.refused(_templates, request, token, user, "/unit", why)
+        assert user.unit_id is not None
+        typed = {k: str(form.get(k, "")).strip() for k in ("kind", "signer", "signed_on")}
+        errs: dict[str, str] = {}
+        try:
+            fields = DocumentForm.model_validate({k: v for k, v in typed.items() if v})
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False, include_input=False):
+                field = str(e["loc"][0]) if e["loc"] else ""
+                errs.setdefault(field, _beside(_field_problem(field), str(e["type"])))
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUploadFile) or not upload.filename:
+            errs.setdefault("file", _beside(_field_problem("file"), "required"))
+        if errs:
+            return _documents_page(request, session, token, user, status=422, errs=errs, values=typed)
+        assert isinstance(upload, StarletteUploadFile)
+        unit_id, who = user.unit_id, identity.who(user)
+
+        def file_it() -> None:
+            units.file_document(
+                session,
+                who,
+                unit_id,
+                kind=fields.kind,
+                signer=fields.signer,
+                signed_on=fields.signed_on,
+                filename=upload.filename,
+                content_type=upload.content_type or "",
+                stream=upload.file,
+                settings=settings,
+            )
+
+        try:
+            await run_in_threadpool(file_it)
+        except errors.PortalError as exc:
+            session.rollback()
+            listed = exc.extra.get("fields") or []
+            field = str(listed[0]["field"]) if listed else str(exc.extra.get("field") or "file")
+            rule = str(listed[0]["rule"]) if listed else str(exc.extra.get("rule") or exc.code)
+            message = common.error_message(exc)
+            message = message.split("：", 1)[-1] if common.zh() else message.split(": ", 1)[-1]
+            errs = {field if field in _DOCUMENT_FIELDS else "file": _beside(message, rule)}
+            return _documents_page(request, session, token, user, status=exc.status, errs=errs, values=typed)
+    finally:
+        await form.close()
+    return RedirectResponse(f"{DOCUMENTS_URL}?done=filed", status_code=303)
