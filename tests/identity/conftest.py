@@ -46,7 +46,16 @@ def start_portal(settings: Settings) -> Iterator[Callable[..., Portal]]:
         )
         use_settings(configured)
         app = create_app(configured, migrate=False)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # Proxy headers as ``vmportal serve`` sets them: believed from the trusted proxies only
+        # (none by default), so the peer address of the socket is the client.
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=bool(configured.trusted_proxies),
+            forwarded_allow_ips=",".join(configured.trusted_proxies) or None,
+        )
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20

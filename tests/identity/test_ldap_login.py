@@ -5,8 +5,11 @@ the directory (sessions and tokens revoked)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -138,12 +141,23 @@ def test_a_person_removed_or_out_of_the_groups_is_out_after_sync(
     portal: Portal, ldap_directory: Directory
 ) -> None:
     with portal.client() as c:
-        assert _page_login(c, "lisi").status_code == 303
+        lisi = _page_login(c, "lisi")
+        assert lisi.status_code == 303
         assert _page_login(c, "zhangsan").status_code == 303
     ldap_directory.remove("lisi")
     ldap_directory.remove_from_group("zhangsan", OPERATORS)  # still an admin: stays
     with db.transaction() as s:
         assert ldap.sync(s).retired == ["lisi"]
+    with portal.client() as c:
+        # The removed person's session and token are gone, and they cannot log in again.
+        api = c.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {lisi.cookies[COOKIE]}"})
+        assert api.status_code == 401
+        assert _page_login(c, "lisi").status_code == 401
+    with db.transaction() as s:
+        lisi_id = s.exec(select(User.id).where(User.username == "lisi")).one()
+        assert all(
+            t.revoked_at is not None for t in s.exec(select(AuthToken).where(AuthToken.user_id == lisi_id))
+        )
     ldap_directory.set_attributes("zhangsan", cn="张三")
     for name in ldap_directory.groups_of("zhangsan"):
         ldap_directory.remove_from_group("zhangsan", name)
@@ -207,3 +221,105 @@ def test_the_json_api_logs_in_through_ldap(portal: Portal) -> None:
         assert wrong.status_code == 401
         bad = c.post("/api/v1/auth/login", json={"username": "lisi", "password": "x", "method": "kerberos"})
         assert bad.status_code == 422 and "method" in bad.text
+
+
+@pytest.fixture
+def silent_directory() -> Iterator[int]:
+    """A port on 127.0.0.1 whose server accepts connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("scheme", ["ldap", "ldaps"])
+def test_a_directory_that_does_not_answer_is_refused_within_the_timeout(
+    start_portal: Callable[..., Portal], ldap_directory: Directory, silent_directory: int, scheme: str
+) -> None:
+    """StartTLS asked of (ldap://) or the TLS handshake with (ldaps://) a server that never answers:
+    the log-in ends after ``ldap_timeout`` with the page, no request hangs (the client's own
+    timeout, 30 s, is far above the portal's 1 s)."""
+    portal = start_portal(
+        login_methods=["ldap", "local"],
+        **{
+            **ldap_settings(ldap_directory.server),
+            "ldap_url": f"{scheme}://127.0.0.1:{silent_directory}",
+            "ldap_timeout": 1.0,
+        },
+    )
+    with portal.client() as c:
+        r = _page_login(c, "lisi")
+        assert r.status_code == 401 and "无法连接目录服务器" in r.text
+        assert COOKIE not in r.cookies
+
+
+@pytest.fixture
+def other_name_of_the_directory(ldap_directory: Directory) -> Iterator[int]:
+    """127.0.0.2:<port> forwarded to the directory's LDAPS port: the same server, reached by an
+    address its certificate (localhost, 127.0.0.1) does not name."""
+    target = ("127.0.0.1", ldap_directory.server.ldaps_port)
+    listener = socket.socket()
+    listener.bind(("127.0.0.2", 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := a.recv(65536):
+                b.sendall(chunk)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client = listener.accept()[0]
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_certificate_for_another_host_name_is_refused(
+    start_portal: Callable[..., Portal], ldap_directory: Directory, other_name_of_the_directory: int
+) -> None:
+    """The certificate verifies against the CA but names another host: no log-in."""
+    portal = start_portal(
+        login_methods=["ldap"],
+        **{
+            **ldap_settings(ldap_directory.server),
+            "ldap_url": f"ldaps://127.0.0.2:{other_name_of_the_directory}",
+        },
+    )
+    with portal.client() as c:
+        r = _page_login(c, "lisi")
+        assert r.status_code == 401 and "无法连接目录服务器" in r.text
+    with db.transaction() as s:
+        assert s.exec(select(User).where(User.username == "lisi")).first() is None

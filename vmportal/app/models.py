@@ -2,6 +2,7 @@
 
 from vmportal.audit.models import AuditEntry, AuditHead
 from vmportal.center.models import CenterSetting
+from vmportal.cleanup.models import CleanupCampaign, CleanupItem, CleanupReminder
 from vmportal.connection.models import HypervisorConnection
 from vmportal.identity.models import AuthToken, CasSession, User
 from vmportal.incidents.models import (
@@ -38,6 +39,9 @@ __all__ = [
     "AuthToken",
     "CasSession",
     "CenterSetting",
+    "CleanupCampaign",
+    "CleanupItem",
+    "CleanupReminder",
     "Contact",
     "ContactRole",
     "ContainmentPolicy",

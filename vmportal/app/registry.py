@@ -2,6 +2,7 @@
 
 from vmportal.alerts import tasks as alert_tasks  # noqa: F401
 from vmportal.app import beat as periodic  # noqa: F401
+from vmportal.cleanup import tasks as cleanup_tasks  # noqa: F401
 from vmportal.compliance import tasks as compliance_tasks  # noqa: F401
 from vmportal.incidents import tasks as security_tasks  # noqa: F401
 from vmportal.inventory import tasks as inventory_tasks  # noqa: F401

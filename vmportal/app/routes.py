@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 
 from vmportal.alerts import api as alerts_api
 from vmportal.center import api as center_api
+from vmportal.cleanup import api as cleanup_api
 from vmportal.compliance import api as compliance_api
 from vmportal.connection import api as connection_api
 from vmportal.identity import api as identity_api
@@ -39,6 +40,7 @@ ROUTERS: list[APIRouter] = [
     compliance_api.router,
     audit_api.router,
     paperwork_api.router,
+    cleanup_api.router,
     paperwork_report_api.router,
     period_report_api.router,
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -28,6 +29,25 @@ def lock_head(session: Session) -> AuditHead:
         session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
         head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     return head
+
+
+def insert_entries(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert plain audit rows in one statement (building thousands of SQLModel instances costs more
+    than the SQL); their ids in the order of ``rows``."""
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    inserted = session.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(i) for i in inserted.scalars()]
+
+
+def link_entries(session: Session, links: list[dict[str, Any]]) -> None:
+    """Set ``prev_hash`` and ``hash`` of rows by id (``b_id``), in one executemany."""
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values(prev_hash=sa.bindparam("prev_hash"), hash=sa.bindparam("hash")),
+        links,
+    )
 
 
 def head(session: Session) -> AuditHead | None:

@@ -11,8 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+from sqlalchemy import event
 from sqlmodel import Session
 
 from vmportal.audit import repository
@@ -21,7 +23,18 @@ from vmportal.audit.repository import GENESIS, AuditFilter
 from vmportal.kit import context, paging
 from vmportal.kit.db import utcnow
 
-__all__ = ["GENESIS", "AuditFilter", "VerifyResult", "Who", "entry_hash", "list_entries", "record", "verify"]
+__all__ = [
+    "GENESIS",
+    "AuditFilter",
+    "Note",
+    "VerifyResult",
+    "Who",
+    "entry_hash",
+    "list_entries",
+    "record",
+    "record_many",
+    "verify",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,40 @@ def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else json.loads(json.dumps(value, default=str, ensure_ascii=False))
 
 
+#: ``session.info`` key of the rows recorded in the session's transaction, not yet on the chain.
+_PENDING = "vmportal.audit.pending"
+
+
+def _row(
+    who: Who,
+    action: str,
+    target_type: str,
+    target_id: object,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    result: str,
+    detail: str,
+    unit_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "actor_id": who.actor_id,
+        "actor": who.actor,
+        "actor_role": who.role,
+        "unit_id": unit_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": str(target_id),
+        "before": _jsonable(before),
+        "after": _jsonable(after),
+        "result": result,
+        "detail": detail[:2000],
+        "request_id": context.request_id.get(),
+        "prev_hash": "",
+        "hash": "",
+    }
+
+
 def record(
     session: Session,
     who: Who,
@@ -79,33 +126,76 @@ def record(
     result: str = "ok",
     detail: str = "",
     unit_id: int | None = None,
-) -> AuditEntry:
-    """Append one row in the caller's transaction: it commits or rolls back with the change."""
-    head = repository.lock_head(session)
-    entry = AuditEntry(
-        at=utcnow(),
-        actor_id=who.actor_id,
-        actor=who.actor,
-        actor_role=who.role,
-        unit_id=unit_id,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id),
-        before=_jsonable(before),
-        after=_jsonable(after),
-        result=result,
-        detail=detail[:2000],
-        request_id=context.request_id.get(),
-        prev_hash=head.last_hash,
-        hash="",
+) -> None:
+    """Record one row in the caller's transaction: it commits or rolls back with the change.
+
+    The row joins the chain when the transaction commits (:func:`_link_pending`), not here: the
+    chain's head is one row that every audited transaction locks, and locking it at the first
+    audited step held it across everything the transaction did next (a vCenter call, a mail
+    rendered, the next alert's match), so that every other audited writer queued behind it. Locked
+    at commit, it is held for one insert and one update."""
+    row = _row(who, action, target_type, target_id, before, after, result, detail, unit_id)
+    session.info.setdefault(_PENDING, []).append(row)
+
+
+@dataclass(frozen=True)
+class Note:
+    """One audit row to record with :func:`record_many`."""
+
+    action: str
+    target_type: str
+    target_id: object
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: str
+    unit_id: int | None = None
+
+
+def record_many(session: Session, who: Who, notes: list[Note]) -> None:
+    """Record ``notes`` (an inventory sync can audit thousands of rows at once); like :func:`record`,
+    they join the chain at commit."""
+    pending = session.info.setdefault(_PENDING, [])
+    pending.extend(
+        _row(who, n.action, n.target_type, n.target_id, n.before, n.after, "ok", n.detail, n.unit_id)
+        for n in notes
     )
-    session.add(entry)
-    session.flush()  # assigns the id, which is part of the hash
-    entry.hash = entry_hash(entry)
-    head.last_id = entry.id or 0
-    head.last_hash = entry.hash
+
+
+def _append(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Put ``rows`` on the chain in a fixed number of statements: lock the head, insert every row,
+    link them in id order (hashed by :func:`entry_hash`, so ``vmportal audit verify`` checks them
+    like any other) and move the head once. Ids are handed out while the head is locked, so a
+    concurrent writer's rows come after these, and the chain runs in id order."""
+    head = repository.lock_head(session)
+    for row, entry_id in zip(rows, repository.insert_entries(session, rows), strict=True):
+        row["id"] = entry_id
+    previous = head.last_hash
+    links = []
+    for row in sorted(rows, key=lambda r: int(r["id"])):  # the chain runs in id order
+        row["prev_hash"] = previous
+        row["hash"] = previous = entry_hash(cast(AuditEntry, SimpleNamespace(**row)))
+        links.append({"b_id": row["id"], "prev_hash": row["prev_hash"], "hash": row["hash"]})
+    repository.link_entries(session, links)
+    head.last_id = int(links[-1]["b_id"])
+    head.last_hash = previous
     session.add(head)
-    return entry
+    session.flush()
+
+
+@event.listens_for(Session, "before_commit")
+def _link_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint is released: its rows join the chain with the outer commit
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
+    if rows:
+        _append(session, rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    if session.in_transaction():
+        return  # only a savepoint rolled back (nothing is recorded inside one)
+    session.info.pop(_PENDING, None)  # a change rolled back leaves no audit row
 
 
 @dataclass(frozen=True)

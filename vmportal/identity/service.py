@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +21,7 @@ from vmportal.identity import repository, throttle
 from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.paging import Page, PageRequest
 from vmportal.kit.scope import can_see_unit
 from vmportal.kit.settings import Settings, get_settings
 
@@ -128,43 +127,6 @@ class IssuedToken:
     user: User
 
 
-class _UnknownNames:
-    """Failure counts and locks of names no active account has, kept like an account's own.
-
-    Without them an unknown name would answer 401 forever while a real account locks after a few
-    failures, so whoever probes could tell which names exist (issue 13). Bounded: the oldest entries
-    go first, so a flood of made-up names costs a fixed amount of memory. Per process: a name probed
-    through several API processes locks a little later, which reveals nothing either.
-    """
-
-    _MAX = 10_000
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rows: OrderedDict[str, tuple[int, datetime | None]] = OrderedDict()
-
-    def locked_until(self, name: str, now: datetime) -> datetime | None:
-        # ``name`` is the (name, address) key: like an account's, the lock holds for one address.
-        with self._lock:
-            _failures, until = self._rows.get(name, (0, None))
-            return until if until is not None and until > now else None
-
-    def fail(self, name: str, now: datetime, threshold: int, minutes: int) -> None:
-        with self._lock:
-            failures, until = self._rows.pop(name, (0, None))
-            if until is not None and until <= now:
-                failures, until = 0, None
-            failures += 1
-            if failures >= threshold:
-                failures, until = 0, now + timedelta(minutes=minutes)
-            self._rows[name] = (failures, until)
-            while len(self._rows) > self._MAX:
-                self._rows.popitem(last=False)
-
-
-_unknown_names = _UnknownNames()
-
-
 def _locked(settings: Settings, until: datetime) -> errors.Locked:
     return errors.Locked(
         f"account locked after {settings.lockout_threshold} failed logins until "
@@ -194,21 +156,30 @@ def login(session: Session, username: str, password: str, *, address: str | None
         throttle.check(settings, address)  # a flooding address is stopped before any work
     user = repository.user_by_name(session, username)
     now = utcnow()
+    place = address or ""
     if user is None or not user.active:
+        # The same work and the same counting as a real account: one argon2 verification, the run
+        # of failures of this (name, address) in the same store, a lock for this address only.
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        name = f"{username.casefold()}\x00{address or ''}"
-        until = _unknown_names.locked_until(name, now)
+        until = throttle.lock_of(settings, username, place)
         if until is not None:
             raise _locked(settings, until)
-        _unknown_names.fail(name, now, settings.lockout_threshold, settings.lockout_minutes)
+        if throttle.count_failure(settings, username, place) >= settings.lockout_threshold:
+            throttle.impose_lock(settings, username, place)
         if address:
             throttle.failed(settings, address)
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误")
     try:
         _hasher.verify(user.password_hash, password)
         right = True
-    except (VerificationError, InvalidHashError):
+    except VerificationError:
+        right = False
+    except InvalidHashError:
+        # An account with no local password (CAS or LDAP vouches for it): the same argon2 work as
+        # any other name, or its quick refusal would tell that the name exists.
+        with contextlib.suppress(VerificationError):
+            _hasher.verify(_DUMMY_HASH, password)
         right = False
     if (
         user.locked_until is not None
@@ -219,12 +190,17 @@ def login(session: Session, username: str, password: str, *, address: str | None
     if not right:
         if address:
             throttle.failed(settings, address)
-        user.failed_logins += 1
+        # Failures are counted per address: a run from one address (a flood that stops short of
+        # the threshold) never adds up with a typo at another, which would lock that one out.
+        user.failed_logins = throttle.count_failure(settings, username, place)
         locked = user.failed_logins >= settings.lockout_threshold
         if locked:
+            # The account's row holds one lock; a second address reaching the threshold while
+            # another's lock holds takes the row over (the first stays stopped by the rate limit).
             user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
             user.locked_address = address  # the lock shuts out this address only (issue 13)
             user.failed_logins = 0
+            throttle.clear_failures(settings, username, place)
         session.add(user)
         record(
             session,
@@ -240,6 +216,7 @@ def login(session: Session, username: str, password: str, *, address: str | None
         raise errors.Unauthorized("wrong username or password", message_zh="用户名或密码错误") from None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
+    throttle.clear_failures(settings, username, place)
     user.failed_logins = 0
     if user.locked_until is None or user.locked_until <= now:
         # A lock still in force was imposed from another address: it keeps shutting that one out.
@@ -408,6 +385,29 @@ def list_users(
     return repository.list_users(
         session, actor, unit_id=unit_id, role=role, active=active, limit=limit, offset=offset
     )
+
+
+def page_users(
+    session: Session,
+    actor: Actor | None,
+    *,
+    unit_id: int | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    q: str | None = None,
+    request: PageRequest | None = None,
+) -> Page[User]:
+    """One page of accounts by filter with the total (the accounts page): sorted by
+    ``request.sort`` (a key of :data:`USER_SORTS`, "-key" descending), scoped as :func:`list_users`;
+    ``q`` matches the user name, the display name or the e-mail."""
+    request = request or PageRequest()
+    items, total = repository.page_users(
+        session, actor, unit_id=unit_id, role=role, active=active, q=q, request=request
+    )
+    return Page(items, total, request.limit, request.offset)
+
+
+USER_SORTS = tuple(repository.USER_SORTS)
 
 
 def _active_center_admins(session: Session) -> int:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hypervisors.base import (
     HypervisorAdapter,
@@ -513,14 +513,7 @@ def _restore(s: Session, incident: Incident, vm: VM | None) -> str:
         return "closed (VM still held)"
     # Undo what every confirmed containment of this VM did (a closed incident whose VM was held by
     # another one left its containment in force; it is released now too).
-    in_force = list(
-        s.exec(
-            select(Incident).where(
-                col(Incident.vm_id) == vm.id,
-                col(Incident.containment_state) == ContainmentState.CONFIRMED.value,
-            )
-        ).all()
-    )
+    in_force = repository.confirmed_containments(s, vm.id or 0)
     done = {Containment(i.executed_action) for i in in_force if i.executed_action}
     steps: list[str] = []
     info: VMInfo | None = None

@@ -20,7 +20,6 @@ naming the state it is in now. A move into a final state frees the (VM, category
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 from policies.roles import Role
 from vmportal.incidents.models import Incident, IncidentState
@@ -109,13 +108,3 @@ INCIDENT: Lifecycle[IncidentState, Action] = Lifecycle(
     # A closed incident no longer gathers its (VM, category)'s alerts: the next alert opens a new one.
     on_final={"open_key": None},
 )
-
-
-def __getattr__(name: str) -> Any:
-    # Transitional: compliance still imports ``add_event`` from here (its helper moves that import to
-    # vmportal.incidents.timeline). Resolved on first use only, so this module itself stays data.
-    if name == "add_event":
-        from vmportal.incidents import timeline
-
-        return timeline.add_event
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The incident workflow's e-mails: the unit and the center hear of containment (done or failed),
 rectification decisions and dismissals. Rendered here, queued in the step's transaction through the
 notification outbox (:mod:`vmportal.mail`), which knows no incident; :func:`on_event` is called by
-``incidents.lifecycle.add_event`` with the timeline row each step adds.
+``incidents.timeline.add_event`` with the timeline row each step adds.
 """
 
 from __future__ import annotations

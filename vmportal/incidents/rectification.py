@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from policies.power import SecurityState
 from policies.roles import Actor, Role
@@ -329,13 +329,7 @@ def reject(session: Session, actor: Actor, who: Who, rect_id: int, reason: str) 
 
 def list_for_incident(session: Session, actor: Actor, incident_id: int) -> list[Rectification]:
     find_incident(session, actor, incident_id)
-    return list(
-        session.exec(
-            select(Rectification)
-            .where(col(Rectification.incident_id) == incident_id)
-            .order_by(col(Rectification.id))
-        ).all()
-    )
+    return repository.rectifications_of(session, incident_id)
 
 
 def get_rectification(session: Session, actor: Actor, rect_id: int) -> Rectification:
@@ -348,13 +342,8 @@ def get_rectification(session: Session, actor: Actor, rect_id: int) -> Rectifica
 
 def attachments(session: Session, rect_ids: list[int]) -> dict[int, list[RectificationAttachment]]:
     out: dict[int, list[RectificationAttachment]] = {i: [] for i in rect_ids}
-    if rect_ids:
-        for a in session.exec(
-            select(RectificationAttachment)
-            .where(col(RectificationAttachment.rectification_id).in_(rect_ids))
-            .order_by(col(RectificationAttachment.id))
-        ):
-            out.setdefault(a.rectification_id, []).append(a)
+    for a in repository.attachments_of(session, rect_ids):
+        out.setdefault(a.rectification_id, []).append(a)
     return out
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from policies.compromise import (
     CATEGORY_NAMES_ZH,
@@ -27,30 +27,26 @@ from policies.compromise import (
     ContainmentDecision,
     Severity,
 )
-from policies.roles import Actor, Role
+from policies.roles import Actor
 from vmportal.audit.service import Who, record
-from vmportal.incidents import containment, lifecycle, repository
+from vmportal.incidents import containment, repository
 from vmportal.incidents.containment import CONTAIN_TASK, RESTORE_TASK
 from vmportal.incidents.lifecycle import INCIDENT, Action
 from vmportal.incidents.models import (
-    AlertSource,
     ContainmentState,
     Incident,
-    IncidentEvent,
     IncidentState,
-    Rectification,
     RectificationState,
     Resolution,
     RestoreState,
-    SecurityAlert,
 )
+from vmportal.incidents.repository import IncidentFilters, IncidentRow
 from vmportal.incidents.timeline import add_event
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors, pages
 from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.kit.sql import insert_or_nothing
 from vmportal.mail import service as mail
-from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, Lifecycle
 
 POLICY_ACTOR = "policy"
@@ -295,13 +291,7 @@ def _find_or_create(
     origin: str,
     count: int,
 ) -> tuple[Incident, bool]:
-    stmt = (
-        select(Incident)
-        .where(col(Incident.open_key) == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    found = session.exec(stmt).first()
+    found = repository.open_incident_locked(session, key)
     if found is not None:
         return found, False
     incident = Incident(
@@ -319,7 +309,8 @@ def _find_or_create(
         last_seen=seen_at,
     )
     new_id = insert_or_nothing(session, incident, ["open_key"])
-    found = session.exec(stmt).one()  # ours, or the one a concurrent transaction opened meanwhile
+    found = repository.open_incident_locked(session, key)  # ours, or a concurrent transaction's
+    assert found is not None
     return found, new_id is not None and found.id == new_id
 
 
@@ -481,12 +472,7 @@ def dismiss(session: Session, actor: Actor, who: Who, incident_id: int, reason: 
         if incident.containment_state == ContainmentState.PENDING:
             values["containment_state"] = ContainmentState.NONE.value  # cancelled before it happened
     INCIDENT.move(session, incident, Action.DISMISS, **values)
-    for rect in session.exec(
-        select(Rectification).where(
-            col(Rectification.incident_id) == incident.id,
-            col(Rectification.state) == RectificationState.SUBMITTED.value,
-        )
-    ):
+    for rect in repository.submitted_rectifications(session, incident.id or 0):
         rect.state = RectificationState.WITHDRAWN.value
         rect.decided_by = actor.user_id
         rect.decided_at = db.utcnow()
@@ -521,71 +507,15 @@ def dismiss(session: Session, actor: Actor, who: Who, incident_id: int, reason: 
 # ---- reading ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class IncidentFilters:
-    state: IncidentState | None = None
-    containment_state: ContainmentState | None = None
-    active: bool | None = None  # True: not closed/dismissed
-    vm_id: int | None = None
-    unit_id: int | None = None
-    category: Category | None = None
-    limit: int = 50
-    offset: int = 0
-
-
-@dataclass(frozen=True)
-class IncidentRow:
-    incident: Incident
-    vm_name: str | None
-    vm_ip: str | None
-    unit_code: str | None
-
-
-def _conditions(actor: Actor, f: IncidentFilters) -> list[Any]:
-    conditions: list[Any] = []
-    if actor.role in (Role.UNIT_ADMIN, Role.UNIT_LEAD):
-        conditions.append(col(Incident.unit_id) == actor.unit_id)
-    if f.state is not None:
-        conditions.append(col(Incident.state) == f.state.value)
-    if f.containment_state is not None:
-        conditions.append(col(Incident.containment_state) == f.containment_state.value)
-    if f.active is not None:
-        finals = [s.value for s in lifecycle.FINAL]
-        conditions.append(col(Incident.state).not_in(finals) if f.active else col(Incident.state).in_(finals))
-    if f.vm_id is not None:
-        conditions.append(col(Incident.vm_id) == f.vm_id)
-    if f.unit_id is not None:
-        conditions.append(col(Incident.unit_id) == f.unit_id)
-    if f.category is not None:
-        conditions.append(col(Incident.category) == f.category.value)
-    return conditions
-
-
 def list_incidents(session: Session, actor: Actor, f: IncidentFilters) -> tuple[list[IncidentRow], int]:
-    conditions = _conditions(actor, f)
-    rows = session.exec(
-        select(Incident, VM.name, VM.ip_address, Unit.code)
-        .outerjoin(VM, col(VM.id) == col(Incident.vm_id))
-        .outerjoin(Unit, col(Unit.id) == col(Incident.unit_id))
-        .where(*conditions)
-        .order_by(col(Incident.id).desc())
-        .limit(f.limit)
-        .offset(f.offset)
-    ).all()
-    total = int(session.exec(select(func.count()).select_from(Incident).where(*conditions)).one())
-    return [IncidentRow(i, name, ip, code) for i, name, ip, code in rows], total
+    return repository.incident_rows(session, actor, f)
 
 
 def get_incident(session: Session, actor: Actor, incident_id: int) -> IncidentRow:
-    row = session.exec(
-        select(Incident, VM.name, VM.ip_address, Unit.code)
-        .outerjoin(VM, col(VM.id) == col(Incident.vm_id))
-        .outerjoin(Unit, col(Unit.id) == col(Incident.unit_id))
-        .where(col(Incident.id) == incident_id)
-    ).first()
-    if row is None or not can_see_unit(actor, row[0].unit_id):
+    row = repository.incident_row(session, incident_id)
+    if row is None or not can_see_unit(actor, row.incident.unit_id):
         raise errors.NotFound("incident", incident_id)
-    return IncidentRow(*row)
+    return row
 
 
 def find_incident(session: Session, actor: Actor, incident_id: int) -> Incident:
@@ -614,19 +544,9 @@ def timeline(session: Session, actor: Actor, incident_id: int) -> list[TimelineI
     incident = find_incident(session, actor, incident_id)
     items = [
         TimelineItem(e.at, e.kind, e.actor, e.message_en, e.message_zh, dict(e.data or {}))
-        for e in session.exec(
-            select(IncidentEvent)
-            .where(col(IncidentEvent.incident_id) == incident.id)
-            .order_by(col(IncidentEvent.id))
-        )
+        for e in repository.events_of(session, incident.id or 0)
     ]
-    alerts = session.exec(
-        select(SecurityAlert, AlertSource.name)
-        .join(AlertSource, col(AlertSource.id) == col(SecurityAlert.source_id))
-        .where(col(SecurityAlert.incident_id) == incident.id)
-        .order_by(col(SecurityAlert.id).desc())
-        .limit(MAX_TIMELINE_ALERTS)
-    ).all()
+    alerts = repository.alerts_of(session, incident.id or 0, limit=MAX_TIMELINE_ALERTS)
     for alert, source in alerts:
         resolved = (
             " (the sender reports it resolved; the VM is not released by that)" if alert.resolved else ""

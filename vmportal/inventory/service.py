@@ -15,23 +15,20 @@ of thousands of VMs costs little more than the hypervisor's own retrieve.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hypervisors import HypervisorError, VMInfo
-from vmportal.audit.models import AuditEntry, AuditHead
-from vmportal.audit.service import Who, entry_hash, record
+from vmportal.audit.service import Note, Who, record, record_many
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for, end_read_transaction
-from vmportal.kit import context, db, errors
+from vmportal.inventory import repository
+from vmportal.kit import db, errors
 from vmportal.vm.models import VM, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -92,15 +89,7 @@ def _not_awaited(session: Session, connection_id: int, new: list[VMInfo]) -> lis
     marked = {f"{PENDING_PREFIX}{info.marker}": info.ref for info in new if info.marker}
     if not marked:
         return new
-    awaited = set(
-        session.execute(
-            sa.select(col(VM.hypervisor_ref)).where(
-                col(VM.connection_id) == connection_id,
-                col(VM.lifecycle) == Lifecycle.PROVISIONING,
-                col(VM.hypervisor_ref).in_(sorted(marked)),
-            )
-        ).scalars()
-    )
+    awaited = repository.provisioning_refs(session, connection_id, sorted(marked))
     skipped = {marked[ref] for ref in awaited}
     return [info for info in new if info.ref not in skipped]
 
@@ -123,132 +112,6 @@ def sync_connection(session: Session, conn: HypervisorConnection, who: Who | Non
 
 #: The VM columns a sync compares and guards on; read as plain rows, not ORM objects, so thousands
 #: of VMs cost one query and nothing in the session's identity map.
-_ROW_COLUMNS: tuple[Any, ...] = (
-    VM.id,
-    VM.hypervisor_ref,
-    VM.name,
-    VM.unit_id,
-    VM.registered,
-    VM.lifecycle,
-    VM.version,
-    VM.synced_at,
-    VM.created_at,
-    VM.power_state,
-    VM.ips,
-    VM.macs,
-    VM.network_connected,
-    VM.vcpus,
-    VM.memory_gib,
-    VM.disk_gib,
-)
-
-
-@dataclass(frozen=True)
-class _Note:
-    """One audit row to append."""
-
-    action: str
-    target_type: str
-    target_id: object
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    detail: str
-    unit_id: int | None = None
-
-
-def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    # As audit.service.record does: the hashed form must equal what the JSON column gives back.
-    return None if value is None else json.loads(json.dumps(value, default=str, ensure_ascii=False))
-
-
-def _append_audit(session: Session, who: Who, notes: list[_Note]) -> None:
-    """Append ``notes`` to the hash-chained audit log in a fixed number of statements.
-
-    The same chain :func:`vmportal.audit.service.record` builds one row at a time (lock the head,
-    insert, link to the predecessor, move the head), done for the whole batch: lock the head,
-    insert every row, then link them in id order (hashed by ``audit.service.entry_hash``, so
-    ``vmportal audit verify`` checks them like any other) and move the head once. Ids are handed out while
-    the head is locked, so a concurrent writer's rows come after the batch, as with ``record``. A
-    single note goes through ``record`` itself.
-    """
-    if not notes:
-        return
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
-    if len(notes) == 1 or head is None:  # the one-row path, or a head the migration did not seed
-        for n in notes:
-            record(
-                session,
-                who,
-                n.action,
-                n.target_type,
-                n.target_id,
-                before=n.before,
-                after=n.after,
-                detail=n.detail,
-                unit_id=n.unit_id,
-            )
-        return
-    at = db.utcnow()
-    request_id = context.request_id.get()
-    rows: list[dict[str, Any]] = [
-        {
-            "at": at,
-            "actor_id": who.actor_id,
-            "actor": who.actor,
-            "actor_role": who.role,
-            "unit_id": n.unit_id,
-            "action": n.action,
-            "target_type": n.target_type,
-            "target_id": str(n.target_id),
-            "before": _jsonable(n.before),
-            "after": _jsonable(n.after),
-            "result": "ok",
-            "detail": n.detail[:2000],
-            "request_id": request_id,
-            "prev_hash": "",
-            "hash": "",
-        }
-        for n in notes
-    ]
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
-    # Plain rows, not ORM objects: building thousands of SQLModel instances costs more than the SQL.
-    inserted = session.execute(
-        sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-    ).scalars()
-    for row, entry_id in zip(rows, inserted, strict=True):
-        row["id"] = entry_id
-    previous = head.last_hash
-    links = []
-    for row in sorted(rows, key=lambda r: int(r["id"])):  # the chain runs in id order
-        row["prev_hash"] = previous
-        row["hash"] = previous = entry_hash(cast(AuditEntry, SimpleNamespace(**row)))
-        links.append({"b_id": row["id"], "prev_hash": row["prev_hash"], "hash": row["hash"]})
-    session.execute(
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("b_id"))
-        .values(prev_hash=sa.bindparam("prev_hash"), hash=sa.bindparam("hash")),
-        links,
-    )
-    head.last_id = int(links[-1]["b_id"])
-    head.last_hash = previous
-    session.add(head)
-    session.flush()
-
-
-def _guarded_update(session: Session, values: list[dict[str, Any]]) -> int:
-    """One executemany of row updates, each guarded by the version this sync read: a power
-    operation or containment that changed the VM meanwhile wins, and this sync's older reading of
-    that VM is dropped. Returns how many rows were written."""
-    if not values:
-        return 0
-    table = VM.__table__  # type: ignore[attr-defined]
-    stmt = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("b_id"), table.c.version == sa.bindparam("b_version"))
-        .values({k: sa.bindparam(k) for k in values[0] if not k.startswith("b_")})
-    )
-    result = session.connection().execute(stmt, values)
-    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(values)
 
 
 #: Called after every reconcile with its report, in the same transaction: an upper domain takes part
@@ -317,13 +180,12 @@ def reconcile(
     inventory = [vm for vm in listed if not vm.is_template]
     report.seen = len(inventory)
     now = db.utcnow()
-    query = sa.select(*_ROW_COLUMNS).where(col(VM.connection_id) == conn.id)
+    refs: list[str] | None = None
     if only is not None:
         refs = sorted(set(only) | {info.ref for info in inventory})
         if not refs:
             return report
-        query = query.where(col(VM.hypervisor_ref).in_(refs))
-    rows = {r.hypervisor_ref: r for r in session.execute(query)}
+    rows = {r.hypervisor_ref: r for r in repository.sync_rows(session, conn.id, refs)}
     newer: set[str] = set()
     if listed_at is not None:
         newer = {
@@ -337,7 +199,7 @@ def reconcile(
                 conn.name,
                 len(newer),
             )
-    notes: list[_Note] = []
+    notes: list[Note] = []
 
     updates: list[dict[str, Any]] = []
     for info in inventory:
@@ -363,7 +225,7 @@ def reconcile(
                 }
             )
             notes.append(
-                _Note(
+                Note(
                     "vm.power_drift",
                     "vm",
                     row.id,
@@ -385,7 +247,7 @@ def reconcile(
                 }
             )
             notes.append(
-                _Note(
+                Note(
                     "vm.network_drift",
                     "vm",
                     row.id,
@@ -405,7 +267,7 @@ def reconcile(
                 **observed,
             }
         )
-    report.updated = _guarded_update(session, updates)
+    report.updated = repository.guarded_update(session, updates)
 
     seen_refs = {info.ref for info in inventory}
     gone = [
@@ -413,7 +275,7 @@ def reconcile(
         for ref, r in rows.items()
         if ref not in seen_refs and ref not in newer and r.lifecycle == Lifecycle.ACTIVE
     ]
-    _guarded_update(
+    repository.guarded_update(
         session,
         [
             {
@@ -429,7 +291,7 @@ def reconcile(
     for r in gone:
         report.missing.append(r.id)
         notes.append(
-            _Note(
+            Note(
                 "vm.missing",
                 "vm",
                 r.id,
@@ -462,10 +324,9 @@ def reconcile(
             }
             for info in new
         ]
-        ids = session.execute(sa.insert(VM).returning(col(VM.id)), values).scalars().all()
-        report.unregistered = [int(i) for i in ids]
+        report.unregistered = repository.insert_vm_rows(session, values)
         notes.append(
-            _Note(
+            Note(
                 "inventory.unregistered_found",
                 "connection",
                 conn.id,
@@ -474,7 +335,7 @@ def reconcile(
                 "VMs on the hypervisor that the portal does not govern",
             )
         )
-    _append_audit(session, who, notes)
+    record_many(session, who, notes)
     if recheck:
         report.checked = sorted(int(r.id) for ref, r in rows.items() if ref in seen_refs)
     for hook in _ON_RECONCILED:
@@ -495,33 +356,18 @@ def move_refs(session: Session, connection_id: int, moved: dict[str, str]) -> in
     """The same VMs under new refs (a Proxmox migration changes ``node/vmid``): their rows follow,
     rather than one being marked missing and the other found unregistered. A new ref that already
     has a row of its own is left alone (the full sync sorts that out). Returns rows moved."""
-    taken = set(
-        session.execute(
-            sa.select(col(VM.hypervisor_ref)).where(
-                col(VM.connection_id) == connection_id, col(VM.hypervisor_ref).in_(list(moved.values()))
-            )
-        ).scalars()
-    )
+    taken = repository.refs_in_use(session, connection_id, list(moved.values()))
     count = 0
     for old, new in moved.items():
-        if new in taken:
-            continue
-        result = session.execute(
-            sa.update(VM)
-            .where(col(VM.connection_id) == connection_id, col(VM.hypervisor_ref) == old)
-            .values(hypervisor_ref=new, version=col(VM.version) + 1)
-        )
-        count += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if new not in taken:
+            count += repository.move_ref(session, connection_id, old, new)
     return count
 
 
 def sync_all(who: Who | None = None, connection_id: int | None = None) -> list[SyncReport]:
     """Every active connection, each in its own transaction: one unreachable host spoils nothing."""
     with db.transaction() as session:
-        query = select(HypervisorConnection).where(col(HypervisorConnection.active).is_(True))
-        if connection_id is not None:
-            query = query.where(HypervisorConnection.id == connection_id)
-        ids = [c.id for c in session.exec(query)]
+        ids = repository.active_connection_ids(session, connection_id)
     reports = []
     for conn_id in ids:
         with db.transaction() as session:
@@ -534,15 +380,7 @@ def sync_all(who: Who | None = None, connection_id: int | None = None) -> list[S
 def unregistered(session: Session, connection_id: int | None = None) -> list[tuple[VM, str]]:
     """The VMs the inventory found that no unit owns (not decommissioned), with their connection's
     name, oldest first: what the center assigns (GET /inventory/unregistered, the /inventory page)."""
-    query = (
-        select(VM, HypervisorConnection.name)
-        .join(HypervisorConnection, col(HypervisorConnection.id) == VM.connection_id)
-        .where(col(VM.registered).is_(False), VM.lifecycle != Lifecycle.DECOMMISSIONED)
-        .order_by(col(VM.id))
-    )
-    if connection_id is not None:
-        query = query.where(VM.connection_id == connection_id)
-    return [(vm, name) for vm, name in session.exec(query)]
+    return repository.unregistered_vms(session, connection_id)
 
 
 def assign(session: Session, who: Who, vm_id: int, unit_id: int, system_id: int | None) -> VM:

@@ -28,7 +28,6 @@ import logging
 import threading
 import zlib
 from collections.abc import Iterator
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,7 +36,7 @@ from hypervisors.base import ChangeBatch, ChangeKind, NotSupported, Retriable
 from vmportal.audit.service import Who
 from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for
-from vmportal.inventory import service
+from vmportal.inventory import repository, service
 from vmportal.kit import db
 from vmportal.kit.settings import get_settings
 
@@ -208,14 +207,7 @@ def watch_connection(connection_id: int, stop: threading.Event) -> None:
 
 def _active_connections() -> list[int]:
     with db.transaction(read_only=True) as session:
-        ids: list[Any] = list(
-            session.exec(
-                sa.select(HypervisorConnection.id).where(  # type: ignore[call-overload]
-                    HypervisorConnection.active.is_(True)  # type: ignore[attr-defined]
-                )
-            ).scalars()
-        )
-    return [int(i) for i in ids]
+        return repository.active_connection_ids(session)
 
 
 def supervise(stop: threading.Event, *, rescan: float = RESCAN_SECONDS) -> None:

@@ -1,4 +1,4 @@
-"""The Celery application and the task base every vmportal task uses."""
+"""The task base every vmportal task uses, and the Celery application (:mod:`vmportal.jobs.broker`)."""
 
 from __future__ import annotations
 
@@ -6,48 +6,15 @@ import logging
 import time
 from typing import Any
 
-from celery import Celery, Task
+from celery import Task
 
 from hypervisors.base import Retriable
+from vmportal.jobs import outbox
+from vmportal.jobs.broker import celery_app, configure
 from vmportal.kit import context, db
 from vmportal.kit.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-celery_app = Celery("vmportal")
-
-
-def configure(broker_url: str = "", result_backend: str = "") -> Celery:
-    settings = get_settings()
-    celery_app.conf.update(
-        broker_url=broker_url or settings.broker_url or "memory://",
-        result_backend=result_backend or settings.result_backend or None,
-        task_ignore_result=True,
-        # A task is acknowledged only after it finished, and re-queued if its worker dies:
-        # together with idempotent tasks this is what makes kill -9 of a worker harmless.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=max(settings.task_time_limit - 30, 30),
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            # Longer than the longest retry countdown (300 s) plus a run (task_time_limit): a message
-            # is handed to another worker only when its worker is surely gone. Sooner than that, the
-            # outbox re-drive sends a lost task again (and outbox.claim keeps two runs apart).
-            "visibility_timeout": max(3600, settings.task_time_limit + 600),
-            # A broker that vanishes without closing the connection must not hang a publish (an
-            # API request) or the worker forever.
-            "socket_timeout": 15,
-            "socket_connect_timeout": 5,
-            "health_check_interval": 10,
-        },
-        task_serializer="json",
-        accept_content=["json"],
-        timezone="UTC",
-        worker_hijack_root_logger=False,
-    )
-    return celery_app
 
 
 class PortalTask(Task):
@@ -73,8 +40,6 @@ class PortalTask(Task):
         log.error("task %s gave up after %d retries: %s", self.name, self.max_retries, exc.message)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from vmportal.jobs import outbox
-
         outbox_id = kwargs.pop("outbox_id", None)
         token = context.request_id.set(kwargs.pop("request_id", "") or "")
         try:
@@ -95,7 +60,6 @@ class PortalTask(Task):
             context.request_id.reset(token)
 
     def _run(self, outbox_id: int | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        from vmportal.jobs import outbox
         from vmportal.kit.observability import TASK_LATENCY, TASKS
 
         started = time.perf_counter()
@@ -146,4 +110,4 @@ class PortalTask(Task):
             TASK_LATENCY.labels(self.name).observe(time.perf_counter() - started)
 
 
-configure()
+__all__ = ["PortalTask", "celery_app", "configure"]

@@ -44,6 +44,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from hypervisors.base import Retriable
+from vmportal.jobs.broker import celery_app
 from vmportal.jobs.models import OutboxTask
 from vmportal.kit import context, db
 from vmportal.kit.settings import get_settings
@@ -396,8 +397,6 @@ def claimed_ids(session: Session) -> set[int]:
 
 def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> str | None:
     """Publish one task; the error when the broker refused it (None when sent)."""
-    from vmportal.jobs.app import celery_app
-
     try:
         celery_app.send_task(task, kwargs={**kwargs, "outbox_id": outbox_id, "request_id": request_id})
     except Exception as exc:  # broker down: the row stays undispatched and redrive sends it later
@@ -407,8 +406,6 @@ def _send_to_broker(outbox_id: int, task: str, kwargs: dict[str, Any], request_i
 
 
 def _run_local(outbox_id: int, task: str, kwargs: dict[str, Any], request_id: str) -> None:
-    from vmportal.jobs.app import celery_app
-
     settings = get_settings()
     # Every task module is imported by the application package (vmportal.app.registry) when the
     # process starts, never here: an import that registers a session listener while SQLAlchemy

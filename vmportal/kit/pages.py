@@ -16,6 +16,7 @@ NOTICE = "/notices/{id}"
 VIOLATIONS = "/violations"
 VIOLATION = "/violations/{id}"
 DASHBOARD = "/"
+CLEANUP = "/cleanup"
 
 
 def request(request_id: object) -> str:

@@ -49,14 +49,23 @@ def ensure_visible(actor: Actor, unit_id: int | None, what: str, ident: object) 
         raise errors.NotFound(what, ident)
 
 
+def unit_conditions(actor: Actor, unit_column: Any) -> list[Any]:
+    """The rule as WHERE conditions on the row's owning unit ``unit_column``: none for those who see
+    every unit; for a unit's people, their unit (nothing at all for one without a unit)."""
+    if sees_every_unit(actor.role):
+        return []
+    if actor.unit_id is None:
+        return [false()]
+    return [unit_column == actor.unit_id]
+
+
 def visible(statement: Q, actor: Actor, unit_column: Any) -> Q:
     """``statement`` limited to the rows ``actor`` may see, by the row's owning unit ``unit_column``."""
-    if sees_every_unit(actor.role):
+    conditions = unit_conditions(actor, unit_column)
+    if not conditions:
         return statement
     query: Any = statement
-    if actor.unit_id is None:
-        return cast(Q, query.where(false()))
-    return cast(Q, query.where(unit_column == actor.unit_id))
+    return cast(Q, query.where(*conditions))
 
 
 def shows_personal_data(actor: Actor) -> bool:

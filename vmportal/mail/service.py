@@ -77,6 +77,12 @@ class MailEvent(enum.StrEnum):
     REQUEST_OVERDUE = "request_overdue"
     # Alerts that matched no VM (vmportal.alerts.unmatched): one each, or the hourly digest.
     ALERT_UNMATCHED = "alert_unmatched"
+    # The annual clean-up (vmportal.cleanup): opened, reminders, deadline (unit, center), power-off/retire.
+    CLEANUP_OPENED = "cleanup_opened"
+    CLEANUP_REMINDER = "cleanup_reminder"
+    CLEANUP_DEADLINE = "cleanup_deadline"
+    CLEANUP_UNCONFIRMED = "cleanup_unconfirmed"
+    CLEANUP_ACTION = "cleanup_action"
 
 
 def beijing(moment: datetime | None) -> str:
@@ -232,7 +238,7 @@ def kick() -> None:
     mode = get_settings().effective_task_mode
     try:
         if mode == "celery":
-            from vmportal.jobs.app import celery_app
+            from vmportal.jobs.broker import celery_app
 
             celery_app.send_task(SEND_TASK)
         elif mode == "inline":

@@ -264,6 +264,9 @@ _COMPLIANCE = (
     Column("quarantined", "处置中", "Contained now"),
     Column("overdue_findings", "超期未整改隐患", "Overdue findings now"),
     Column("open_violations", "未处理违规服务", "Open forbidden services now"),
+    Column("last_cleanup", "最近一次清理工作", "Last clean-up campaign"),
+    Column("last_cleanup_confirmed", "最近一次清理已确认", "Last clean-up confirmed"),
+    Column("cleanup_unconfirmed", "清理未确认项数", "Clean-up items unconfirmed"),
     Column("missing", "缺少项目", "Missing paperwork"),
 )
 

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Severity
 from policies.deadline import PROVISIONING_DAYS
 from policies.roles import Actor
+from vmportal.cleanup import service as cleanup
 from vmportal.kit import db, errors
 from vmportal.kit.clock import BEIJING, beijing_today
 from vmportal.reports import repository
@@ -543,8 +544,10 @@ def compliance_summary(session: Session, actor: Actor, p: Period, unit_id: int |
     """Per unit, in one row: the paperwork (registry complete, commitment letter and VM agreement
     signed, information systems registered; ``policies.paperwork`` decides), the period's incidents and
     late deliveries, and what is outstanding now (open incidents, VMs in quarantine, overdue findings,
-    open forbidden services). ``compliant``: paperwork complete and nothing overdue or open of the
-    unit's to do (an open incident waiting for the center does not count against it)."""
+    open forbidden services), and the last clean-up (plan 二(二)1: the latest campaign whose deadline
+    has passed; ``last_cleanup_confirmed`` None when the unit had nothing in it or none was judged yet).
+    ``compliant``: paperwork complete, nothing overdue or open of the unit's to do (an open incident
+    waiting for the center does not count against it), and the last clean-up not left unconfirmed."""
     now = db.utcnow()
     shown = visible_units(session, actor, unit_id)
     incidents = Counter(
@@ -559,6 +562,7 @@ def compliance_summary(session: Session, actor: Actor, p: Period, unit_id: int |
     quarantined = repository.quarantined_by_unit(session, actor)
     overdue = repository.overdue_findings_by_unit(session, actor, now)
     violations = repository.open_violations_by_unit(session, actor)
+    cleanups = cleanup.standings(session)
     report = Report(p, now)
     for unit in shown:
         assert unit.id is not None
@@ -578,9 +582,13 @@ def compliance_summary(session: Session, actor: Actor, p: Period, unit_id: int |
             "quarantined": quarantined.get(unit.id, 0),
             "overdue_findings": overdue.get(unit.id, 0),
             "open_violations": violations.get(unit.id, 0),
+            **_cleanup_columns(cleanups.get(unit.id)),
         }
         row["compliant"] = bool(
-            row["paperwork_complete"] and not row["overdue_findings"] and not row["open_violations"]
+            row["paperwork_complete"]
+            and not row["overdue_findings"]
+            and not row["open_violations"]
+            and row["last_cleanup_confirmed"] is not False
         )
         report.rows.append(row)
     report.totals = {
@@ -589,6 +597,22 @@ def compliance_summary(session: Session, actor: Actor, p: Period, unit_id: int |
         "paperwork_complete": sum(1 for r in report.rows if r["paperwork_complete"]),
     }
     return report
+
+
+def _cleanup_columns(standing: cleanup.Standing | None) -> dict[str, Any]:
+    if standing is None:
+        return {
+            "last_cleanup": None,
+            "last_cleanup_confirmed": None,
+            "last_cleanup_on_time": None,
+            "cleanup_unconfirmed": 0,
+        }
+    return {
+        "last_cleanup": standing.campaign_name,
+        "last_cleanup_confirmed": standing.confirmed,
+        "last_cleanup_on_time": standing.confirmed_on_time,
+        "cleanup_unconfirmed": standing.pending,
+    }
 
 
 # ---- the committee's workbook -------------------------------------------------------------------------

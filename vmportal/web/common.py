@@ -21,7 +21,7 @@ from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.web.i18n import N_, current_locale
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _csrf_ok, _user_view, csrf_for
+from vmportal.web.session import csrf_for, csrf_ok, user_view
 
 UA, UL, OP, CA, AU = (
     Role.UNIT_ADMIN.value,
@@ -53,10 +53,17 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/notices", N_("Authority notices"), "info", frozenset({OP, CA, AU})),
     NavEntry("/violations", N_("Forbidden services"), "warning", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/unit", N_("Unit information"), "info", frozenset({UA, UL})),
+    NavEntry("/cleanup", N_("Clean-up"), "check", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/audit-log", N_("Audit log"), "shield", frozenset({AU, CA})),
     NavEntry("/inventory", N_("Unregistered VMs"), "server", frozenset({OP, CA})),
     NavEntry("/reports", N_("Reports"), "info", frozenset({OP, CA, AU})),
     NavEntry("/settings", N_("Center settings"), "shield", frozenset({OP, CA, AU})),
+    NavEntry("/admin/units", N_("Unit administration"), "server", frozenset({CA})),
+    NavEntry("/admin/users", N_("Users"), "user", frozenset({CA})),
+    NavEntry("/admin/pools", N_("IP pools"), "server", frozenset({CA})),
+    NavEntry("/admin/connections", N_("Hypervisor connections"), "server", frozenset({CA})),
+    NavEntry("/admin/alert-sources", N_("Alert sources"), "shield-alert", frozenset({CA})),
+    NavEntry("/admin/containment-policy", N_("Containment policy"), "shield", frozenset({CA})),
     NavEntry("/account", N_("My account"), "user", frozenset({UA, UL, OP, CA, AU})),
 )
 
@@ -96,7 +103,7 @@ def base(token: str, user: User, title: str, active: str) -> dict[str, Any]:
     """The context every page passes to base.html."""
     return {
         "page_title": title,
-        "user": _user_view(user),
+        "user": user_view(user),
         "csrf_token": csrf_for(token),
         "nav": nav_items(user.role, active),
     }
@@ -106,7 +113,7 @@ def csrf_refused(
     templates: Jinja2Templates, request: Request, token: str, user: User, form: FormData
 ) -> Response | None:
     """The 403 page when a state-changing form lacks its CSRF token (field or htmx header)."""
-    if _csrf_ok(token, form.get("csrf_token") or request.headers.get("x-csrf-token")):
+    if csrf_ok(token, form.get("csrf_token") or request.headers.get("x-csrf-token")):
         return None
     context = {**base(token, user, _("Refused"), ""), "message": _("Missing or wrong CSRF token")}
     return templates.TemplateResponse(request, "pages/error.html", context, status_code=403)

@@ -1,16 +1,13 @@
 """The pages' front door: log-in, log-out, the dashboard and my account.
 
-A page session is an identity token (identity.service.login) kept in an HttpOnly cookie, so the
-token's lifetime, lock-out, deactivation and revocation rules hold for pages too, and every log-in
-issues a new one. The CSRF token is an HMAC of the session token: bound to the session, and
-unforgeable without the cookie, so no server-side key or table is needed.
+A page session is an identity token (identity.service.login) kept in an HttpOnly cookie
+(:mod:`vmportal.web.session`), so the token's lifetime, lock-out, deactivation and revocation rules
+hold for pages too, and every log-in issues a new one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vmportal.identity import cas, ldap
 from vmportal.identity import service as identity
-from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.kit.settings import get_settings
@@ -27,35 +23,14 @@ from vmportal.web import templating
 from vmportal.web.i18n import current_locale, use_locale
 from vmportal.web.i18n import gettext as _
 from vmportal.web.language import safe_next
+from vmportal.web.session import COOKIE, csrf_for
+from vmportal.web.session import csrf_ok as _csrf_ok
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
+from vmportal.web.session import user_view as _user_view
 
-COOKIE = "vmportal_session"
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "pages")
-
-
-def csrf_for(token: str) -> str:
-    return hmac.new(token.encode(), b"vmportal-csrf", hashlib.sha256).hexdigest()
-
-
-def _csrf_ok(token: str, sent: object) -> bool:
-    return isinstance(sent, str) and hmac.compare_digest(csrf_for(token), sent)
-
-
-def _current(request: Request, session: SessionDep) -> tuple[str, User] | None:
-    token = request.cookies.get(COOKIE)
-    if not token:
-        return None
-    try:
-        return token, identity.user_for_token(session, token)
-    except errors.Unauthorized:
-        return None
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    response = RedirectResponse(f"/login?next={safe_next(here)}", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
-    return response
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -286,9 +261,5 @@ def account(request: Request, session: SessionDep) -> Response:
     return _page(request, "account.html", **common.base(token, user, _("My account"), "/account"))
 
 
-def _user_view(user: User) -> dict[str, str]:
-    return {
-        "display_name": user.display_name or user.username,
-        "username": user.username,
-        "role_label": user.role,
-    }
+# The session helpers under the names the page modules imported them by before web.session existed.
+__all__ = ["COOKIE", "_csrf_ok", "_current", "_to_login", "_user_view", "csrf_for", "router"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vmportal.web import (
+    admin_pages,
+    cleanup_pages,
     credentials_pages,
     incident_pages,
     inventory_pages,
@@ -28,4 +30,6 @@ router.include_router(queue_pages.router)  # 待审批: /queue, approve / reject
 router.include_router(unit_pages.router)  # 单位信息: /unit, /unit/{id}
 router.include_router(report_pages.router)  # 报表: /reports, /reports/download/{report}.{csv|xlsx}
 router.include_router(inventory_pages.router)  # 未登记虚拟机: /inventory, POST /inventory/{vm_id}/assign
+router.include_router(cleanup_pages.router)  # 清理工作: /cleanup, confirm / correct / retire
 router.include_router(settings_pages.router)  # 中心设置: /settings, POST /settings
+router.include_router(admin_pages.router)  # 中心管理: /admin/… (units, users, pools, connections, …)

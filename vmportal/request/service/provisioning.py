@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from hypervisors.base import CloneSpec, IPSettings, VMInfo
+from hypervisors.base import CloneSpec, IPSettings, Retriable, VMInfo
 from vmportal.audit.service import Who, record
 from vmportal.connection.models import HypervisorConnection
 from vmportal.kit.db import utcnow
@@ -170,6 +170,10 @@ def prepare_provisioning(session: Session, request_id: int) -> ProvisionPlan | N
             allocation = network.allocate(session, pool, request_id=req.id)
         except network.PoolExhausted as exc:
             raise ProvisioningFailed(exc.message) from exc
+        except network.AllocationContended as exc:
+            # Concurrent deliveries took every address tried: the transaction rolls back and the
+            # task runs again a moment later, when they have committed.
+            raise Retriable(exc.message, defer=1.0) from exc
         account = admin_account_for(req.template_name, req.template_ref)
         vm = VM(
             unit_id=req.unit_id,

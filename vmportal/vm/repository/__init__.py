@@ -14,7 +14,7 @@ from sqlmodel import Session, col, func, or_, select, update
 from policies.roles import Actor
 from vmportal.identity.models import User
 from vmportal.kit import db
-from vmportal.kit.scope import sees_every_unit
+from vmportal.kit.scope import unit_conditions
 from vmportal.unit.models import Unit
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
 from vmportal.vm.schemas import LifecycleFilter, VMFilters
@@ -123,11 +123,9 @@ def filter_values(filters: VMFilters) -> dict[str, Any]:
 
 
 def vm_conditions(actor: Actor, filters: VMFilters) -> list[Any]:
-    conditions: list[Any] = []
-    if not sees_every_unit(actor.role):
-        # Unit scoping lives in the query itself (kit.scope's rule): a unit's users never receive
-        # another unit's rows. A unit user with no unit sees nothing (NULL matches no row).
-        conditions.append(col(VM.unit_id) == actor.unit_id)
+    # Unit scoping lives in the query itself (kit.scope's rule): a unit's users never receive
+    # another unit's rows.
+    conditions: list[Any] = unit_conditions(actor, col(VM.unit_id))
     for name, value in filter_values(filters).items():
         spec = FILTERS[name]
         columns = [col(getattr(VM, column)) for column in spec.columns]
