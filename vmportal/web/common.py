@@ -47,6 +47,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/vms", N_("My VMs"), "vm", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/requests/new", N_("Request a VM"), "upload", frozenset({UA})),
     NavEntry("/requests", N_("My requests"), "clock", frozenset({UA, UL, OP, CA})),
+    NavEntry("/endorsements", N_("Awaiting my endorsement"), "check", frozenset({UL})),
     NavEntry("/incidents", N_("Security incidents"), "shield-alert", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/findings", N_("Findings"), "warning", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/notices", N_("Authority notices"), "info", frozenset({OP, CA, AU})),

@@ -125,6 +125,40 @@ def endorse(session: Session, actor: Actor, who: Who, request_id: int) -> VMRequ
     return req
 
 
+def decline(session: Session, actor: Actor, who: Who, request_id: int, reason: str) -> VMRequest:
+    """The unit lead declines their unit's request (only where the center requires endorsement),
+    with a reason told to the unit's admin: the request ends rejected, decided by the lead, and
+    never reaches the center's queue."""
+    authorize(actor, Action.DECLINE)
+    reason = reason.strip()
+    if not reason:
+        raise invalid(
+            "reason", "required", "declining needs a reason for the unit's admin", "不同意须说明理由"
+        )
+    req = get_request(session, actor, request_id)
+    before = req.state
+    _move(
+        session,
+        req,
+        Action.DECLINE,
+        endorsement_required=center.endorsement_required(session),
+        decided_by=actor.user_id,
+        decided_at=utcnow(),
+        decision_reason=reason,
+    )
+    record(
+        session,
+        who,
+        "request.decline",
+        "vm_request",
+        req.id,
+        before={"state": before},
+        after={"state": req.state, "reason": reason},
+        unit_id=req.unit_id,
+    )
+    return req
+
+
 def _quota_check(
     session: Session, actor: Actor, req: VMRequest, override_reason: str | None
 ) -> tuple[bool, QuotaFacts]:
