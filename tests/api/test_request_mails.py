@@ -103,8 +103,8 @@ def test_submitted_approved_delivered_and_never_the_password(
     body = delivered.body
     assert_bilingual(delivered, "初始密码不通过邮件发送", "The initial password is not sent by mail")
     assert vm["ip_address"] in body and "管理员账号：vmadmin" in body and "Admin account: vmadmin" in body
-    assert f"/api/v1/vms/{vm['id']}/credentials" in body and "只能领取一次" in body
-    assert f"{BASE}/vms/{vm['id']}）" in body  # the VM's page on the published address
+    assert "/api/v1/" not in body and "只能领取一次" in body  # a page, not an API address
+    assert f"{BASE}/vms/{vm['id']}/credentials）" in body  # the one-time page on the published address
 
     # The password the unit collects afterwards is in no mail.
     r = fetch(portal, vm["id"])
@@ -245,3 +245,30 @@ def test_a_failed_power_operation_mails_the_unit_admin_and_the_center(
     assert "Power operation stop of VM a-web-01" in mail.subject
     assert_bilingual(mail, "失败原因：Host sim-esx-01 is in maintenance mode", "Error: Host sim-esx-01")
     assert f"/vms/{world.vm.id}" in mail.body
+
+
+def test_a_lead_who_declines_tells_the_unit_why_and_the_center_hears_nothing_to_decide(
+    portal: Portal,
+    mail_server: MailServer,  # noqa: F811
+) -> None:
+    contacts = registry(portal.unit)
+    r = portal.client.put(
+        f"{API}/settings", json={"endorsement_required": True}, headers=portal.heads["center_admin"]
+    )
+    assert r.status_code == 200, r.text
+    n = portal.submitted()["id"]
+    assert portal.act("lead", n, "decline", {"reason": ""}).status_code == 422
+    assert kinds(mail_server) == ["request_submitted"]
+    reason = "本学期课程已结束，暂不需要该虚拟机"
+    r = portal.act("lead", n, "decline", {"reason": reason})
+    assert r.status_code == 200, r.text
+    declined = only(mail_server, "request_rejected")
+    assert sorted(declined.rcpt_tos) == sorted(
+        [contacts["security_admin"], contacts["security_lead"], CENTER_MAILBOX]
+    )
+    assert f"虚拟机申请 #{n} 未获单位负责人同意" in declined.subject
+    assert "declined by the unit lead" in declined.subject
+    assert_bilingual(declined, f"不同意理由：{reason}", f"Reason: {reason}")
+    assert "本单位网络安全负责人不同意" in declined.body and "信息中心驳回" not in declined.body
+    assert portal.act("operator", n, "approve").status_code == 409  # over: nothing reaches the queue
+    assert kinds(mail_server) == ["request_submitted", "request_rejected"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 REQUEST = "/requests/{id}"
 INCIDENT = "/incidents/{id}"
 VM = "/vms/{id}"
+#: The one-time page where a unit's admin collects a delivered VM's initial password.
+CREDENTIALS = "/vms/{id}/credentials"
 FINDING = "/findings/{id}"
 NOTICE = "/notices/{id}"
 VIOLATIONS = "/violations"
@@ -29,6 +31,10 @@ def incident(incident_id: object) -> str:
 
 def vm(vm_id: object) -> str:
     return VM.format(id=vm_id)
+
+
+def credentials(vm_id: object) -> str:
+    return CREDENTIALS.format(id=vm_id)
 
 
 def finding(finding_id: object) -> str:

@@ -43,16 +43,14 @@ from vmportal.vm import repository as vm_repository
 
 log = logging.getLogger(__name__)
 
-#: Where the unit's admin collects a delivered VM's initial password (once; rule credentials_once).
-CREDENTIALS_API = "/api/v1/vms/{id}/credentials"
 
-
-def after_move(session: Session, req: VMRequest) -> None:
+def after_move(session: Session, req: VMRequest, *, by_lead: bool = False) -> None:
     """Queue the mail the request's new state calls for (none for the states without one).
+    ``by_lead``: the request was rejected by its unit's lead declining to endorse it, not by the center.
 
     Called in the transition's transaction, after the move. Never raises."""
     try:
-        _after_move(session, req)
+        _after_move(session, req, by_lead=by_lead)
     except Exception:
         log.exception("no notification for request %s in state %s", req.id, req.state)
 
@@ -83,7 +81,7 @@ def _lead_addresses(session: Session, unit_id: int) -> list[str]:
     return [address] if "@" in address else []
 
 
-def _after_move(session: Session, req: VMRequest) -> None:
+def _after_move(session: Session, req: VMRequest, *, by_lead: bool = False) -> None:
     state = req.state
     if state not in _MAILS or req.id is None:
         return
@@ -163,18 +161,21 @@ def _after_move(session: Session, req: VMRequest) -> None:
         )
     elif state == RequestState.REJECTED:
         reason = req.decision_reason.strip()
+        who_zh = "本单位网络安全负责人不同意" if by_lead else "信息中心驳回了"
+        who_en = "The unit's security lead declined" if by_lead else "The center rejected"
         notify(
             session,
             MailEvent.REQUEST_REJECTED,
             req.unit_id,
-            subject_zh=f"虚拟机申请 #{n} 未获批准",
-            subject_en=f"VM request #{n} rejected",
+            subject_zh=f"虚拟机申请 #{n} 未获{'单位负责人同意' if by_lead else '批准'}",
+            subject_en=f"VM request #{n} {'declined by the unit lead' if by_lead else 'rejected'}",
             body_zh=(
-                f"{unit_zh}：\n\n信息中心驳回了以下虚拟机申请（{beijing(req.decided_at)}，北京时间）。\n\n"
-                f"驳回理由：{reason}\n\n如需继续申请，请按理由修改后重新提交。\n\n{facts_zh}"
+                f"{unit_zh}：\n\n{who_zh}以下虚拟机申请（{beijing(req.decided_at)}，北京时间）。\n\n"
+                f"{'不同意' if by_lead else '驳回'}理由：{reason}\n\n"
+                f"如需继续申请，请按理由修改后重新提交。\n\n{facts_zh}"
             ),
             body_en=(
-                f"{unit_en}:\n\nThe center rejected the VM request below ({beijing(req.decided_at)} Beijing "
+                f"{unit_en}:\n\n{who_en} the VM request below ({beijing(req.decided_at)} Beijing "
                 f"time).\n\nReason: {reason}\n\nTo go on, submit a new request that meets the reason.\n\n"
                 f"{facts_en}"
             ),
@@ -198,7 +199,6 @@ def _delivered(
     name = vm.name if vm is not None else req.hostname
     address = (vm.ip_address or "—") if vm is not None else "—"
     account = (vm.admin_account or "—") if vm is not None else "—"
-    collect = CREDENTIALS_API.format(id=vm_id)
     notify(
         session,
         MailEvent.REQUEST_DELIVERED,
@@ -208,8 +208,8 @@ def _delivered(
         body_zh=(
             f"{unit_zh}：\n\n您单位申请的虚拟机已开通（{beijing(req.delivered_at)}，北京时间）。\n\n"
             f"虚拟机：{name}\nIP地址：{address}\n管理员账号：{account}\n\n"
-            "初始密码不通过邮件发送。请单位网络安全管理员登录平台，在该虚拟机的页面查看，"
-            f"并通过 {collect} 领取初始密码；密码只能领取一次，领取后平台即删除。"
+            "初始密码不通过邮件发送。请单位网络安全管理员登录平台，在下方链接的“初始密码”页面"
+            "领取；密码只能领取一次，领取后平台即删除。"
             "请在首次登录后立即修改密码，并按《虚拟机服务协议书》做好安全管理。\n\n"
             f"{facts_zh}"
         ),
@@ -217,13 +217,13 @@ def _delivered(
             f"{unit_en}:\n\nThe VM your unit requested is delivered ({beijing(req.delivered_at)} Beijing "
             f"time).\n\nVM: {name}\nAddress: {address}\nAdmin account: {account}\n\n"
             "The initial password is not sent by mail. The unit's security administrator signs in to the "
-            f"portal, opens the VM's page and collects the initial password with {collect}; it can be "
+            "portal and collects the initial password on the page linked below; it can be "
             "collected once and is erased from the portal then. Change it at the first login and keep "
             f"the VM secure as the VM service agreement requires.\n\n{facts_en}"
         ),
         related_type="request",
         related_id=n,
-        link=pages.vm(vm_id) if vm_id is not None else pages.request(n),
+        link=pages.credentials(vm_id) if vm_id is not None else pages.request(n),
         dedup_key=key,
         unit_addresses=reminders.unit_admin_addresses(session, req),
     )

@@ -156,6 +156,7 @@ def decline(session: Session, actor: Actor, who: Who, request_id: int, reason: s
         after={"state": req.state, "reason": reason},
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req, by_lead=True)
     return req
 
 
