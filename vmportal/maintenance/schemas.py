@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vmportal.maintenance.models import ScopeKind, WindowState
 
 _MAX_ID = 2**31 - 1
+VMId = Annotated[int, Field(ge=1, le=_MAX_ID)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class WindowIn(BaseModel):
@@ -20,12 +23,12 @@ class WindowIn(BaseModel):
     connection_id: int | None = Field(
         None, ge=1, le=_MAX_ID, description="The hypervisor connection (scope connection, cluster, host)."
     )
-    names: list[str] = Field(
+    names: list[Name] = Field(
         default_factory=list,
         max_length=100,
         description="The clusters or hosts (Proxmox: nodes) out of service (scope cluster, host).",
     )
-    vm_ids: list[int] = Field(default_factory=list, max_length=5000, description="The VMs (scope vms).")
+    vm_ids: list[VMId] = Field(default_factory=list, max_length=5000, description="The VMs (scope vms).")
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     emergency_reason: str = Field(
