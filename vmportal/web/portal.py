@@ -9,6 +9,7 @@ from vmportal.web import (
     cleanup_pages,
     incident_pages,
     inventory_pages,
+    maintenance_pages,
     queue_pages,
     report_pages,
     request_form,
@@ -26,4 +27,5 @@ router.include_router(unit_pages.router)  # 单位信息: /unit, /unit/{id}
 router.include_router(report_pages.router)  # 报表: /reports, /reports/download/{report}.{csv|xlsx}
 router.include_router(inventory_pages.router)  # 未登记虚拟机: /inventory, POST /inventory/{vm_id}/assign
 router.include_router(cleanup_pages.router)  # 清理工作: /cleanup, confirm / correct / retire
+router.include_router(maintenance_pages.router)  # 计划停机: /maintenance (read only)
 router.include_router(settings_pages.router)  # 中心设置: /settings, POST /settings
