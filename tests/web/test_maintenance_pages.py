@@ -4,6 +4,7 @@ first, English on request."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
@@ -72,3 +73,44 @@ def test_units_see_their_current_and_coming_outages_and_the_center_sees_all(
     page = client.get("/maintenance")
     assert "存储扩容" in page.text and "机房空调检修" in page.text and "受影响单位" in page.text
     assert a.name_zh in page.text and b.name_zh in page.text
+
+
+def test_a_power_action_on_the_vm_page_during_an_outage_says_why_it_may_fail(
+    client: TestClient, factory: Factory
+) -> None:
+    a = factory.unit()
+    vm = factory.vm(a, name="lab-web", power_state="stopped")
+    admin = factory.user("unit_admin", a)
+    headers = factory.login(client, factory.user("center_admin"))
+    now = db.utcnow()
+    r = client.post(
+        f"{API}/maintenance",
+        json={
+            "title": "机房空调检修",
+            "reason": "空调故障",
+            "scope": "vms",
+            "vm_ids": [vm.id],
+            "starts_at": (now - timedelta(minutes=5)).isoformat(),
+            "ends_at": (now + timedelta(hours=2)).isoformat(),
+            "emergency_reason": "空调故障，须立即停机",
+        },
+        headers=headers,
+    )
+    assert r.status_code == 201, r.text
+
+    _login(client, admin.username)
+    page = client.get(f"/vms/{vm.id}")
+    m = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and m is not None
+    answer = client.post(
+        f"/vms/{vm.id}/power",
+        data={"csrf_token": m.group(1), "action": "start"},
+        headers={"HX-Request": "true"},
+    )
+    assert answer.status_code == 200
+    assert "flash-warning" in answer.text and "计划停机" in answer.text and "机房空调检修" in answer.text
+    # Without htmx the page itself is answered with the warning (no silent redirect).
+    answer = client.post(
+        f"/vms/{vm.id}/power", data={"csrf_token": m.group(1), "action": "stop"}, follow_redirects=False
+    )
+    assert answer.status_code == 200 and "flash-warning" in answer.text and "可能失败" in answer.text
