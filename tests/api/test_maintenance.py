@@ -182,6 +182,13 @@ def test_the_affected_units_are_worked_out_from_the_inventory_and_see_only_their
     ids = {v["vm_id"] for v in host["vms"]}
     assert {vm_a.id, vm_b.id} <= ids and vm_c.id not in ids
     assert {u["unit_id"] for u in host["units"]} == {a.id, b.id}
+    # A cluster: both hosts' VMs are in the simulator's one cluster.
+    cluster = _announce(client, center, scope="cluster", connection_id=conn_id, names=["sim-cluster"])
+    assert {vm_a.id, vm_b.id, vm_c.id} <= {v["vm_id"] for v in cluster["vms"]}
+    r = client.post(
+        f"{API}/maintenance/{cluster['id']}/cancel", json={"reason": "合并到平台升级"}, headers=center
+    )
+    assert r.status_code == 200
     # The whole connection: every active VM on it.
     whole = _announce(client, center, scope="connection", connection_id=conn_id, title="平台升级")
     assert {vm_a.id, vm_b.id, vm_c.id} <= {v["vm_id"] for v in whole["vms"]}
@@ -210,7 +217,7 @@ def test_the_affected_units_are_worked_out_from_the_inventory_and_see_only_their
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert [w["id"] for w in client.get(f"{API}/maintenance", headers=admin_a).json()] == [whole["id"]]
     listed = client.get(f"{API}/maintenance", params={"include_cancelled": True}, headers=admin_a).json()
-    assert [w["id"] for w in listed] == [host["id"], whole["id"]]
+    assert [w["id"] for w in listed] == [host["id"], cluster["id"], whole["id"]]
     assert (
         client.post(
             f"{API}/maintenance/{host['id']}/cancel", json={"reason": "x"}, headers=admin_a
