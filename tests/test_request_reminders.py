@@ -127,6 +127,11 @@ def test_a_submitted_request_is_reminded_48_hours_before_due_then_when_overdue(
         assert req is not None
         due = req.due_at
     contacts = registry(unit)
+    # The submission's own mail (vmportal.request.mails) told the center; the reminders come on top.
+    assert [str(m.message["X-Vmportal-Notification"]) for m in mail_server.messages] == [
+        f"request_submitted request:{request_id}"
+    ]
+    mail_server.messages.clear()
 
     # A week ahead, and still more than 48 hours ahead: nothing.
     assert reminders.send_reminders(now=due - timedelta(days=6)) == {"due_soon": 0, "overdue": 0}

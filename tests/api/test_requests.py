@@ -407,7 +407,7 @@ def test_endorsement_when_the_center_requires_it(portal: Portal) -> None:
     r = portal.act("operator", req["id"], "approve")
     assert r.status_code == 409
     assert r.json()["error"]["state"] == "submitted" and "endorsement" in r.json()["error"]["message"]
-    assert portal.get("lead", f"/requests/{req['id']}").json()["actions"] == ["endorse"]
+    assert portal.get("lead", f"/requests/{req['id']}").json()["actions"] == ["endorse", "decline"]
     assert portal.act("other_lead", req["id"], "endorse").status_code == 404
     assert portal.act("admin", req["id"], "endorse").status_code == 403
     r = portal.act("lead", req["id"], "endorse")

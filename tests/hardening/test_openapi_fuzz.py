@@ -1,6 +1,8 @@
 """A bounded schemathesis run over the portal's own OpenAPI, in process: every operation, with
 valid and invalid inputs (schemathesis' positive and negative modes), as a center admin and as a
-unit admin, answers without a server error: no 5xx and no exception escaping the app.
+unit admin, answers without a server error (no 5xx and no exception escaping the app) and as its
+OpenAPI says: a status the operation documents, the documented content type, a body matching the
+documented schema (issue 11, point 6).
 
 Bounded and reproducible: a fixed number of examples per operation and mode, derandomized (the same
 inputs on every run), no example database, no shrinking. It ends by itself in about a minute. A
@@ -22,6 +24,14 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
+from schemathesis.checks import (
+    Failure,
+    FailureGroup,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.transport import Response
 
 from tests.factories import Factory
 from vmportal.unit.models import Unit
@@ -31,6 +41,16 @@ EXAMPLES = {"center_admin": 8, "unit_admin": 4}
 
 #: Operations that end the caller's own session, so every later call would only see 401.
 _SESSION_ENDING = {("POST", "/api/v1/auth/logout")}
+
+
+#: What each answer is checked for, besides "no 5xx": its status is one the operation documents,
+#: its content type is the documented one, and its body matches the documented schema.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+def _failures(exc: BaseException) -> str:
+    parts = exc.exceptions if isinstance(exc, BaseExceptionGroup) else [exc]
+    return "; ".join(f"{type(e).__name__}: {str(e)[:200]}" for e in parts)
 
 
 def _probe(op: Any, mode: GenerationMode, h: dict[str, str], examples: int, found: list[str]) -> int:
@@ -58,6 +78,11 @@ def _probe(op: Any, mode: GenerationMode, h: dict[str, str], examples: int, foun
             return
         if r.status_code >= 500:
             found.append(f"{where} answered {r.status_code} {r.text[:300]}")
+            return
+        try:
+            case.validate_response(r, checks=CONFORMANCE)
+        except (Failure, FailureGroup) as exc:  # one per broken check, or a group of them
+            found.append(f"{where} answered {r.status_code}: {_failures(exc)} {r.text[:200]}")
 
     with contextlib.suppress(Unsatisfiable):  # an operation without inputs has no invalid ones
         probe()
@@ -117,3 +142,26 @@ def test_no_operation_answers_a_server_error(client: TestClient, factory: Factor
     calls, found = _run(client, headers, EXAMPLES[role])
     assert calls > 500, f"the run should reach the API's operations, made {calls} calls"
     assert not found, f"server errors in {calls} calls:\n{_report(found)}"
+
+
+def test_the_conformance_checks_catch_an_undocumented_status_and_a_body_off_the_schema(
+    client: TestClient, factory: Factory
+) -> None:
+    """The run above is only as good as its checks: they refuse what the portal must not answer."""
+    h = factory.login(client, factory.user("center_admin"))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    case = schema["/api/v1/pools/{pool_id}"]["GET"].Case(path_parameters={"pool_id": 9})
+    answer = case.call(headers=h)
+    assert answer.status_code == 404
+    case.validate_response(answer, checks=CONFORMANCE)  # the real answer conforms
+
+    def altered(status: int, content: bytes) -> Response:
+        return Response(status, answer.headers, content, answer.request, answer.elapsed, answer.verify)
+
+    for status, content, failure in (
+        (418, answer.content, "Undocumented status code"),
+        (404, b'{"error": 3}', "Response violates schema"),
+    ):
+        with pytest.raises((Failure, FailureGroup)) as caught:
+            case.validate_response(altered(status, content), checks=CONFORMANCE)
+        assert failure in _failures(caught.value)

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, func, select
 
 from policies.roles import Actor, Role
 from vmportal.identity.models import AuthToken, CasSession, User
+from vmportal.kit import paging
 from vmportal.kit.scope import visible
 
 #: The unit table as the account's foreign key names it; identity sits below unit and does not
@@ -65,6 +66,53 @@ def list_users(
     if active is not None:
         query = query.where(User.active == active)
     return list(session.exec(query.order_by(col(User.id)).offset(offset).limit(limit)))
+
+
+_USER_ID = sa.inspect(User).c.id
+
+#: The columns the accounts page sorts by (kit.paging.order keys).
+USER_SORTS: dict[str, Any] = {
+    "username": col(User.username),
+    "display_name": col(User.display_name),
+    "role": col(User.role),
+    "unit_id": col(User.unit_id),
+    "active": col(User.active),
+    "last_login_at": col(User.last_login_at),
+    "created_at": col(User.created_at),
+}
+
+
+def page_users(
+    session: Session,
+    actor: Actor | None,
+    *,
+    unit_id: int | None,
+    role: Role | None,
+    active: bool | None,
+    q: str | None,
+    request: paging.PageRequest,
+) -> tuple[list[User], int]:
+    """One page of accounts by filter and the total, sorted by a key of :data:`USER_SORTS`."""
+    query = select(User)
+    if actor is not None:
+        query = visible(query, actor, col(User.unit_id))
+    if unit_id is not None:
+        query = query.where(User.unit_id == unit_id)
+    if role is not None:
+        query = query.where(User.role == role.value)
+    if active is not None:
+        query = query.where(User.active == active)
+    if q:
+        query = query.where(
+            sa.or_(
+                col(User.username).icontains(q, autoescape=True),
+                col(User.display_name).icontains(q, autoescape=True),
+                col(User.email).icontains(q, autoescape=True),
+            )
+        )
+    ordered = paging.order(query, request.sort, USER_SORTS, default="username", tiebreak=_USER_ID)
+    rows, total = paging.page(session, ordered, request)
+    return [row[0] for row in rows], total
 
 
 def active_center_admins(session: Session) -> int:

@@ -21,6 +21,7 @@ from vmportal.identity import repository, throttle
 from vmportal.identity.models import AuthToken, User
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
+from vmportal.kit.paging import Page, PageRequest
 from vmportal.kit.scope import can_see_unit
 from vmportal.kit.settings import Settings, get_settings
 
@@ -384,6 +385,29 @@ def list_users(
     return repository.list_users(
         session, actor, unit_id=unit_id, role=role, active=active, limit=limit, offset=offset
     )
+
+
+def page_users(
+    session: Session,
+    actor: Actor | None,
+    *,
+    unit_id: int | None = None,
+    role: Role | None = None,
+    active: bool | None = None,
+    q: str | None = None,
+    request: PageRequest | None = None,
+) -> Page[User]:
+    """One page of accounts by filter with the total (the accounts page): sorted by
+    ``request.sort`` (a key of :data:`USER_SORTS`, "-key" descending), scoped as :func:`list_users`;
+    ``q`` matches the user name, the display name or the e-mail."""
+    request = request or PageRequest()
+    items, total = repository.page_users(
+        session, actor, unit_id=unit_id, role=role, active=active, q=q, request=request
+    )
+    return Page(items, total, request.limit, request.offset)
+
+
+USER_SORTS = tuple(repository.USER_SORTS)
 
 
 def _active_center_admins(session: Session) -> int:

@@ -115,6 +115,7 @@ ACTION_NAMES_ZH: dict[str, str] = {
     "contain": "处置",
     "contained": "确认处置",
     "correct": "更正",
+    "decline": "不同意",
     "decommission": "回收",
     "deliver": "交付",
     "dismiss": "排除",

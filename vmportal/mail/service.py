@@ -75,6 +75,14 @@ class MailEvent(enum.StrEnum):
     # Provisioning deadline reminders (vmportal.request.reminders), sent through this same outbox.
     REQUEST_DUE_SOON = "request_due_soon"
     REQUEST_OVERDUE = "request_overdue"
+    # The request lifecycle (vmportal.request.mails) and a failed power operation (vmportal.vm.mails).
+    REQUEST_SUBMITTED = "request_submitted"
+    REQUEST_ENDORSED = "request_endorsed"
+    REQUEST_APPROVED = "request_approved"
+    REQUEST_REJECTED = "request_rejected"
+    REQUEST_DELIVERED = "request_delivered"
+    REQUEST_FAILED = "request_failed"
+    POWER_FAILED = "power_failed"
     # Alerts that matched no VM (vmportal.alerts.unmatched): one each, or the hourly digest.
     ALERT_UNMATCHED = "alert_unmatched"
     # The annual clean-up (vmportal.cleanup): opened, reminders, deadline (unit, center), power-off/retire.

@@ -26,13 +26,15 @@ class IPPool(SQLModel, table=True):
 
 class IPAllocation(SQLModel, table=True):
     """An address given to a VM. The partial unique index makes the database itself refuse a
-    second live allocation of the same address, whatever the code above it does."""
+    second live allocation of the same address, in any pool, whatever the code above it does
+    (migration 0014; before it the index held per pool, and two overlapping pools handed one
+    address to two VMs). Addresses are stored in ``ipaddress``'s canonical text, so one address
+    has one spelling."""
 
     __tablename__ = "ip_allocation"
     __table_args__ = (
         sa.Index(
-            "uq_ip_allocation_live",
-            "pool_id",
+            "uq_ip_allocation_live_address",
             "address",
             unique=True,
             sqlite_where=sa.text("released_at IS NULL"),

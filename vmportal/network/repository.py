@@ -1,7 +1,7 @@
 """Every query of IP pools and their allocations.
 
-The partial unique index ``uq_ip_allocation_live`` (one live allocation per address and pool) is the
-database's own guard; the queries here read what it protects.
+The partial unique index ``uq_ip_allocation_live_address`` (one live allocation per address, in any
+pool) is the database's own guard; the queries here read what it protects.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlmodel import Session, col, delete, func, select, update
 
 from vmportal.kit.db import utcnow
@@ -39,6 +40,24 @@ def name_taken(session: Session, name: str, *, other_than: int | None = None) ->
     if other_than is not None:
         query = query.where(IPPool.id != other_than)
     return session.exec(query).first() is not None
+
+
+def lock_pools(session: Session) -> None:
+    """Serialise the writers of pools until the transaction ends, so that a check over every pool
+    (no overlapping CIDRs) and the write it allows are one step. PostgreSQL: ``SHARE ROW
+    EXCLUSIVE`` conflicts with itself and with every insert, update and delete of ``ip_pool``, not
+    with reads, nor with the row locks an allocation's foreign key takes. SQLite: nothing to do, a
+    writing transaction holds the database's write lock from its first statement (``BEGIN
+    IMMEDIATE``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE ip_pool IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def all_live_addresses(session: Session) -> list[str]:
+    """Every address given to a VM (or a request being provisioned) right now, in any pool."""
+    return list(
+        session.exec(select(IPAllocation.address).where(col(IPAllocation.released_at).is_(None))).all()
+    )
 
 
 def live_addresses(session: Session, pool_id: int) -> list[str]:

@@ -8,10 +8,26 @@ a DNS record about the previous VM land on the new one (alerts are matched to VM
 recently released addresses go last. Never handed out: the network and broadcast addresses, the
 gateway, and the pool's exclusions (single addresses or ranges ``a-b``).
 
-The database has the last word: the partial unique index ``uq_ip_allocation_live`` refuses a second
-live allocation of an address, whatever this code does. Two allocators racing on PostgreSQL may pick
-the same address; the loser's insert fails inside a savepoint and it takes the next candidate. (On
-SQLite writers are serialised by ``BEGIN IMMEDIATE``, so the race cannot happen there.)
+The database has the last word: the partial unique index ``uq_ip_allocation_live_address`` refuses
+a second live allocation of an address in any pool, whatever this code does. Two allocators racing
+on PostgreSQL may pick the same address; the loser's insert fails inside a savepoint and it takes
+the next candidate (after :data:`MAX_ALLOCATION_RACES` lost races in one call it gives up with a 409
+``allocation_contended``, worth a retry). On SQLite writers are serialised by ``BEGIN IMMEDIATE``,
+so the race cannot happen there.
+
+One address space
+-----------------
+Pools may not overlap, whichever hypervisor connection or port group they are bound to: the
+portal's pools are one address space. The portal cannot tell whether a vSphere port group and a
+Proxmox bridge are the same VLAN, a pool bound to no connection serves requests on any of them,
+and alerts, scans and the inventory find a VM by its address alone; an address held by two live
+VMs is wrong everywhere. Creating a pool, or changing a pool's CIDR, that overlaps another is a
+422 on ``cidr`` (rule ``no_overlap``) naming the other pool. The check and the insert are one step:
+on PostgreSQL the writer first locks the ``ip_pool`` table against other writers (``SHARE ROW
+EXCLUSIVE``: reads and allocations go on), so two overlapping pools created at the same moment
+cannot both pass; on SQLite ``BEGIN IMMEDIATE`` already serialises writers. Pools that overlapped
+before this rule (an older database) stay usable: the allocator skips every live address of any
+pool, and the unique index holds whatever happens.
 
 A pool may be bound to a hypervisor connection: the connection's *default pool* is the bound pool
 with the lowest id, used by a request that names no pool.
@@ -59,6 +75,20 @@ def register_pool_guard(guard: PoolGuard) -> None:
     """Take part in every pool deletion (idempotent: a module imported twice registers once)."""
     if guard not in _pool_guards:
         _pool_guards.append(guard)
+
+
+class AllocationContended(errors.Conflict):
+    """409: concurrent allocators took every address this one tried; trying again will succeed."""
+
+    code = "allocation_contended"
+
+    def __init__(self, pool: IPPool) -> None:
+        super().__init__(
+            f"IP pool '{pool.name}': {MAX_ALLOCATION_RACES} addresses in a row were taken by concurrent "
+            "deliveries; try again",
+            message_zh=f"地址池“{pool.name}”：连续 {MAX_ALLOCATION_RACES} 个地址被同时进行的交付占用，请重试",
+            pool_id=pool.id,
+        )
 
 
 class PoolExhausted(Exception):
@@ -285,7 +315,13 @@ def allocations(
 
 def _candidates(session: Session, pool: IPPool, layout: Layout) -> Iterator[int]:
     assert pool.id is not None
-    live = _live_addresses(session, pool.id)
+    # Every live address of the network, whichever pool holds it (an older database may still have
+    # overlapping pools): the unique index is per address, not per pool.
+    live = {
+        int(address)
+        for address in map(ipaddress.ip_address, repository.all_live_addresses(session))
+        if address in layout.net
+    }
     last_released: dict[int, datetime | None] = {}
     for address, released_at in repository.last_released(session, pool.id):
         last_released[int(ipaddress.ip_address(address))] = released_at
@@ -319,7 +355,7 @@ def allocate(
             # Another transaction took this address first; the savepoint undid only our insert.
             races += 1
             if races >= MAX_ALLOCATION_RACES:
-                break
+                raise AllocationContended(pool) from None
             continue
         return row
     raise PoolExhausted(pool)
@@ -377,6 +413,33 @@ def _check_name(session: Session, name: str, pool_id: int | None = None) -> None
         )
 
 
+def _check_overlap(session: Session, cidr: str, pool_id: int | None = None) -> None:
+    """422 on ``cidr`` when another pool's network overlaps ``cidr`` (see "One address space").
+    Called after :func:`repository.lock_pools`, in the transaction that writes the pool."""
+    net = parse_cidr(cidr)
+    for other in repository.list_pools(session):
+        if other.id == pool_id:
+            continue
+        try:
+            other_net = ipaddress.ip_network(other.cidr, strict=False)
+        except ValueError:  # not written by this service; nothing to compare
+            continue
+        if not net.overlaps(other_net):
+            continue
+        error = errors.InvalidField(
+            "cidr",
+            "no_overlap",
+            f"{net} overlaps IP pool {other.id} '{other.name}' ({other_net}); "
+            "pools may not overlap, or an address could be handed out twice",
+            message_zh=f"{net} 与 IP 地址池 {other.id}“{other.name}”（{other_net}）重叠；"
+            "地址池之间不得重叠，否则同一地址可能分配两次",
+        )
+        other_pool = {"id": other.id, "name": other.name, "cidr": other.cidr}
+        error.extra["fields"][0]["other_pool"] = other_pool
+        error.extra["other_pool"] = other_pool
+        raise error
+
+
 def create_pool(
     session: Session,
     who: Who,
@@ -391,7 +454,9 @@ def create_pool(
 ) -> IPPool:
     spec = validate(cidr, gateway, dns, excluded)
     _check_connection(session, connection_id)
+    repository.lock_pools(session)
     _check_name(session, name.strip())
+    _check_overlap(session, spec.cidr)
     pool = IPPool(
         name=name.strip(),
         cidr=spec.cidr,
@@ -430,6 +495,9 @@ def update_pool(session: Session, who: Who, pool: IPPool, changes: dict[str, Any
         )
     if "connection_id" in changes:
         _check_connection(session, changes["connection_id"])
+    if spec.cidr != pool.cidr:
+        repository.lock_pools(session)
+        _check_overlap(session, spec.cidr, pool.id)
     name = str(merged["name"]).strip()
     _check_name(session, name, pool.id)
     pool.name, pool.cidr, pool.gateway = name, spec.cidr, spec.gateway

@@ -19,6 +19,7 @@ from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import (
     ApproveIn,
     CancelIn,
+    DeclineIn,
     RejectIn,
     RequestIn,
     RequestOut,
@@ -118,6 +119,16 @@ def get_request(request_id: int, session: SessionDep, actor: CurrentActor) -> Re
 @router.post("/requests/{request_id}/endorse", summary="Endorse your unit's request (unit_lead)")
 def endorse(request_id: int, session: SessionDep, actor: CurrentActor, who: CurrentWho) -> RequestOut:
     return _out(session, service.endorse(session, actor, who, request_id), actor)
+
+
+@router.post(
+    "/requests/{request_id}/decline",
+    summary="Decline your unit's request, with a reason (unit_lead, where the center requires endorsement)",
+)
+def decline(
+    request_id: int, body: DeclineIn, session: SessionDep, actor: CurrentActor, who: CurrentWho
+) -> RequestOut:
+    return _out(session, service.decline(session, actor, who, request_id, body.reason), actor)
 
 
 @router.post(

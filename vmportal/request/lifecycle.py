@@ -1,6 +1,7 @@
 """A VM request's lifecycle as data: which action moves it from which states to which, and who acts.
 
     submitted ──endorse (unit_lead, when the center requires it)──> endorsed
+    submitted ──decline (unit_lead, when the center requires it, with a reason)──> rejected
     submitted | endorsed ──approve | reject (center)──> approved | rejected
         (with endorsement required, approve needs ``endorsed``)
     submitted | endorsed ──cancel (the unit's admin)──> cancelled
@@ -30,6 +31,7 @@ S = RequestState
 
 class Action(enum.StrEnum):
     ENDORSE = "endorse"
+    DECLINE = "decline"
     APPROVE = "approve"
     REJECT = "reject"
     CANCEL = "cancel"
@@ -49,6 +51,8 @@ REQUEST: Lifecycle[RequestState, Action] = Lifecycle(
     states=RequestState,
     table=(
         Move(Action.ENDORSE, {S.SUBMITTED: S.ENDORSED}, frozenset({Role.UNIT_LEAD})),
+        # The lead says no: final, as a rejection, decided by the lead (decided_by, the reason).
+        Move(Action.DECLINE, {S.SUBMITTED: S.REJECTED}, frozenset({Role.UNIT_LEAD})),
         Move(Action.APPROVE, {S.SUBMITTED: S.APPROVED, S.ENDORSED: S.APPROVED}, _CENTER),
         Move(Action.REJECT, {S.SUBMITTED: S.REJECTED, S.ENDORSED: S.REJECTED}, _CENTER),
         Move(
@@ -72,6 +76,7 @@ REQUEST: Lifecycle[RequestState, Action] = Lifecycle(
     },
     action_zh={
         Action.ENDORSE: "确认",
+        Action.DECLINE: "不同意",
         Action.APPROVE: "批准",
         Action.REJECT: "驳回",
         Action.CANCEL: "撤回",
@@ -97,6 +102,8 @@ COMMITTED_STATES: tuple[RequestState, ...] = (S.APPROVED, S.PROVISIONING)
 
 _NOT_REQUIRED = "the center does not require endorsement"
 _ENDORSE_FIRST = "the center requires the unit lead's endorsement first"
+#: The lead's say on a request, which exists only while the center requires endorsement.
+_LEAD_ACTIONS = frozenset({Action.ENDORSE, Action.DECLINE})
 
 
 def sources(action: Action, *, endorsement_required: bool) -> frozenset[RequestState]:
@@ -104,7 +111,7 @@ def sources(action: Action, *, endorsement_required: bool) -> frozenset[RequestS
     approval waits for the lead; the lead's endorsement is possible at all only then."""
     if action is Action.APPROVE and endorsement_required:
         return frozenset({S.ENDORSED})
-    if action is Action.ENDORSE and not endorsement_required:
+    if action in _LEAD_ACTIONS and not endorsement_required:
         return frozenset()
     return REQUEST.sources(action)
 
@@ -114,7 +121,7 @@ def rule(action: Action, state: str, *, endorsement_required: bool) -> tuple[fro
     in ``state``: the hint says why the setting refuses, when it is the setting that refuses."""
     allowed = sources(action, endorsement_required=endorsement_required)
     hint = ""
-    if action is Action.ENDORSE and not endorsement_required:
+    if action in _LEAD_ACTIONS and not endorsement_required:
         hint = _NOT_REQUIRED
     elif action is Action.APPROVE and endorsement_required and state == S.SUBMITTED:
         hint = _ENDORSE_FIRST

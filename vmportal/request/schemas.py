@@ -61,6 +61,14 @@ class RejectIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Told to the unit; kept in the audit log.")
 
 
+class DeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1, max_length=2000, description="Told to the unit's admin; kept in the audit log."
+    )
+
+
 class RetryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

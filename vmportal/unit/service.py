@@ -24,12 +24,12 @@ from sqlmodel import Session
 from policies.base import Deny
 from policies.paperwork import ADMIN_FIELDS, LEAD_FIELDS, ContactFacts, PaperworkFacts, check_paperwork
 from policies.paperwork import missing_paperwork as _missing
-from policies.roles import Actor
+from policies.roles import ROLE_NAMES_ZH, Actor, Role
 from vmportal.audit.service import Who, record
 from vmportal.kit import crypto, errors
 from vmportal.kit.clock import beijing_today
 from vmportal.kit.db import utcnow
-from vmportal.kit.scope import ensure_visible
+from vmportal.kit.scope import CENTER, ensure_visible
 from vmportal.kit.settings import Settings, get_settings
 from vmportal.unit import accounts, repository
 from vmportal.unit.models import Contact, ContactRole, Document, DocumentKind, InformationSystem, Quota, Unit
@@ -333,6 +333,20 @@ def check_signed_on(signed_on: date) -> None:
             f"must be on or after {EARLIEST_SIGNATURE}",
             message_zh=f"签署日期不能早于 {EARLIEST_SIGNATURE}",
         )
+
+
+def ensure_may_file_documents(actor: Actor, unit_id: int) -> None:
+    """Who files a unit's signed papers: the center's staff, and the lead of this very unit (the
+    主要负责人 signs them); 403 naming the roles for anyone else (the API's rule for
+    POST /units/{id}/documents, for the pages)."""
+    if actor.role in CENTER or (actor.role is Role.UNIT_LEAD and actor.unit_id == unit_id):
+        return
+    allowed = ", ".join([*(r.value for r in CENTER), f"the unit's {Role.UNIT_LEAD.value}"])
+    raise errors.Forbidden(
+        f"role '{actor.role}' may not change the unit's signed documents (allowed: {allowed})",
+        message_zh=f"{ROLE_NAMES_ZH[actor.role]}无权提交本单位已签署的材料（允许：信息中心工作人员、本单位网络安全负责人）",
+        role=actor.role.value,
+    )
 
 
 def file_document(

@@ -47,6 +47,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/vms", N_("My VMs"), "vm", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/requests/new", N_("Request a VM"), "upload", frozenset({UA})),
     NavEntry("/requests", N_("My requests"), "clock", frozenset({UA, UL, OP, CA})),
+    NavEntry("/endorsements", N_("Awaiting my endorsement"), "check", frozenset({UL})),
     NavEntry("/incidents", N_("Security incidents"), "shield-alert", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/findings", N_("Findings"), "warning", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/notices", N_("Authority notices"), "info", frozenset({OP, CA, AU})),
@@ -58,6 +59,12 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/inventory", N_("Unregistered VMs"), "server", frozenset({OP, CA})),
     NavEntry("/reports", N_("Reports"), "info", frozenset({OP, CA, AU})),
     NavEntry("/settings", N_("Center settings"), "shield", frozenset({OP, CA, AU})),
+    NavEntry("/admin/units", N_("Unit administration"), "server", frozenset({CA})),
+    NavEntry("/admin/users", N_("Users"), "user", frozenset({CA})),
+    NavEntry("/admin/pools", N_("IP pools"), "server", frozenset({CA})),
+    NavEntry("/admin/connections", N_("Hypervisor connections"), "server", frozenset({CA})),
+    NavEntry("/admin/alert-sources", N_("Alert sources"), "shield-alert", frozenset({CA})),
+    NavEntry("/admin/containment-policy", N_("Containment policy"), "shield", frozenset({CA})),
     NavEntry("/account", N_("My account"), "user", frozenset({UA, UL, OP, CA, AU})),
 )
 

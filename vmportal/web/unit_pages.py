@@ -138,7 +138,17 @@ def _context(session: Session, token: str, user: User, unit: Unit) -> dict[str, 
             for s in units.list_systems(session, unit.id)
         ],
         "center": sees_every_unit(actor.role),
+        # The unit's lead files the signed scans on their own page (vmportal/web/lead_pages.py).
+        "may_file": user.unit_id == unit.id and _may_file(actor, unit.id),
     }
+
+
+def _may_file(actor: Actor, unit_id: int) -> bool:
+    try:
+        units.ensure_may_file_documents(actor, unit_id)
+    except errors.Forbidden:
+        return False
+    return True
 
 
 def _no_such_unit(request: Request, token: str, user: User, unit_id: int) -> Response:

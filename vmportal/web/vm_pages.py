@@ -29,6 +29,7 @@ from vmportal.kit.http import SessionDep
 from vmportal.vm import schemas as vm_schemas
 from vmportal.vm import service as vms
 from vmportal.vm.models import VM, PowerOpState
+from vmportal.vm.service import credentials
 from vmportal.vm.service.choices import Choice, power_choices
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
@@ -152,6 +153,8 @@ def _detail_context(session: Session, token: str, user: User, vm_id: int) -> dic
         "row": _row(session, actor, row.vm, row.unit_name),
         "operations": ops,
         "incidents": [i.incident for i in open_incidents],
+        # The one-time credentials: a link to their page while this user may collect them.
+        "credentials": credentials.credentials_state(session, actor, vm_id),
         "action_label": lambda a: action_label(PowerAction(a)),
         "op_state": _op_state,
         "message": None,

@@ -5,7 +5,8 @@ the finding carries its own. A notice states its deadline in words, read by :fun
 an ISO date-time (Beijing time when it has no zone), a date (the end of that day), "3月20日前" /
 "2026年3月20日18时前" (the end of the day unless an hour is given; a month-day already past this year
 is next year's), or a duration counted from the moment the notice is entered: "24小时内", "3天内",
-"5个工作日内" (Monday to Friday, public holidays not known: enter the date when one falls inside).
+"5个工作日内" (working days of the statutory calendar, holidays and make-up days included:
+:mod:`vmportal.kit.workdays`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 
 from policies.compromise import Severity
-from vmportal.kit import errors
+from vmportal.kit import errors, workdays
 from vmportal.kit.clock import BEIJING
 
 #: How long a unit has to fix a finding, by severity (counted from its opening or reopening).
@@ -49,15 +50,6 @@ def _bad_deadline(text: str, why: str) -> errors.InvalidField:
     )
 
 
-def _add_working_days(start: datetime, days: int) -> datetime:
-    local = start.astimezone(BEIJING)
-    while days > 0:
-        local += timedelta(days=1)
-        if local.weekday() < 5:
-            days -= 1
-    return local
-
-
 def _end_of_day(day: date) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=BEIJING)
 
@@ -74,7 +66,7 @@ def parse_deadline(text: str | None, now: datetime) -> datetime | None:
         if unit in ("小时", "h"):
             return now + timedelta(hours=amount)
         if unit == "工作日":
-            return _add_working_days(now, amount)
+            return workdays.add_working_days(now, amount)
         return now + timedelta(days=amount)
     if m := _MONTH_DAY.match(raw):
         year = int(m.group(1)) if m.group(1) else now.astimezone(BEIJING).year

@@ -24,7 +24,7 @@ from vmportal.jobs import outbox
 from vmportal.kit import errors
 from vmportal.kit.db import utcnow
 from vmportal.kit.scope import ensure_visible
-from vmportal.request import repository
+from vmportal.request import mails, repository
 from vmportal.request.lifecycle import COMMITTED_STATES, REQUEST, Action, available, rule
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.repository import RequestFilters
@@ -121,6 +121,41 @@ def endorse(session: Session, actor: Actor, who: Who, request_id: int) -> VMRequ
         after={"state": req.state},
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
+    return req
+
+
+def decline(session: Session, actor: Actor, who: Who, request_id: int, reason: str) -> VMRequest:
+    """The unit lead declines their unit's request (only where the center requires endorsement),
+    with a reason told to the unit's admin: the request ends rejected, decided by the lead, and
+    never reaches the center's queue."""
+    authorize(actor, Action.DECLINE)
+    reason = reason.strip()
+    if not reason:
+        raise invalid(
+            "reason", "required", "declining needs a reason for the unit's admin", "不同意须说明理由"
+        )
+    req = get_request(session, actor, request_id)
+    before = req.state
+    _move(
+        session,
+        req,
+        Action.DECLINE,
+        endorsement_required=center.endorsement_required(session),
+        decided_by=actor.user_id,
+        decided_at=utcnow(),
+        decision_reason=reason,
+    )
+    record(
+        session,
+        who,
+        "request.decline",
+        "vm_request",
+        req.id,
+        before={"state": before},
+        after={"state": req.state, "reason": reason},
+        unit_id=req.unit_id,
+    )
     return req
 
 
@@ -191,6 +226,7 @@ def approve(
         unit_id=req.unit_id,
     )
     outbox.enqueue(session, PROVISION_TASK, vm_request_id=req.id)
+    mails.after_move(session, req)
     return req
 
 
@@ -213,6 +249,7 @@ def reject(session: Session, actor: Actor, who: Who, request_id: int, reason: st
         after={"state": req.state, "reason": reason},
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
     return req
 
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from hypervisors.base import CloneSpec, IPSettings, VMInfo
+from hypervisors.base import CloneSpec, IPSettings, Retriable, VMInfo
 from vmportal.audit.service import Who, record
 from vmportal.connection.models import HypervisorConnection
 from vmportal.kit.db import utcnow
 from vmportal.network import service as network
 from vmportal.network.models import IPPool
-from vmportal.request import repository
+from vmportal.request import mails, repository
 from vmportal.request.lifecycle import REQUEST, Action
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.service.checks import find_connection, find_unit
@@ -170,6 +170,10 @@ def prepare_provisioning(session: Session, request_id: int) -> ProvisionPlan | N
             allocation = network.allocate(session, pool, request_id=req.id)
         except network.PoolExhausted as exc:
             raise ProvisioningFailed(exc.message) from exc
+        except network.AllocationContended as exc:
+            # Concurrent deliveries took every address tried: the transaction rolls back and the
+            # task runs again a moment later, when they have committed.
+            raise Retriable(exc.message, defer=1.0) from exc
         account = admin_account_for(req.template_name, req.template_ref)
         vm = VM(
             unit_id=req.unit_id,
@@ -304,6 +308,7 @@ def finish_provisioning(session: Session, request_id: int, vm_id: int, info: VMI
         },
         unit_id=vm.unit_id,
     )
+    mails.after_move(session, req)
     return True
 
 
@@ -336,4 +341,5 @@ def fail_provisioning(session: Session, request_id: int, message: str) -> bool:
         detail=message,
         unit_id=req.unit_id,
     )
+    mails.after_move(session, req)
     return True

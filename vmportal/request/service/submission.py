@@ -27,6 +27,7 @@ from vmportal.connection import service as connections
 from vmportal.connection.models import HypervisorConnection
 from vmportal.kit import db, errors
 from vmportal.kit.db import utcnow
+from vmportal.request import mails
 from vmportal.request.lifecycle import PENDING_STATES
 from vmportal.request.models import RequestState, VMRequest
 from vmportal.request.schemas import RequestIn
@@ -213,4 +214,5 @@ def submit(session: Session, actor: Actor, who: Who, body: RequestIn) -> VMReque
     session.add(req)
     session.flush()
     record(session, who, "request.submit", "vm_request", req.id, after=snapshot(req), unit_id=unit_id)
+    mails.after_move(session, req)
     return req

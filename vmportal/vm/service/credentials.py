@@ -10,6 +10,10 @@ password once and one 410. The answer carries ``Cache-Control: no-store``.
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlmodel import Session
 
 from policies import combine
@@ -44,6 +48,50 @@ def _record_refusal(session: Session, who: Who, vm_id: int, unit_id: int | None,
     session.rollback()
     with db.transaction() as own:
         record(own, who, "vm.credentials_fetch", "vm", vm_id, result="denied", detail=detail, unit_id=unit_id)
+
+
+class CredentialsStatus(enum.StrEnum):
+    """Where a VM's one-time credentials are, as a page asks before offering the fetch."""
+
+    AVAILABLE = "available"  # delivered, waiting for the one fetch
+    FETCHED = "fetched"  # handed over (or erased): never again
+    NOT_DELIVERED = "not_delivered"  # no credentials yet (provisioning, or a VM the portal did not deliver)
+    INACTIVE = "inactive"  # waiting, but the VM is no longer active (decommissioned, missing)
+
+
+@dataclass(frozen=True)
+class CredentialsState:
+    """The read-only answer of :func:`credentials_state`. ``refusal``: why this actor may not fetch
+    them now (rule credentials_once, both languages), None when the fetch would be handed over."""
+
+    vm_id: int
+    status: CredentialsStatus
+    fetched_at: datetime | None
+    refusal: Deny | None
+
+    @property
+    def can_fetch(self) -> bool:
+        return self.status is CredentialsStatus.AVAILABLE and self.refusal is None
+
+
+def credentials_state(session: Session, actor: Actor, vm_id: int) -> CredentialsState:
+    """Whether the VM's credentials can be fetched, without fetching them (nothing written, no
+    password read out): 404 for a VM the actor may not see, else the status and, when the actor
+    could not fetch them, the rule's refusal (the same verdict :func:`fetch_credentials` applies)."""
+    vm = repository.get(session, vm_id)
+    if vm is None or not can_see_unit(actor, vm.unit_id):
+        raise errors.NotFound("vm", vm_id)
+    credential = repository.credential(session, vm_id)
+    if credential is None or vm.unit_id is None:
+        return CredentialsState(vm_id, CredentialsStatus.NOT_DELIVERED, None, None)
+    fetched = credential.fetched_at is not None or credential.password is None
+    verdict = check_credentials_once(actor, vm.unit_id, already_fetched=fetched)
+    refusal = verdict if isinstance(verdict, Deny) else None
+    if fetched:
+        return CredentialsState(vm_id, CredentialsStatus.FETCHED, credential.fetched_at, refusal)
+    if vm.lifecycle != Lifecycle.ACTIVE:
+        return CredentialsState(vm_id, CredentialsStatus.INACTIVE, None, refusal)
+    return CredentialsState(vm_id, CredentialsStatus.AVAILABLE, None, refusal)
 
 
 def fetch_credentials(session: Session, actor: Actor, who: Who, vm_id: int) -> CredentialsOut:

@@ -59,7 +59,7 @@ from vmportal.jobs import outbox
 from vmportal.kit import db, errors
 from vmportal.kit.scope import can_see_unit, ensure_visible
 from vmportal.unit.models import Unit
-from vmportal.vm import repository, schemas
+from vmportal.vm import mails, repository, schemas
 from vmportal.vm.models import VM, DeliveryCredential, Lifecycle, PowerOperation, PowerOpState
 
 log = logging.getLogger(__name__)
@@ -672,6 +672,7 @@ def _finish(
         detail=op.error,
         unit_id=vm.unit_id if vm is not None else None,
     )
+    mails.power_finished(session, op, vm)
     return str(op.state)
 
 

@@ -1,10 +1,8 @@
 """the annual clean-up (issue 14 point 4): cleanup_campaign, cleanup_item, cleanup_reminder
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 Create Date: 2026-12-03 11:56:56.506708
-
-down_revision is 0013 on this branch; the lead re-chains it after 0014 when both land.
 """
 
 from collections.abc import Sequence
@@ -17,7 +15,7 @@ import vmportal.kit.db
 
 
 revision: str = '0015'
-down_revision: str | None = '0013'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

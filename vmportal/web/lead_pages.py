@@ -1,0 +1,325 @@
+"""待确认: the unit lead's endorsements (/endorsements), where the center turns endorsement on.
+
+The page lists the lead's unit's requests that wait for the lead (submitted; the service scopes the
+list to the unit and says which actions the lead may take on each), with 确认 (endorse, after the
+portal's confirmation dialog) and 不同意 (decline, with a reason told to the unit's admin). Both post
+a form with its CSRF token to the request service's own use cases (vmportal.request.service endorse
+and decline: the role, the unit, the state and the center's setting, audited); a refusal is shown on
+the request it is about, the typed reason kept, nothing written. While the center does not require
+endorsement the page says so and offers nothing. Other roles are refused naming the rule.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session
+from starlette.datastructures import UploadFile as StarletteUploadFile
+
+from policies.roles import Role
+from vmportal.center import service as center
+from vmportal.identity import service as identity
+from vmportal.identity.models import User
+from vmportal.kit import errors
+from vmportal.kit.http import SessionDep
+from vmportal.kit.settings import get_settings
+from vmportal.request import service as requests
+from vmportal.request.models import RequestState
+from vmportal.unit import service as units
+from vmportal.unit.models import DocumentKind
+from vmportal.unit.schemas import DocumentForm
+from vmportal.web import common, request_pages, templating
+from vmportal.web.i18n import gettext as _
+from vmportal.web.pages import _current, _to_login
+
+router = APIRouter(include_in_schema=False)
+_templates = templating.templates(Path(__file__).parent / "templates" / "unit")
+
+URL = "/endorsements"
+#: A reason typed into the decline form (the service keeps 2,000 characters).
+MAX_REASON = 2000
+#: The most requests listed at once (a unit files a handful a term).
+LIMIT = 200
+
+
+def _rule_text(rule: str, reason: str) -> str:
+    return _("Rule %(rule)s: %(reason)s") % {"rule": rule, "reason": reason}
+
+
+def _beside(message: str, rule: str) -> str:
+    return _("%(message)s (rule %(rule)s)") % {"message": message, "rule": rule}
+
+
+def _not_the_lead(request: Request, token: str, user: User, action: str) -> Response:
+    message = _rule_text(
+        f"request.{action}", _("only the unit's security lead endorses or declines the unit's requests")
+    )
+    return common.refused(_templates, request, token, user, URL, message)
+
+
+def _page(
+    request: Request,
+    session: Session,
+    token: str,
+    user: User,
+    *,
+    status: int = 200,
+    flash: tuple[str, str] | None = None,
+    errs: dict[int, dict[str, str]] | None = None,
+    values: dict[int, dict[str, str]] | None = None,
+) -> Response:
+    actor = identity.actor_of(user)
+    waiting, _total = requests.list_requests(
+        session, actor, state=RequestState.SUBMITTED, limit=LIMIT, sort="due_at"
+    )
+    actions = requests.actions_for(session, actor, waiting)
+    now = datetime.now(UTC)
+    rows = [{**request_pages._row(r, now), "actions": a} for r, a in zip(waiting, actions, strict=True)]
+    listed = {r.id for r in waiting}
+    flashes = [flash] if flash else []
+    # A refusal about a request no longer waiting (decided meanwhile) has no place beside it.
+    for rid, problems in (errs or {}).items():
+        if rid not in listed:
+            flashes += [
+                ("error", _("Request %(id)d: %(problem)s") % {"id": rid, "problem": p})
+                for p in problems.values()
+            ]
+    context: dict[str, Any] = {
+        **common.base(token, user, _("Awaiting my endorsement"), URL),
+        "required": center.endorsement_required(session),
+        "rows": rows,
+        "errors": errs or {},
+        "values": values or {},
+        "flashes": flashes,
+        "max_reason": MAX_REASON,
+    }
+    return _templates.TemplateResponse(request, "endorsements.html", context, status_code=status)
+
+
+@router.get(URL, response_class=HTMLResponse)
+def endorsements(request: Request, session: SessionDep, done: str = "", id: int = 0) -> Response:
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    if user.role != Role.UNIT_LEAD.value:
+        return _not_the_lead(request, token, user, "endorse")
+    messages = {
+        "endorsed": _("Request %(id)d is endorsed; it now waits for the center's decision."),
+        "declined": _("Request %(id)d is declined; the unit's admin is told the reason."),
+    }
+    flash = ("success", messages[done] % {"id": id}) if done in messages else None
+    return _page(request, session, token, user, flash=flash)
+
+
+def _shown(exc: errors.PortalError, action: str) -> tuple[str, str]:
+    """(the field it is about or "", the message with its rule) of the service's refusal."""
+    fields = exc.extra.get("fields") or []
+    if fields:
+        zh_text = exc.message_zh.split("：", 1)[-1]
+        message = common.say(str(fields[0]["message"]), zh_text)
+        return str(fields[0]["field"]), _beside(message, str(fields[0]["rule"]))
+    rule = str(exc.extra.get("rule") or f"request.{action}")
+    return "", _rule_text(rule, common.error_message(exc))
+
+
+async def _decide(request: Request, session: Session, request_id: int, action: str) -> Response:
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    form = await request.form()
+    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
+        return bad
+    if user.role != Role.UNIT_LEAD.value:
+        return _not_the_lead(request, token, user, action)
+    actor, who = identity.actor_of(user), identity.who(user)
+    reason = str(form.get("reason", "")).strip()
+    problem: tuple[str, str] | None = None
+    status = 422
+    if action == "decline" and not reason:
+        problem = ("reason", _beside(_("Give the reason; it is told to the unit's admin."), "required"))
+    elif len(reason) > MAX_REASON:
+        problem = ("reason", _beside(_("At most %(n)d characters.") % {"n": MAX_REASON}, "max_length"))
+    if problem is None:
+        try:
+            if action == "endorse":
+                requests.endorse(session, actor, who, request_id)
+            else:
+                requests.decline(session, actor, who, request_id, reason)
+        except errors.NotFound:
+            session.rollback()
+            message = _("There is no request %(id)d, or it is not yours to see") % {"id": request_id}
+            return common.not_found(_templates, request, token, user, URL, message)
+        except errors.PortalError as exc:
+            session.rollback()
+            problem, status = _shown(exc, action), exc.status
+    if problem is not None:
+        field, message = problem
+        return _page(
+            request,
+            session,
+            token,
+            user,
+            status=status,
+            errs={request_id: {field: message}},
+            values={request_id: {"reason": reason}},
+        )
+    done = "endorsed" if action == "endorse" else "declined"
+    return RedirectResponse(f"{URL}?done={done}&id={request_id}", status_code=303)
+
+
+@router.post(URL + "/{request_id:int}/endorse")
+async def endorse(request: Request, session: SessionDep, request_id: int) -> Response:
+    return await _decide(request, session, request_id, "endorse")
+
+
+@router.post(URL + "/{request_id:int}/decline")
+async def decline(request: Request, session: SessionDep, request_id: int) -> Response:
+    return await _decide(request, session, request_id, "decline")
+
+
+# ---- 签署材料: the lead files the signed commitment letter or VM agreement -------------------------
+
+DOCUMENTS_URL = "/unit/documents"
+_DOCUMENT_FIELDS = ("kind", "signer", "signed_on", "file")
+
+
+def _document_kinds() -> list[tuple[str, str]]:
+    return [
+        (DocumentKind.COMMITMENT_LETTER.value, _("Security commitment letter (网络安全承诺书)")),
+        (DocumentKind.VM_AGREEMENT.value, _("VM service agreement (虚拟机服务协议书)")),
+    ]
+
+
+def _field_problem(field: str) -> str:
+    return {
+        "kind": _("Choose which paper this is."),
+        "signer": _("Give the name of who signed it (at most 100 characters)."),
+        "signed_on": _("Give the date it was signed, as on the paper (YYYY-MM-DD)."),
+        "file": _("Choose the scan to upload (PDF, PNG or JPEG)."),
+    }.get(field, _("Check this field."))
+
+
+def _documents_page(
+    request: Request,
+    session: Session,
+    token: str,
+    user: User,
+    *,
+    status: int = 200,
+    flash: tuple[str, str] | None = None,
+    errs: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    assert user.unit_id is not None
+    names = dict(_document_kinds())
+    context: dict[str, Any] = {
+        **common.base(token, user, _("File signed papers"), "/unit"),
+        "kinds": _document_kinds(),
+        "documents": [
+            {"doc": d, "kind": names.get(d.kind, d.kind)}
+            for d in units.list_documents(session, user.unit_id, include_superseded=False)
+        ],
+        "errors": errs or {},
+        "values": values or {},
+        "flashes": [flash] if flash else [],
+        "max_bytes": get_settings().upload_max_bytes,
+    }
+    return _templates.TemplateResponse(request, "documents.html", context, status_code=status)
+
+
+def _may_file(user: User) -> str:
+    """Why ``user`` may not file the unit's signed papers on this page ('' when they may)."""
+    if user.unit_id is None:
+        return _(
+            "This page files the signed papers of your own unit; the center files them on a unit's page."
+        )
+    try:
+        units.ensure_may_file_documents(identity.actor_of(user), user.unit_id)
+    except errors.Forbidden:
+        return _rule_text(
+            "paperwork.file_signed", _("the unit's security lead, who signs the papers, files their scans")
+        )
+    return ""
+
+
+@router.get(DOCUMENTS_URL, response_class=HTMLResponse)
+def documents(request: Request, session: SessionDep, done: str = "") -> Response:
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    if why := _may_file(user):
+        return common.refused(_templates, request, token, user, "/unit", why)
+    flash = ("success", _("The signed paper is filed.")) if done == "filed" else None
+    return _documents_page(request, session, token, user, flash=flash)
+
+
+@router.post(DOCUMENTS_URL)
+async def file_document(request: Request, session: SessionDep) -> Response:
+    """A multipart form (kind, signer, signed_on, file) into unit.service.file_document: the file's
+    type proven by its first bytes, its size limited, the date checked; an error beside its field,
+    the typed values kept, nothing written."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    settings = get_settings()
+    form = await request.form(max_files=1, max_fields=10)
+    try:
+        if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
+            return bad
+        if why := _may_file(user):
+            return common.refused(_templates, request, token, user, "/unit", why)
+        assert user.unit_id is not None
+        typed = {k: str(form.get(k, "")).strip() for k in ("kind", "signer", "signed_on")}
+        errs: dict[str, str] = {}
+        try:
+            fields = DocumentForm.model_validate({k: v for k, v in typed.items() if v})
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False, include_input=False):
+                field = str(e["loc"][0]) if e["loc"] else ""
+                errs.setdefault(field, _beside(_field_problem(field), str(e["type"])))
+        upload = form.get("file")
+        if not isinstance(upload, StarletteUploadFile) or not upload.filename:
+            errs.setdefault("file", _beside(_field_problem("file"), "required"))
+        if errs:
+            return _documents_page(request, session, token, user, status=422, errs=errs, values=typed)
+        assert isinstance(upload, StarletteUploadFile)
+        unit_id, who = user.unit_id, identity.who(user)
+
+        def file_it() -> None:
+            units.file_document(
+                session,
+                who,
+                unit_id,
+                kind=fields.kind,
+                signer=fields.signer,
+                signed_on=fields.signed_on,
+                filename=upload.filename,
+                content_type=upload.content_type or "",
+                stream=upload.file,
+                settings=settings,
+            )
+
+        try:
+            await run_in_threadpool(file_it)
+        except errors.PortalError as exc:
+            session.rollback()
+            listed = exc.extra.get("fields") or []
+            field = str(listed[0]["field"]) if listed else str(exc.extra.get("field") or "file")
+            rule = str(listed[0]["rule"]) if listed else str(exc.extra.get("rule") or exc.code)
+            message = common.error_message(exc)
+            message = message.split("：", 1)[-1] if common.zh() else message.split(": ", 1)[-1]
+            errs = {field if field in _DOCUMENT_FIELDS else "file": _beside(message, rule)}
+            return _documents_page(request, session, token, user, status=exc.status, errs=errs, values=typed)
+    finally:
+        await form.close()
+    return RedirectResponse(f"{DOCUMENTS_URL}?done=filed", status_code=303)
