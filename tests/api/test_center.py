@@ -23,13 +23,19 @@ def test_endorsement_setting_round_trip(client: TestClient, factory: Factory) ->
     assert client.get(f"{API}/settings", headers=lead).json() == {
         "endorsement_required": False,
         "unmatched_alert_mail": "digest",
+        "maintenance_notice_hours": 72,
     }
     r = client.put(f"{API}/settings", json={"endorsement_required": True}, headers=admin)
     assert r.status_code == 200
-    assert r.json() == {"endorsement_required": True, "unmatched_alert_mail": "digest"}
+    assert r.json() == {
+        "endorsement_required": True,
+        "unmatched_alert_mail": "digest",
+        "maintenance_notice_hours": 72,
+    }
     assert client.get(f"{API}/settings", headers=lead).json() == {
         "endorsement_required": True,
         "unmatched_alert_mail": "digest",
+        "maintenance_notice_hours": 72,
     }
     with db.transaction() as s:
         row = s.exec(select(AuditEntry).where(AuditEntry.action == "setting.update")).one()
@@ -80,6 +86,7 @@ def test_settings_bad_input(client: TestClient, factory: Factory) -> None:
     assert client.get(f"{API}/settings", headers=admin).json() == {
         "endorsement_required": False,
         "unmatched_alert_mail": "digest",
+        "maintenance_notice_hours": 72,
     }
 
 
@@ -89,6 +96,7 @@ def test_initial_value_comes_from_settings(client: TestClient, factory: Factory,
     assert client.get(f"{API}/settings", headers=admin).json() == {
         "endorsement_required": True,
         "unmatched_alert_mail": "digest",
+        "maintenance_notice_hours": 72,
     }
 
 

@@ -23,6 +23,7 @@ from vmportal.incidents.models import (
     ServiceViolation,
 )
 from vmportal.jobs.models import OutboxTask
+from vmportal.maintenance.models import MaintenanceVM, MaintenanceWindow
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.paperwork.models import GeneratedPaper
 from vmportal.request.models import RequestReminder, RequestState, VMRequest
@@ -57,6 +58,8 @@ __all__ = [
     "IncidentEvent",
     "InformationSystem",
     "Lifecycle",
+    "MaintenanceVM",
+    "MaintenanceWindow",
     "Notice",
     "Notification",
     "OutboxTask",

@@ -13,6 +13,7 @@ from vmportal.connection import api as connection_api
 from vmportal.identity import api as identity_api
 from vmportal.incidents import api as incidents_api
 from vmportal.inventory import api as inventory_api
+from vmportal.maintenance import api as maintenance_api
 from vmportal.network import api as network_api
 from vmportal.paperwork import api as paperwork_api
 from vmportal.reports import audit_api, quota_api
@@ -41,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     audit_api.router,
     paperwork_api.router,
     cleanup_api.router,
+    maintenance_api.router,
     paperwork_report_api.router,
     period_report_api.router,
 ]

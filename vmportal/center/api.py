@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from policies.roles import Role
 from vmportal.center import service
@@ -21,6 +21,9 @@ class CenterSettingsOut(BaseModel):
     unmatched_alert_mail: str = Field(
         description="How the center hears of alerts that match no VM: each, digest (hourly) or off"
     )
+    maintenance_notice_hours: int = Field(
+        description="Hours ahead a planned outage must be announced (rule maintenance_notice)"
+    )
 
 
 class CenterSettingsUpdate(BaseModel):
@@ -30,6 +33,7 @@ class CenterSettingsUpdate(BaseModel):
 
     endorsement_required: StrictBool | None = None
     unmatched_alert_mail: StrictStr | None = Field(None, description="each, digest or off")
+    maintenance_notice_hours: StrictInt | None = Field(None, description="1 to 720 hours")
 
 
 @router.get("/settings", response_model=CenterSettingsOut)

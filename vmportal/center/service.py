@@ -49,6 +49,16 @@ KNOWN: dict[str, SettingSpec] = {
             "each（每条告警一封邮件）、digest（每小时一封汇总）或 off（不通知）。",
             choices=("each", "digest", "off"),
         ),
+        SettingSpec(
+            "maintenance_notice_hours",
+            int,
+            # policies.maintenance.MIN_LEAD: working days for a unit to warn its own users (agreement §9).
+            lambda s: 72,
+            "How many hours before a planned outage starts the center must announce it to the affected "
+            "units (rule maintenance_notice; an emergency reason overrides it). 1 to 720.",
+            "计划停机须提前多少小时通知受影响单位"
+            "（规则 maintenance_notice；记录紧急原因时可例外）。1 至 720。",
+        ),
     )
 }
 
@@ -94,6 +104,10 @@ def get_setting(session: Session, key: str, default: Any = _UNSET) -> Any:
 def set_setting(session: Session, who: Who, key: str, value: Any) -> Any:
     spec = _spec(key)
     _check_type(spec, value)
+    if spec.key == "maintenance_notice_hours" and not 1 <= value <= 720:
+        raise errors.InvalidField(
+            spec.key, "range", "must be between 1 and 720 hours", message_zh="须在 1 至 720 小时之间"
+        )
     if spec.choices and value not in spec.choices:
         allowed = ", ".join(str(c) for c in spec.choices)
         raise errors.InvalidField(
@@ -125,3 +139,8 @@ def unmatched_alert_mail(session: Session) -> str:
 def endorsement_required(session: Session) -> bool:
     """Whether new requests wait for the unit lead's endorsement (the requests team's switch)."""
     return bool(get_setting(session, "endorsement_required"))
+
+
+def maintenance_notice_hours(session: Session) -> int:
+    """How many hours ahead a planned outage must be announced (rule ``maintenance_notice``)."""
+    return int(get_setting(session, "maintenance_notice_hours"))

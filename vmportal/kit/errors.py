@@ -20,6 +20,7 @@ RECORD_NAMES_ZH: dict[str, str] = {
     "attachment file": "附件文件",
     "cleanup campaign": "清理工作",
     "cleanup item": "清理项目",
+    "maintenance window": "计划停机",
     "containment": "处置",
     "contact": "联络人",
     "delivery credentials of vm": "虚拟机交付凭据",

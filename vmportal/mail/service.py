@@ -91,6 +91,10 @@ class MailEvent(enum.StrEnum):
     CLEANUP_DEADLINE = "cleanup_deadline"
     CLEANUP_UNCONFIRMED = "cleanup_unconfirmed"
     CLEANUP_ACTION = "cleanup_action"
+    # Planned outages (vmportal.maintenance, agreement §9): announced, changed, cancelled.
+    MAINTENANCE_ANNOUNCED = "maintenance_announced"
+    MAINTENANCE_CHANGED = "maintenance_changed"
+    MAINTENANCE_CANCELLED = "maintenance_cancelled"
 
 
 def beijing(moment: datetime | None) -> str:

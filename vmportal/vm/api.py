@@ -30,6 +30,7 @@ from vmportal.vm.schemas import (
     OperationList,
     PowerIn,
     PowerOperationOut,
+    PowerWarningOut,
     VMFilters,
     VMList,
     VMListQuery,
@@ -155,7 +156,12 @@ def power(
     username = who.actor
     assert op.id is not None
     response.headers["Location"] = f"{PREFIX}/operations/{op.id}"
-    return operation_out(service.OperationRow(op, username))
+    out = operation_out(service.OperationRow(op, username))
+    out.warnings = [
+        PowerWarningOut(code=w.code, message=w.message_en, message_zh=w.message_zh, detail=w.detail)
+        for w in service.power_warnings(session, vm_id)
+    ]
+    return out
 
 
 @router.get("/operations/{operation_id}", response_model=PowerOperationOut, summary="One power operation")

@@ -161,6 +161,13 @@ class VMList(BaseModel):
     offset: int
 
 
+class PowerWarningOut(BaseModel):
+    code: str = Field(description="What the warning is about, e.g. `maintenance` (a planned outage).")
+    message: str
+    message_zh: str
+    detail: dict[str, object] = Field(default_factory=dict)
+
+
 class PowerOperationOut(BaseModel):
     id: int
     vm_id: int
@@ -176,6 +183,11 @@ class PowerOperationOut(BaseModel):
     power_after: str
     error: str
     links: Links
+    warnings: list[PowerWarningOut] = Field(
+        default_factory=list,
+        description="Why the operation may fail although accepted (the answer to a request only), e.g. "
+        "a planned outage of the VM's platform now.",
+    )
 
 
 class OperationList(BaseModel):

@@ -54,6 +54,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/violations", N_("Forbidden services"), "warning", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/unit", N_("Unit information"), "info", frozenset({UA, UL})),
     NavEntry("/cleanup", N_("Clean-up"), "check", frozenset({UA, UL, OP, CA, AU})),
+    NavEntry("/maintenance", N_("Planned outages"), "clock", frozenset({UA, UL, OP, CA, AU})),
     NavEntry("/audit-log", N_("Audit log"), "shield", frozenset({AU, CA})),
     NavEntry("/inventory", N_("Unregistered VMs"), "server", frozenset({OP, CA})),
     NavEntry("/reports", N_("Reports"), "info", frozenset({OP, CA, AU})),

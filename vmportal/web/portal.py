@@ -12,6 +12,7 @@ from vmportal.web import (
     incident_pages,
     inventory_pages,
     lead_pages,
+    maintenance_pages,
     queue_pages,
     report_pages,
     request_form,
@@ -31,5 +32,6 @@ router.include_router(unit_pages.router)  # 单位信息: /unit, /unit/{id}
 router.include_router(report_pages.router)  # 报表: /reports, /reports/download/{report}.{csv|xlsx}
 router.include_router(inventory_pages.router)  # 未登记虚拟机: /inventory, POST /inventory/{vm_id}/assign
 router.include_router(cleanup_pages.router)  # 清理工作: /cleanup, confirm / correct / retire
+router.include_router(maintenance_pages.router)  # 计划停机: /maintenance (read only)
 router.include_router(settings_pages.router)  # 中心设置: /settings, POST /settings
 router.include_router(admin_pages.router)  # 中心管理: /admin/… (units, users, pools, connections, …)

@@ -214,6 +214,11 @@ async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Respons
                 _("%(action)s requested (operation %(id)d); the state shown follows when it is done")
                 % {"action": action_label(action), "id": op.id or 0},
             )
+            # Accepted, but e.g. a planned outage of the VM's platform is under way: say why it may fail.
+            warnings = vms.power_warnings(session, vm_id)
+            if warnings:
+                said = " ".join(w.message_zh if common.zh() else w.message_en for w in warnings)
+                message = ("warning", f"{message[1]} {said}")
         except errors.NotFound:
             session.rollback()
             return _no_such_vm(request, token, user, vm_id)
@@ -231,7 +236,7 @@ async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Respons
         context = _detail_context(session, token, user, vm_id)
         context["message"] = message
         return _templates.TemplateResponse(request, "vm_status.html", context)
-    if status == 200:
+    if status == 200 and message[0] != "warning":
         return RedirectResponse(f"/vms/{vm_id}", status_code=303)
     context = _detail_context(session, token, user, vm_id)
     context["message"] = message

@@ -315,6 +315,37 @@ def policy_denied(session: Session, vm: VM, decision: Decision) -> errors.Policy
 
 
 # ------------------------------------------------------------------------------------------------
+# Warnings on an accepted power request (domains above this one, e.g. maintenance, say why it may fail)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerWarning:
+    """Why an accepted power operation may fail (e.g. a planned outage of the VM's platform)."""
+
+    code: str  # e.g. "maintenance"
+    message_en: str
+    message_zh: str
+    detail: dict[str, object]
+
+
+#: Registered by ``vmportal.maintenance`` at import: warnings for a power request on a VM, now.
+WarningLookup = Callable[[Session, int], "list[PowerWarning]"]
+_WARNING_LOOKUPS: list[WarningLookup] = []
+
+
+def on_power_warning(lookup: WarningLookup) -> WarningLookup:
+    if lookup not in _WARNING_LOOKUPS:
+        _WARNING_LOOKUPS.append(lookup)
+    return lookup
+
+
+def power_warnings(session: Session, vm_id: int) -> list[PowerWarning]:
+    """What the registered look-ups say about a power operation on ``vm_id`` now (never a refusal)."""
+    return [w for lookup in _WARNING_LOOKUPS for w in lookup(session, vm_id)]
+
+
+# ------------------------------------------------------------------------------------------------
 # Power operations: request
 # ------------------------------------------------------------------------------------------------
 
