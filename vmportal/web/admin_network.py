@@ -34,7 +34,8 @@ from vmportal.network.models import IPPool
 from vmportal.web import common
 from vmportal.web.admin_common import ADMINS, READERS, listing, refused, shown, templates, typed_id, with_rule
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -198,13 +199,10 @@ def _check_pool_form(typed: dict[str, str]) -> tuple[dict[str, str], dict[str, A
 
 @router.post(POOLS)
 async def create_pool(request: Request, session: SessionDep) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in ADMINS:
         return _refuse(request, token, user, "pools.create")
     typed = {f: str(form.get(f, "")).strip()[:4000] for f in POOL_FIELDS}
@@ -313,13 +311,10 @@ def connection_list(request: Request, session: SessionDep) -> Response:
 
 @router.post(CONNECTIONS + "/{connection_id:int}/test")
 async def test_connection(request: Request, session: SessionDep, connection_id: int) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, _form = posted
     if user.role not in TESTERS:
         return _refuse(request, token, user, "connections.test")
     try:

@@ -34,7 +34,8 @@ from vmportal.web.admin_common import ADMINS, READERS, listing, refused, shown, 
 from vmportal.web.i18n import gettext as _
 from vmportal.web.i18n import pgettext
 from vmportal.web.incident_pages import action_label, category_label
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -170,13 +171,10 @@ def source_list(request: Request, session: SessionDep) -> Response:
 
 @router.post(SOURCES)
 async def create_source(request: Request, session: SessionDep) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in ADMINS:
         return _refuse(request, token, user, "sources.create")
     typed = {f: str(form.get(f, "")).strip()[:4000] for f in SOURCE_FIELDS}
@@ -226,10 +224,7 @@ def severity_label(value: str) -> str:
         Severity.MEDIUM: pgettext("severity", "Medium"),
         Severity.LOW: pgettext("severity", "Low"),
     }
-    try:
-        return names[Severity(value)]
-    except ValueError:
-        return value
+    return common.label(names, Severity, value)
 
 
 def confidence_label(value: str) -> str:
@@ -237,10 +232,7 @@ def confidence_label(value: str) -> str:
         Confidence.HIGH: pgettext("confidence", "High: a strong signal"),
         Confidence.LOW: pgettext("confidence", "Low: a single weak signal"),
     }
-    try:
-        return names[Confidence(value)]
-    except ValueError:
-        return value
+    return common.label(names, Confidence, value)
 
 
 def _policy_page(

@@ -40,7 +40,8 @@ from vmportal.web.admin_common import (
 )
 from vmportal.web.i18n import N_
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -231,13 +232,10 @@ def unit_page(request: Request, session: SessionDep, unit_id: int, done: str = "
 @router.post("/admin/units/{unit_id:int}/accounts")
 async def create_accounts(request: Request, session: SessionDep, unit_id: int) -> Response:
     """The accounts of the registry's contacts that have none yet; the passwords shown once."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, _form = posted
     if user.role not in ADMINS:
         return _refuse(request, token, user, "accounts")
     unit = _load(request, session, token, user, unit_id)
@@ -270,13 +268,10 @@ async def create_accounts(request: Request, session: SessionDep, unit_id: int) -
 
 @router.post("/admin/units/{unit_id:int}/quota")
 async def save_quota(request: Request, session: SessionDep, unit_id: int) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in ADMINS:
         return _refuse(request, token, user, "quota")
     unit = _load(request, session, token, user, unit_id)

@@ -40,7 +40,8 @@ from vmportal.web.admin_common import (
     typed_id,
 )
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 
@@ -159,13 +160,10 @@ def user_list(request: Request, session: SessionDep, done: str = "", id: int = 0
 async def set_active(request: Request, session: SessionDep, user_id: int) -> Response:
     """Deactivate (active=false) or activate (active=true) an account; the service's refusal is
     said at the top of the list with its rule, nothing written."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in ADMINS:
         return _refuse(request, token, user, "active")
     wanted = str(form.get("active", ""))

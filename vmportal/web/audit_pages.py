@@ -23,7 +23,10 @@ from vmportal.kit.paging import PageRequest
 from vmportal.web import common, templating
 from vmportal.web.formats import SHANGHAI
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login, _user_view, csrf_for
+from vmportal.web.session import csrf_for
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
+from vmportal.web.session import user_view as _user_view
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "center")

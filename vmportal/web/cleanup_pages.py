@@ -36,7 +36,8 @@ from vmportal.unit import service as units
 from vmportal.web import common, templating
 from vmportal.web.i18n import N_
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "cleanup")
@@ -144,13 +145,10 @@ def _typed(form: Any, names: tuple[str, ...]) -> dict[str, str]:
 
 
 async def _act(request: Request, session: Session, item_id: int, verb: str) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     actor, who = identity.actor_of(user), identity.who(user)
     typed = _typed(form, ("note", "reason", "domain", "responsible_person", "responsible_phone", "system_id"))
     try:
@@ -214,13 +212,10 @@ async def retire(request: Request, session: SessionDep, item_id: int) -> Respons
 
 @router.post("/cleanup/campaigns/{campaign_id:int}/confirm-all")
 async def confirm_all(request: Request, session: SessionDep, campaign_id: int) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, _form = posted
     actor, who = identity.actor_of(user), identity.who(user)
     try:
         cleanup.confirm_all(session, actor, who, campaign_id, unit_id=None, via="page")

@@ -8,20 +8,35 @@ refusal naming the rule, or the 404 of another unit's record).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.datastructures import FormData
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
 
 from policies.roles import Role
 from vmportal.identity.models import User
 from vmportal.kit import errors
+from vmportal.web import session as session_state
 from vmportal.web.i18n import N_, current_locale
 from vmportal.web.i18n import gettext as _
 from vmportal.web.session import csrf_for, csrf_ok, user_view
+
+E = TypeVar("E")
+
+
+def label(names: Mapping[E, str], kind: Callable[[str], E], value: str) -> str:
+    """The words of ``names`` for a stored state or kind (``kind`` parses it into its enum); a value
+    the enum or the table does not know shows as it is stored rather than failing the page."""
+    try:
+        return names[kind(value)]
+    except (ValueError, KeyError):
+        return value
+
 
 UA, UL, OP, CA, AU = (
     Role.UNIT_ADMIN.value,
@@ -108,6 +123,22 @@ def base(token: str, user: User, title: str, active: str) -> dict[str, Any]:
         "csrf_token": csrf_for(token),
         "nav": nav_items(user.role, active),
     }
+
+
+async def signed_form(
+    templates: Jinja2Templates, request: Request, session: Session
+) -> tuple[str, User, FormData] | Response:
+    """The start of every state-changing page handler: the signed-in visitor (else the log-in page,
+    which comes back here) and the posted form with its CSRF token checked (else the refusal page).
+    The session token, the user and the form, or the answer to send at once."""
+    current = session_state.current(request, session)
+    if current is None:
+        return session_state.to_login(request)
+    token, user = current
+    form = await request.form()
+    if (bad := csrf_refused(templates, request, token, user, form)) is not None:
+        return bad
+    return token, user, form
 
 
 def csrf_refused(

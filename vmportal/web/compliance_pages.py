@@ -35,7 +35,8 @@ from vmportal.kit.http import SessionDep
 from vmportal.kit.paging import PageRequest
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "compliance")
@@ -57,10 +58,7 @@ def finding_state(state: str) -> str:
         FindingState.RETESTED: _("Retested"),
         FindingState.CLOSED: _("Closed"),
     }
-    try:
-        return names[FindingState(state)]
-    except ValueError:
-        return state
+    return common.label(names, FindingState, state)
 
 
 def category_name(value: str) -> str:
@@ -93,10 +91,7 @@ def notice_state(state: str) -> str:
         NoticeState.OPEN: _("Waiting for the center's confirmation"),
         NoticeState.CONFIRMED: _("Containment ordered"),
     }
-    try:
-        return names[NoticeState(state)]
-    except (ValueError, KeyError):
-        return state
+    return common.label(names, NoticeState, state)
 
 
 def violation_state(state: str) -> str:
@@ -106,10 +101,7 @@ def violation_state(state: str) -> str:
         ViolationState.RESOLVED: _("Resolved: no longer seen"),
         ViolationState.SHUT_DOWN: _("VM shut down over it"),
     }
-    try:
-        return names[ViolationState(state)]
-    except ValueError:
-        return state
+    return common.label(names, ViolationState, state)
 
 
 def _severity_tone(value: str) -> str:
@@ -263,13 +255,10 @@ def finding_detail(request: Request, session: SessionDep, finding_id: int) -> Re
 async def finding_action(request: Request, session: SessionDep, finding_id: int, action: str) -> Response:
     """fix (the unit: how it was fixed), retest (the center: passed or not, a note), close (the
     center: why). Bad input is shown beside its field with the values kept; nothing is written."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     actor = identity.actor_of(user)
     who = identity.who(user)
     values = {k: str(form.get(k, "")).strip() for k in ("note", "passed", "reason")}

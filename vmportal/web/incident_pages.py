@@ -38,7 +38,8 @@ from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
@@ -62,10 +63,7 @@ def state_label(state: str) -> str:
         IncidentState.CLOSED: _("Closed"),
         IncidentState.DISMISSED: _("Dismissed as a false positive"),
     }
-    try:
-        return names[IncidentState(state)]
-    except ValueError:
-        return state
+    return common.label(names, IncidentState, state)
 
 
 def state_tone(state: str) -> str:
@@ -91,10 +89,7 @@ def category_label(category: str) -> str:
         Category.FORBIDDEN_SERVICE: _("Forbidden service"),
         Category.OTHER: _("Other"),
     }
-    try:
-        return names[Category(category)]
-    except ValueError:
-        return category
+    return common.label(names, Category, category)
 
 
 def rect_state_label(state: str) -> str:
@@ -104,10 +99,7 @@ def rect_state_label(state: str) -> str:
         RectificationState.REJECTED: _("Rejected"),
         RectificationState.WITHDRAWN: _("Withdrawn"),
     }
-    try:
-        return names[RectificationState(state)]
-    except ValueError:
-        return state
+    return common.label(names, RectificationState, state)
 
 
 def containment_label(state: str) -> str:
@@ -118,10 +110,7 @@ def containment_label(state: str) -> str:
         ContainmentState.FAILED: _("Failed; the center may retry"),
         ContainmentState.RELEASED: _("Released (confirmed by the hypervisor)"),
     }
-    try:
-        return names[ContainmentState(state)]
-    except ValueError:
-        return state
+    return common.label(names, ContainmentState, state)
 
 
 def restore_label(state: str) -> str:
@@ -132,10 +121,7 @@ def restore_label(state: str) -> str:
         RestoreState.HELD: _("Still held by another open incident"),
         RestoreState.FAILED: _("Failed; the center may retry"),
     }
-    try:
-        return names[RestoreState(state)]
-    except ValueError:
-        return state
+    return common.label(names, RestoreState, state)
 
 
 def action_label(action: str) -> str:
@@ -145,10 +131,7 @@ def action_label(action: str) -> str:
         Containment.BLOCK_WEB: _("Block its web service"),
         Containment.NOTIFY_ONLY: _("Notify only"),
     }
-    try:
-        return names[Containment(action)]
-    except ValueError:
-        return action
+    return common.label(names, Containment, action)
 
 
 def _labels() -> dict[str, Any]:
@@ -438,13 +421,10 @@ async def _center_action(
 ) -> Response:
     """Verify (accept) or reject a report, or dismiss the incident: the center's, through the same
     service calls as the API's routes (which require a center role; so does this)."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     actor, who = identity.actor_of(user), identity.who(user)
     action, name = _CENTER_ACTIONS[kind]
     text = str(form.get(name, "")).strip()

@@ -26,7 +26,8 @@ from vmportal.kit.http import SessionDep
 from vmportal.unit import service as units
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "center")
@@ -114,13 +115,10 @@ def _typed_id(text: str) -> int | None:
 async def assign(request: Request, session: SessionDep, vm_id: int) -> Response:
     """inventory.service.assign (unit, optional information system). Bad input and the service's
     refusals are shown beside their field; nothing is written."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in ASSIGNERS:
         return _refused(request, token, user, "assign")
     typed = {k: str(form.get(k, "")).strip()[:16] for k in ("unit_id", "system_id")}

@@ -36,7 +36,8 @@ from vmportal.unit.models import DocumentKind
 from vmportal.unit.schemas import DocumentForm
 from vmportal.web import common, request_pages, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
@@ -130,13 +131,10 @@ def _shown(exc: errors.PortalError, action: str) -> tuple[str, str]:
 
 
 async def _decide(request: Request, session: Session, request_id: int, action: str) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role != Role.UNIT_LEAD.value:
         return _not_the_lead(request, token, user, action)
     actor, who = identity.actor_of(user), identity.who(user)

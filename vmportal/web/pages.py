@@ -23,11 +23,10 @@ from vmportal.web import templating
 from vmportal.web.i18n import current_locale, use_locale
 from vmportal.web.i18n import gettext as _
 from vmportal.web.language import safe_next
-from vmportal.web.session import COOKIE, csrf_for
+from vmportal.web.session import COOKIE
 from vmportal.web.session import csrf_ok as _csrf_ok
 from vmportal.web.session import current as _current
 from vmportal.web.session import to_login as _to_login
-from vmportal.web.session import user_view as _user_view
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "pages")
@@ -259,7 +258,3 @@ def account(request: Request, session: SessionDep) -> Response:
     from vmportal.web import common
 
     return _page(request, "account.html", **common.base(token, user, _("My account"), "/account"))
-
-
-# The session helpers under the names the page modules imported them by before web.session existed.
-__all__ = ["COOKIE", "_csrf_ok", "_current", "_to_login", "_user_view", "csrf_for", "router"]

@@ -29,8 +29,9 @@ from vmportal.request.models import RequestState, VMRequest
 from vmportal.unit import service as units
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
 from vmportal.web.request_pages import _row
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "center")
@@ -177,13 +178,10 @@ async def _decide(request: Request, session: Session, request_id: int, kind: str
     """One decision through request.service (the API's own use cases: role, state, quota, audit,
     the provisioning task). A refusal is shown on the request it is about, the typed reason kept;
     nothing is written."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     action = _ACTIONS[kind]
     if user.role not in DECIDERS:
         return _not_a_decider(request, token, user, action)

@@ -33,7 +33,8 @@ from vmportal.reports.service import Period
 from vmportal.reports.tables import Format, Table
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "center")

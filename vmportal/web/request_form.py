@@ -41,7 +41,8 @@ from vmportal.request.service.report import quota_report
 from vmportal.unit import service as units
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
@@ -246,13 +247,10 @@ def _errors_of(exc: errors.PortalError) -> dict[str, str]:
 
 @router.post("/requests/new")
 async def submit_request(request: Request, session: SessionDep) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role != Role.UNIT_ADMIN.value or user.unit_id is None:
         return _refused(request, token, user)
     values = {name: str(form.get(name, ""))[:4000] for name in FIELDS}

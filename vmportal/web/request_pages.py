@@ -25,7 +25,10 @@ from vmportal.request.models import RequestState, VMRequest
 from vmportal.web import common, templating
 from vmportal.web.formats import time_left
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login, _user_view, csrf_for
+from vmportal.web.session import csrf_for
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
+from vmportal.web.session import user_view as _user_view
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
@@ -51,10 +54,7 @@ def state_label(state: str) -> str:
         RequestState.FAILED: _("Provisioning failed"),
         RequestState.CANCELLED: _("Withdrawn"),
     }
-    try:
-        return names[RequestState(state)]
-    except ValueError:
-        return state
+    return common.label(names, RequestState, state)
 
 
 def nav_items(role: str, active: str = "") -> list[dict[str, Any]]:

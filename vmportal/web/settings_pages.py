@@ -26,7 +26,8 @@ from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "center")
@@ -99,13 +100,10 @@ def _shown(exc: errors.PortalError) -> tuple[str, str]:
 
 @router.post("/settings")
 async def save_settings(request: Request, session: SessionDep) -> Response:
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     if user.role not in CHANGERS:
         message = _("Rule %(rule)s: %(reason)s") % {
             "rule": "settings.update",

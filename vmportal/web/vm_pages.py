@@ -33,7 +33,8 @@ from vmportal.vm.service import credentials
 from vmportal.vm.service.choices import Choice, power_choices
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
-from vmportal.web.pages import _current, _to_login
+from vmportal.web.session import current as _current
+from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
@@ -58,10 +59,7 @@ def _op_state(state: str) -> str:
         PowerOpState.SUCCEEDED: _("Done"),
         PowerOpState.FAILED: _("Failed"),
     }
-    try:
-        return names[PowerOpState(state)]
-    except ValueError:
-        return state
+    return common.label(names, PowerOpState, state)
 
 
 def _confirm_text(action: PowerAction, name: str) -> str:
@@ -190,13 +188,10 @@ def vm_detail(request: Request, session: SessionDep, vm_id: int) -> Response:
 async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Response:
     """One power action; ``from`` says which part of a page asked (``list``: the row, else the VM's
     status block) so htmx gets back just that part, with the outcome in words."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    form = await request.form()
-    if (bad := common.csrf_refused(_templates, request, token, user, form)) is not None:
-        return bad
+    posted = await common.signed_form(_templates, request, session)
+    if isinstance(posted, Response):
+        return posted
+    token, user, form = posted
     actor = identity.actor_of(user)
     status = 200
     message: tuple[str, str]
