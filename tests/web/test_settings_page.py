@@ -94,6 +94,13 @@ def test_bad_values_are_shown_beside_their_field_and_nothing_is_written(live: Li
         mail = _error(bad.text, "unmatched_alert_mail")
         assert "one_of" in mail and "只能取以下值之一" in mail and "each, digest, off" in mail
         assert "type" in _error(bad.text, "endorsement_required")
+        for hours, rule in (("0", "range"), ("721", "range"), ("三天", "type")):
+            wrong = c.post(
+                "/settings",
+                data={"csrf_token": token, "endorsement_required": "true", "maintenance_notice_hours": hours},
+            )
+            assert wrong.status_code == 422 and rule in _error(wrong.text, "maintenance_notice_hours")
+            assert f'value="{hours}"' in wrong.text  # the typed value kept
         one = c.post(
             "/settings",
             data={"csrf_token": token, "endorsement_required": "true", "unmatched_alert_mail": "weekly"},
@@ -109,12 +116,21 @@ def test_the_admin_changes_the_settings(live: Live) -> None:
         token = _csrf(c.get("/settings").text)
         saved = c.post(
             "/settings",
-            data={"csrf_token": token, "endorsement_required": "true", "unmatched_alert_mail": "each"},
+            data={
+                "csrf_token": token,
+                "endorsement_required": "true",
+                "unmatched_alert_mail": "each",
+                "maintenance_notice_hours": "96",
+            },
         )
         assert saved.status_code == 303 and saved.headers["location"] == "/settings?done=saved"
         after = c.get(saved.headers["location"]).text
         assert "中心设置已保存" in after and re.search(r'<option value="each" selected>', after)
-    assert _settings(live) == {"endorsement_required": True, "unmatched_alert_mail": "each"}
+    assert _settings(live) == {
+        "endorsement_required": True,
+        "unmatched_alert_mail": "each",
+        "maintenance_notice_hours": 96,
+    }
     with live.client() as c:  # the change is in the audit log
         r = c.get(
             f"{API}/audit", params={"action": "setting.update"}, headers=live.login("auditor", Role.AUDITOR)

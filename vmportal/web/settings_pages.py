@@ -34,7 +34,7 @@ _templates = templating.templates(Path(__file__).parent / "templates" / "center"
 
 #: Who changes the settings (the API's PUT /center/settings).
 CHANGERS = frozenset({Role.CENTER_ADMIN.value})
-FIELDS = ("endorsement_required", "unmatched_alert_mail")
+FIELDS = ("endorsement_required", "unmatched_alert_mail", "maintenance_notice_hours")
 
 
 def _description(key: str) -> str:
@@ -57,6 +57,7 @@ def _page(
     shown = {
         "endorsement_required": "true" if stored["endorsement_required"] else "false",
         "unmatched_alert_mail": str(stored["unmatched_alert_mail"]),
+        "maintenance_notice_hours": str(stored["maintenance_notice_hours"]),
     }
     context = {
         **common.base(token, user, _("Center settings"), "/settings"),
@@ -110,17 +111,22 @@ async def save_settings(request: Request, session: SessionDep) -> Response:
             "reason": _("only the center administrator changes the center settings"),
         }
         return common.refused(_templates, request, token, user, "/settings", message)
-    typed = {k: str(form.get(k, "")).strip()[:64] for k in FIELDS}
-    # The form's two values are true/false; anything else reaches the service as typed, which
-    # refuses it (rule type) as it refuses the API's.
+    # A field the form does not carry is left as it is (a client posting only some of them).
+    typed = {k: str(form.get(k, "")).strip()[:64] for k in FIELDS if k in form}
+    # true/false and whole hours as the form gives them; anything else reaches the service as
+    # typed, which refuses it (rule type) as it refuses the API's.
     as_bool = {"true": True, "false": False}
-    wanted: dict[str, Any] = {
-        "endorsement_required": as_bool.get(typed["endorsement_required"], typed["endorsement_required"]),
-        "unmatched_alert_mail": typed["unmatched_alert_mail"],
-    }
+    wanted: dict[str, Any] = dict(typed)
+    if "endorsement_required" in typed:
+        wanted["endorsement_required"] = as_bool.get(
+            typed["endorsement_required"], typed["endorsement_required"]
+        )
+    hours = typed.get("maintenance_notice_hours")
+    if hours is not None and hours.isascii() and hours.isdigit():
+        wanted["maintenance_notice_hours"] = int(hours)
     who = identity.who(user)
     problems: dict[str, str] = {}
-    for key in FIELDS:
+    for key in wanted:
         try:
             center.set_setting(session, who, key, wanted[key])
         except errors.PortalError as exc:
