@@ -65,6 +65,14 @@ def adapter_for(conn: HypervisorConnection) -> HypervisorAdapter:
     return adapter
 
 
+def close_adapters() -> None:
+    """Close and forget this thread's cached adapters (a thread that ends, e.g. a watcher's guard)."""
+    cache: dict[tuple[object, ...], HypervisorAdapter] = getattr(_local, "adapters", None) or {}
+    for adapter in cache.values():
+        adapter.close()
+    cache.clear()
+
+
 def get_connection(session: Session, connection_id: int) -> HypervisorConnection:
     conn = repository.get_connection(session, connection_id)
     if conn is None:

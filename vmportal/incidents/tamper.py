@@ -46,6 +46,20 @@ def broken(vm: VM, action: Containment) -> dict[str, Any]:
     return {}
 
 
+def _loose(session: Session, vm: VM) -> list[tuple[Incident, Containment, dict[str, Any]]]:
+    """The confirmed containments of ``vm`` that its stored state no longer honours, with what broke
+    each."""
+    found = []
+    for incident in repository.holding_incidents(session, vm.id or 0):
+        if incident.state != S.CONTAINED or incident.containment_state != ContainmentState.CONFIRMED:
+            continue
+        action = Containment(incident.executed_action or incident.action)
+        changed = broken(vm, action)
+        if changed:
+            found.append((incident, action, changed))
+    return found
+
+
 def recontain(session: Session, vm_id: int) -> list[int]:
     """Contain ``vm_id`` again for each confirmed containment its state no longer honours; the ids
     of the incidents that were re-applied."""
@@ -53,13 +67,7 @@ def recontain(session: Session, vm_id: int) -> list[int]:
     if vm is None:
         return []
     done: list[int] = []
-    for incident in repository.holding_incidents(session, vm_id):
-        if incident.state != S.CONTAINED or incident.containment_state != ContainmentState.CONFIRMED:
-            continue
-        action = Containment(incident.executed_action or incident.action)
-        changed = broken(vm, action)
-        if not changed:
-            continue
+    for incident, action, changed in _loose(session, vm):
         _recontain_one(session, vm, incident, action, changed)
         done.append(incident.id or 0)
     return done
@@ -107,8 +115,13 @@ def _recontain_one(
 
 
 def _after_reconcile(session: Session, report: inventory.SyncReport) -> None:
-    vm_ids = {d["vm_id"] for d in (*report.drift, *report.network_drift) if d.get("vm_id")}
-    vm_ids |= set(report.checked)  # a hold check: judged on the stored state, drifted or not
+    vm_ids = {int(d["vm_id"]) for d in (*report.drift, *report.network_drift) if d.get("vm_id")}
+    # A hold check's VMs are judged on their stored state, drifted or not; the VM's row lock is
+    # taken only for one found loose, so a round over held VMs that hold blocks nobody.
+    for vm_id in set(report.checked) - vm_ids:
+        vm = session.get(VM, vm_id, populate_existing=True)  # reconcile wrote it with plain SQL
+        if vm is not None and _loose(session, vm):
+            vm_ids.add(vm_id)
     for vm_id in sorted(vm_ids):
         try:
             recontain(session, int(vm_id))

@@ -35,7 +35,7 @@ from hypervisors import HypervisorError
 from hypervisors.base import ChangeBatch, ChangeKind, NotSupported, Retriable
 from vmportal.audit.service import Who
 from vmportal.connection.models import HypervisorConnection
-from vmportal.connection.service import adapter_for
+from vmportal.connection.service import adapter_for, close_adapters
 from vmportal.inventory import repository, service
 from vmportal.kit import db
 from vmportal.kit.settings import get_settings
@@ -156,14 +156,13 @@ def check_holds(connection_id: int) -> service.SyncReport | None:
     if adapter is None:
         return None
     infos = []
-    try:
-        for ref in refs:
-            try:
-                infos.append(adapter.get_vm(ref))
-            except HypervisorError as exc:  # gone or unreachable: the stream and the sync see to it
-                log.debug("hold check of %s on connection %s: %s", ref, connection_id, exc.message)
-    finally:
-        adapter.close()
+    # The thread's cached adapter stays open between rounds (one vCenter session for the guard's
+    # life, not a log-in every round); _guard_holds closes it when the watcher ends.
+    for ref in refs:
+        try:
+            infos.append(adapter.get_vm(ref))
+        except HypervisorError as exc:  # gone or unreachable: the stream and the sync see to it
+            log.debug("hold check of %s on connection %s: %s", ref, connection_id, exc.message)
     if not infos:
         return None
     with db.transaction() as session:
@@ -174,11 +173,14 @@ def check_holds(connection_id: int) -> service.SyncReport | None:
 
 
 def _guard_holds(connection_id: int, stop: threading.Event, ended: threading.Event) -> None:
-    while not stop.is_set() and not ended.wait(HOLD_CHECK_SECONDS):
-        try:
-            check_holds(connection_id)
-        except Exception:  # the database or the hypervisor briefly away: the next round tries again
-            log.exception("hold check of connection %s failed", connection_id)
+    try:
+        while not stop.is_set() and not ended.wait(HOLD_CHECK_SECONDS):
+            try:
+                check_holds(connection_id)
+            except Exception:  # the database or the hypervisor briefly away: the next round tries again
+                log.exception("hold check of connection %s failed", connection_id)
+    finally:
+        close_adapters()
 
 
 def watch_connection(connection_id: int, stop: threading.Event) -> None:
