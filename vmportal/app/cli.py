@@ -213,13 +213,11 @@ def audit_tail(
     lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=10_000, help="How many rows.")] = 20,
 ) -> None:
     """Print the newest audit rows, oldest first."""
-    from sqlmodel import col, select
-
-    from vmportal.audit.models import AuditEntry
+    from vmportal.audit.repository import newest_entries
 
     _open()
     with db.transaction() as session:
-        rows = list(session.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(lines)))
+        rows = newest_entries(session, lines)
     for row in reversed(rows):
         role = f" ({row.actor_role})" if row.actor_role else ""
         unit = f" unit={row.unit_id}" if row.unit_id is not None else ""

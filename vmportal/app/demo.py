@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from hypervisors import CloneSpec, HypervisorAdapter, PowerAction
 from hypervisors.base import IPSettings
@@ -381,11 +381,11 @@ def seed(settings: Settings, *, announce: bool | None = None) -> DemoInfo:
 
 
 def _center_accounts(session: Session, count: _Counter) -> None:
-    from vmportal.identity.models import User
+    from vmportal.identity.repository import username_taken
     from vmportal.identity.service import create_user
 
     for username, role, display_name, _ in _CENTER_ACCOUNTS:
-        if session.exec(select(User.id).where(User.username == username)).first() is None:
+        if not username_taken(session, username):
             create_user(
                 session,
                 DEMO,
@@ -404,12 +404,13 @@ def _beijing_today() -> date:
 
 
 def _unit(session: Session, settings: Settings, spec: _Unit, count: _Counter) -> int:
-    from vmportal.identity.models import User
+    from vmportal.identity.repository import username_taken
     from vmportal.identity.service import create_user
     from vmportal.unit import service as units
-    from vmportal.unit.models import ContactRole, DocumentKind, Unit
+    from vmportal.unit.models import ContactRole, DocumentKind
+    from vmportal.unit.repository import unit_by_code
 
-    unit = session.exec(select(Unit).where(Unit.code == spec.code)).first()
+    unit = unit_by_code(session, spec.code)
     if unit is None:
         unit = units.create_unit(session, DEMO, code=spec.code, name_zh=spec.name_zh, name_en=spec.name_en)
         # The quota is set once, with the unit: a center admin's later change is never undone.
@@ -493,7 +494,7 @@ def _unit(session: Session, settings: Settings, spec: _Unit, count: _Counter) ->
         ("lead", Role.UNIT_LEAD, ContactRole.SECURITY_LEAD),
     ):
         username = _unit_username(spec, account_kind)
-        if session.exec(select(User.id).where(User.username == username)).first() is None:
+        if not username_taken(session, username):
             contact = contacts[contact_role]
             create_user(
                 session,
@@ -513,12 +514,12 @@ def _unit(session: Session, settings: Settings, spec: _Unit, count: _Counter) ->
 
 def _pools(session: Session, connection_id: int, count: _Counter) -> dict[str, int]:
     from vmportal.network import service as network
-    from vmportal.network.models import IPPool
+    from vmportal.network.repository import pool_by_name
 
     ids: dict[str, int] = {}
     for spec in _POOLS:
         name = spec.name
-        pool = session.exec(select(IPPool).where(IPPool.name == name)).first()
+        pool = pool_by_name(session, name)
         if pool is None:
             pool = network.create_pool(
                 session,
@@ -547,15 +548,12 @@ def _vm(
     from vmportal.network import service as network
     from vmportal.network.models import IPPool
     from vmportal.request.service import admin_account_for
-    from vmportal.unit.models import InformationSystem
+    from vmportal.unit.repository import system_id_by_name
+    from vmportal.vm import repository as vms
     from vmportal.vm.models import VM
 
     with db.transaction() as session:
-        existing = session.exec(
-            select(VM.id).where(
-                VM.connection_id == connection_id, VM.unit_id == unit_id, VM.name == spec.name
-            )
-        ).first()
+        existing = vms.id_by_name(session, connection_id, unit_id, spec.name)
         if existing is not None:
             return existing
         pool = session.get(IPPool, pools[spec.pool])
@@ -592,11 +590,7 @@ def _vm(
             )
             if not spec.running:
                 info = adapter.power(info.ref, PowerAction.STOP)
-        system_id = session.exec(
-            select(InformationSystem.id).where(
-                InformationSystem.unit_id == unit_id, InformationSystem.name == spec.system
-            )
-        ).first()
+        system_id = system_id_by_name(session, unit_id, spec.system)
         vm = VM(
             unit_id=unit_id,
             system_id=system_id,

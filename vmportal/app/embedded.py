@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlmodel import select
-
 from vmportal.kit import db
 from vmportal.kit.settings import Settings
 
@@ -20,11 +18,10 @@ SIMULATOR_CONNECTION = "simulator"
 def ensure_simulator_connection(settings: Settings) -> int:
     """The embedded default governs the simulator; register it once so requests can name it."""
     from vmportal.connection.models import HypervisorConnection
+    from vmportal.connection.repository import connection_by_name
 
     with db.transaction() as session:
-        row = session.exec(
-            select(HypervisorConnection).where(HypervisorConnection.name == SIMULATOR_CONNECTION)
-        ).first()
+        row = connection_by_name(session, SIMULATOR_CONNECTION)
         if row is None:
             row = HypervisorConnection(
                 name=SIMULATOR_CONNECTION, kind="simulator", url=settings.simulator_state_url, verify_tls=True

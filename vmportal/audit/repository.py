@@ -1,5 +1,6 @@
 """Every query of the audit log: the chain's tip (locked while appending), the rows in id order for
-the chain check, and the filtered, paged list the auditor reads."""
+the chain check, the newest rows for the command line, and the filtered, paged list the auditor
+reads."""
 
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ def entries_after(session: Session, last_id: int, batch: int) -> Sequence[AuditE
     return session.exec(
         select(AuditEntry).where(col(AuditEntry.id) > last_id).order_by(col(AuditEntry.id)).limit(batch)
     ).all()
+
+
+def newest_entries(session: Session, limit: int) -> list[AuditEntry]:
+    """The ``limit`` newest rows, newest first (``vmportal audit tail``)."""
+    return list(session.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,11 @@ def connections_by_id(session: Session, *, active: bool | None = None) -> list[H
     return list(session.exec(query))
 
 
+def connection_by_name(session: Session, name: str) -> HypervisorConnection | None:
+    """The connection named ``name`` (names are unique), if there is one."""
+    return session.exec(select(HypervisorConnection).where(HypervisorConnection.name == name)).first()
+
+
 def name_taken(session: Session, name: str, connection_id: int | None = None) -> bool:
     """Whether a connection other than ``connection_id`` is named ``name``."""
     query = select(HypervisorConnection.id).where(HypervisorConnection.name == name)

@@ -24,6 +24,7 @@ from vmportal.incidents.models import (
 )
 from vmportal.kit import errors
 from vmportal.kit.scope import unit_conditions
+from vmportal.kit.sql import insert_or_nothing
 from vmportal.unit.models import Unit
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM, Lifecycle
@@ -78,6 +79,12 @@ def open_incident_locked(session: Session, key: str) -> Incident | None:
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
+
+
+def insert_open_incident(session: Session, incident: Incident) -> int | None:
+    """Insert ``incident`` unless an open one of its key (``open_key``) exists already: its new id,
+    or None when a concurrent transaction's row won the key (read it with :func:`open_incident_locked`)."""
+    return insert_or_nothing(session, incident, ["open_key"])
 
 
 def confirmed_containments(session: Session, vm_id: int) -> list[Incident]:

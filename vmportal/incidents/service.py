@@ -45,7 +45,6 @@ from vmportal.incidents.timeline import add_event
 from vmportal.jobs import outbox
 from vmportal.kit import db, errors, pages
 from vmportal.kit.scope import can_see_unit, ensure_visible
-from vmportal.kit.sql import insert_or_nothing
 from vmportal.mail import service as mail
 from vmportal.vm.models import VM, Lifecycle
 
@@ -308,7 +307,7 @@ def _find_or_create(
         first_seen=seen_at,
         last_seen=seen_at,
     )
-    new_id = insert_or_nothing(session, incident, ["open_key"])
+    new_id = repository.insert_open_incident(session, incident)
     found = repository.open_incident_locked(session, key)  # ours, or a concurrent transaction's
     assert found is not None
     return found, new_id is not None and found.id == new_id

@@ -35,6 +35,11 @@ def first_pool_of(session: Session, connection_id: int) -> IPPool | None:
     ).first()
 
 
+def pool_by_name(session: Session, name: str) -> IPPool | None:
+    """The pool named ``name`` (names are unique), if there is one."""
+    return session.exec(select(IPPool).where(IPPool.name == name)).first()
+
+
 def name_taken(session: Session, name: str, *, other_than: int | None = None) -> bool:
     query = select(IPPool.id).where(IPPool.name == name)
     if other_than is not None:

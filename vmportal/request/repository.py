@@ -116,6 +116,18 @@ def totals_by_unit(session: Session, unit_ids: Iterable[int], states: Iterable[s
     return {int(row[0]): _as_totals(row[1:]) for row in session.connection().execute(statement)}
 
 
+def overdue_count(session: Session, now: datetime) -> int:
+    """How many open requests are past their provisioning deadline at ``now`` (the scrape-time gauge
+    ``vmportal_requests_overdue``)."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(VMRequest)
+            .where(col(VMRequest.due_at) < now, col(VMRequest.state).in_([s.value for s in OPEN_STATES]))
+        ).one()
+    )
+
+
 def count_naming_pool(session: Session, pool_id: int, states: Iterable[str]) -> int:
     return session.exec(
         select(func.count())

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from vmportal.kit.settings import get_settings
 from vmportal.mail import service as mail
-from vmportal.unit.models import Contact, ContactRole
+from vmportal.unit import repository
+from vmportal.unit.models import ContactRole
 
 
 def recipients(
@@ -35,14 +36,7 @@ def recipients(
                 unit.append(address)
     elif unit_id is not None and not center_only:
         with session.no_autoflush:
-            rows = session.exec(
-                select(Contact.role, Contact.email).where(
-                    col(Contact.unit_id) == unit_id,
-                    col(Contact.role).in_(
-                        [ContactRole.SECURITY_ADMIN.value, ContactRole.SECURITY_LEAD.value]
-                    ),
-                )
-            ).all()
+            rows = repository.security_contact_emails(session, unit_id)
         # The administrator first: the one who acts; the lead is told as the one responsible.
         for _role, email in sorted(rows, key=lambda r: r[0] != ContactRole.SECURITY_ADMIN.value):
             address = (email or "").strip()

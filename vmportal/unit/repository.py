@@ -37,6 +37,11 @@ def code_taken(session: Session, code: str) -> bool:
     return session.exec(select(Unit.id).where(Unit.code == code)).first() is not None
 
 
+def unit_by_code(session: Session, code: str) -> Unit | None:
+    """The unit of this code (codes are unique), if there is one."""
+    return session.exec(select(Unit).where(Unit.code == code)).first()
+
+
 # ---- contact registry -----------------------------------------------------------------------------
 
 
@@ -46,6 +51,18 @@ def list_contacts(session: Session, unit_id: int) -> list[Contact]:
 
 def get_contact(session: Session, unit_id: int, role: ContactRole) -> Contact | None:
     return session.exec(select(Contact).where(Contact.unit_id == unit_id, Contact.role == role.value)).first()
+
+
+def security_contact_emails(session: Session, unit_id: int) -> list[tuple[str, str | None]]:
+    """(role, e-mail) of the unit's security administrator and security lead, as the registry has
+    them (either may be missing; an address may be empty): who hears of the unit's mail."""
+    rows = session.exec(
+        select(Contact.role, Contact.email).where(
+            col(Contact.unit_id) == unit_id,
+            col(Contact.role).in_([ContactRole.SECURITY_ADMIN.value, ContactRole.SECURITY_LEAD.value]),
+        )
+    ).all()
+    return [(str(role), email) for role, email in rows]
 
 
 # ---- documents -----------------------------------------------------------------------------------
@@ -108,6 +125,15 @@ def list_systems(session: Session, unit_id: int) -> list[InformationSystem]:
             .order_by(col(InformationSystem.id))
         )
     )
+
+
+def system_id_by_name(session: Session, unit_id: int, name: str) -> int | None:
+    """The id of the unit's information system named ``name``, if it has one."""
+    return session.exec(
+        select(InformationSystem.id).where(
+            InformationSystem.unit_id == unit_id, InformationSystem.name == name
+        )
+    ).first()
 
 
 def get_system(session: Session, system_id: int) -> InformationSystem | None:

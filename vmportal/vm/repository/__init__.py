@@ -48,6 +48,25 @@ def by_ref(session: Session, connection_id: int, ref: str, *, other_than: int | 
     return session.exec(statement).first()
 
 
+def id_by_name(session: Session, connection_id: int, unit_id: int, name: str) -> int | None:
+    """The id of the unit's VM named ``name`` on the connection, whatever its lifecycle (the demo
+    data's natural key)."""
+    return session.exec(
+        select(VM.id).where(VM.connection_id == connection_id, VM.unit_id == unit_id, VM.name == name)
+    ).first()
+
+
+def an_active_ref(session: Session, connection_id: int) -> str | None:
+    """The hypervisor reference of some active VM of the connection (any one; None when it has
+    none): a VM the worker's warm-up can read to open the connection's session."""
+    ref = session.exec(
+        select(col(VM.hypervisor_ref))
+        .where(col(VM.connection_id) == connection_id, col(VM.lifecycle) == Lifecycle.ACTIVE.value)
+        .limit(1)
+    ).first()
+    return str(ref) if ref else None
+
+
 def erase_credential(session: Session, vm_id: int, *, fetched_by: int | None, at: datetime) -> bool:
     """Erase the waiting password and record the fetch, by compare-and-set on ``fetched_at IS NULL``:
     of two simultaneous fetches one gets True, the other False (the password is given once)."""
