@@ -10,20 +10,20 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vmportal.jobs.models import OutboxTask
 from vmportal.kit import db
 from vmportal.kit.observability import HTTP_LATENCY, REGISTRY, SHARED_STATE, readiness, scrape_registry
 from vmportal.kit.settings import get_settings
-from vmportal.request.lifecycle import OPEN_STATES
-from vmportal.request.models import VMRequest
+from vmportal.kit.sql import count_where
+from vmportal.request import repository as requests
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,8 @@ class SharedStateCollector(Collector):
         try:
             with db.new_session() as session:
                 now = db.utcnow()
-                n_overdue = session.execute(
-                    sa.select(sa.func.count())
-                    .select_from(VMRequest)
-                    .where(
-                        VMRequest.due_at < now,  # type: ignore[arg-type]
-                        VMRequest.state.in_([s.value for s in OPEN_STATES]),  # type: ignore[attr-defined]
-                    )
-                ).scalar_one()
-                n_pending = session.execute(
-                    sa.select(sa.func.count())
-                    .select_from(OutboxTask)
-                    .where(OutboxTask.completed_at.is_(None))  # type: ignore[union-attr]
-                ).scalar_one()
+                n_overdue = requests.overdue_count(session, now)
+                n_pending = count_where(session, OutboxTask, [col(OutboxTask.completed_at).is_(None)])
             overdue.add_metric([], n_overdue)
             pending.add_metric([], n_pending)
         except Exception:  # a scrape must not fail because the database hiccups

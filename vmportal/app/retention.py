@@ -30,13 +30,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete
-from sqlmodel import SQLModel, col, select
+from sqlalchemy import ColumnElement
+from sqlmodel import SQLModel, col
 
 from vmportal.incidents.models import Notification, NotificationState
 from vmportal.jobs.models import OutboxTask
 from vmportal.kit import db
 from vmportal.kit.settings import get_settings
+from vmportal.kit.sql import delete_oldest
 from vmportal.mail.service import MailEvent
 
 log = logging.getLogger(__name__)
@@ -70,23 +71,12 @@ def _prune(
 ) -> int:
     deleted = 0
     for _ in range(max_batches):
+        # Each batch its own short transaction (locks held and WAL written per batch, not per run); a
+        # row is deleted only if it is still finished as it was when read.
         with db.transaction() as session:
-            # Oldest first, by primary key: the scan stops as soon as it has a batch, and the old rows
-            # are the low ids, so it reads little beyond what it deletes.
-            ids = [
-                int(i)
-                for i in session.exec(select(id_column).where(*conditions).order_by(id_column).limit(batch))
-            ]
-            if not ids:
-                break
-            # The conditions again: a row is deleted only if it is still finished as it was when read.
-            result = session.exec(
-                delete(model)
-                .where(id_column.in_(ids), *conditions)
-                .execution_options(synchronize_session=False)
-            )
-            deleted += int(result.rowcount or 0)
-        if len(ids) < batch:
+            read, gone = delete_oldest(session, model, id_column, conditions, batch)
+        deleted += gone
+        if read < batch:
             break
     return deleted
 

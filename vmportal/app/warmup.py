@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import literal, select
-from sqlmodel import SQLModel, col
+from sqlmodel import SQLModel
 
 from hypervisors import create
 from vmportal.kit import db
@@ -50,8 +49,7 @@ def _database() -> None:
     try:
         for conn in connections:
             # Every table once, so this backend has read their descriptions before a task needs them.
-            for table in SQLModel.metadata.sorted_tables:
-                conn.execute(select(literal(1)).select_from(table).limit(0))
+            db.read_descriptions(conn, SQLModel.metadata.sorted_tables)
             conn.rollback()
     finally:
         for conn in connections:
@@ -59,20 +57,15 @@ def _database() -> None:
 
 
 def _hypervisors() -> None:
-    from vmportal.connection.models import HypervisorConnection
+    from vmportal.connection.repository import connections_by_id
     from vmportal.connection.service import config_of
-    from vmportal.vm.models import VM, Lifecycle
+    from vmportal.vm import repository as vms
 
     with db.transaction() as s:
         targets = []
-        for conn in s.execute(
-            select(HypervisorConnection).where(col(HypervisorConnection.active).is_(True))
-        ).scalars():
-            ref = s.execute(
-                select(col(VM.hypervisor_ref))
-                .where(col(VM.connection_id) == conn.id, col(VM.lifecycle) == Lifecycle.ACTIVE.value)
-                .limit(1)
-            ).scalar()
+        for conn in connections_by_id(s, active=True):
+            assert conn.id is not None
+            ref = vms.an_active_ref(s, conn.id)
             if ref:
                 targets.append((config_of(conn), ref))
     for config, ref in targets:

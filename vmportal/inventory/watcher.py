@@ -29,8 +29,6 @@ import threading
 import zlib
 from collections.abc import Iterator
 
-import sqlalchemy as sa
-
 from hypervisors import HypervisorError
 from hypervisors.base import ChangeBatch, ChangeKind, NotSupported, Retriable
 from vmportal.audit.service import Who
@@ -38,6 +36,7 @@ from vmportal.connection.models import HypervisorConnection
 from vmportal.connection.service import adapter_for, close_adapters
 from vmportal.inventory import repository, service
 from vmportal.kit import db
+from vmportal.kit.locks import advisory_lease
 from vmportal.kit.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -57,15 +56,8 @@ def lease(connection_id: int) -> Iterator[bool]:
     engine = db.engine()
     if engine.dialect.name == "postgresql":
         key = zlib.crc32(f"vmportal.watch.{connection_id}".encode())
-        with engine.connect() as conn:
-            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-            conn.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+        with advisory_lease(engine, key) as got:
+            yield got
         return
     path = get_settings().data_dir / f"watch-{connection_id}.lock"
     with open(path, "a+b") as handle:

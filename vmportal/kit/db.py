@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -157,6 +157,13 @@ def transaction(*, read_only: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def read_descriptions(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
+    """Read nothing from each of ``tables`` on ``conn`` (``SELECT 1 … LIMIT 0``), so the server
+    backend behind the connection has loaded their catalog entries before real work needs them."""
+    for table in tables:
+        conn.execute(sa.select(sa.literal(1)).select_from(table).limit(0))
 
 
 def is_postgres(session: Session) -> bool:

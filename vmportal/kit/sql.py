@@ -1,18 +1,24 @@
-"""Insert-or-nothing on a unique key, without a savepoint.
+"""Statements written once for any table: insert-or-nothing on a unique key, a count of the rows that
+match some conditions, and the batched delete of old rows.
 
-Savepoints are avoided on purpose in this package: the outbox dispatches the tasks a session enqueued
-from SQLAlchemy's ``after_commit`` event, which also fires when a *savepoint* commits, so a savepoint
-released after an ``outbox.enqueue`` would send the task before the enclosing transaction commits.
-``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike) settles a race on a unique key
-without one.
+The last two serve the application package's upkeep of the two outboxes (``app/retention``,
+``app/metrics``), whose tables belong to the layers below every domain (``jobs``, ``mail``): the
+conditions (what is old, what is pending) stay with the caller, the statement is written here.
+
+Insert-or-nothing avoids a savepoint, as this package does on purpose: the outbox dispatches the
+tasks a session enqueued from SQLAlchemy's ``after_commit`` event, which also fires when a
+*savepoint* commits, so a savepoint released after an ``outbox.enqueue`` would send the task before
+the enclosing transaction commits. ``INSERT … ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite alike)
+settles a race on a unique key without one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, delete, func, select
 
 
 def insert_or_nothing(session: Session, row: SQLModel, conflict: list[str]) -> int | None:
@@ -28,3 +34,28 @@ def insert_or_nothing(session: Session, row: SQLModel, conflict: list[str]) -> i
     session.flush()
     new_id = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
     return int(new_id) if new_id is not None else None
+
+
+def count_where(session: Session, model: type[SQLModel], conditions: list[ColumnElement[bool]]) -> int:
+    """How many rows of ``model``'s table meet every one of ``conditions``."""
+    return int(session.exec(select(func.count()).select_from(model).where(*conditions)).one())
+
+
+def delete_oldest(
+    session: Session, model: type[SQLModel], id_column: Any, conditions: list[ColumnElement[bool]], batch: int
+) -> tuple[int, int]:
+    """Delete up to ``batch`` rows of ``model`` that meet ``conditions``, lowest ids first; answers
+    (how many were read, how many were deleted). Fewer read than ``batch``: nothing older is left.
+
+    Oldest first, by primary key: the scan stops as soon as it has a batch, and old rows are the low
+    ids, so it reads little beyond what it deletes. The delete states the conditions again: a row is
+    deleted only if it still meets them as it did when read (a concurrent writer may have changed it)."""
+    ids = [
+        int(i) for i in session.exec(select(id_column).where(*conditions).order_by(id_column).limit(batch))
+    ]
+    if not ids:
+        return 0, 0
+    result = session.exec(
+        delete(model).where(id_column.in_(ids), *conditions).execution_options(synchronize_session=False)
+    )
+    return len(ids), int(result.rowcount or 0)
