@@ -18,11 +18,12 @@ run: install ## Run the portal on its embedded default (SQLite, simulator, in-pr
 bootstrap: ## Install Debian packages and start PostgreSQL and Redis (needs root)
 	@scripts/bootstrap.sh
 
-lint: install ## ruff, mypy and the import rules of docs/architecture.md (lint-imports)
-	$(VENV)/bin/ruff check vmportal hypervisors policies tests bench
-	$(VENV)/bin/ruff format --check vmportal hypervisors policies tests bench
+lint: install ## ruff, mypy and the rules of docs/architecture.md (lint-imports, queries in repositories)
+	$(VENV)/bin/ruff check vmportal hypervisors policies tests bench scripts
+	$(VENV)/bin/ruff format --check vmportal hypervisors policies tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/check_queries.py
 
 test: bootstrap lint ## Everything: lint, the whole suite on SQLite, the API suite on PostgreSQL
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
