@@ -18,6 +18,8 @@ main table, the XLSX every table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
@@ -52,20 +54,50 @@ _UNIT = (
 )
 
 
-def _answer(report: Report, main: Table, lists: dict[str, Table], format: Format, stem: str) -> Any:
-    if format == Format.JSON:
-        body = tables.to_json(main)
-        body.update(
-            period=report.period.out(),
-            generated_at=report.generated_at.isoformat(),
-            totals=report.totals,
-            lists={key: tables.to_json(t) for key, t in lists.items()},
-        )
-        return body
-    p = report.period
-    return tables.download(
-        main, format, f"{stem}-{p.since:%Y%m%d}-{p.until:%Y%m%d}", more=list(lists.values())
-    )
+@dataclass(frozen=True)
+class Answer:
+    """What every period report takes after its own parameters: one unit or all, and the encoding.
+
+    One dependency, so the routes state the shared query parameters (``unit_id``, ``format``) once,
+    and :meth:`serve` turns a report into the JSON answer or the file, named by report and period.
+    A route names it before ``period``: FastAPI lists a route's own query parameters first, then each
+    dependency's in turn, so the OpenAPI keeps the order it always had (``threshold``, ``unit_id``,
+    ``format``, ``since``, ``until``)."""
+
+    unit_id: int | None
+    format: Format
+
+    def serve(self, report: Report, build: Builder, stem: str) -> Any:
+        main, lists = build(report)
+        if self.format == Format.JSON:
+            body = tables.to_json(main)
+            body.update(
+                period=report.period.out(),
+                generated_at=report.generated_at.isoformat(),
+                totals=report.totals,
+                lists={key: tables.to_json(t) for key, t in lists.items()},
+            )
+            return body
+        return tables.download(main, self.format, file_stem(stem, report.period), more=list(lists.values()))
+
+
+def _answer(unit_id: UnitParam = None, format: FormatParam = Format.JSON) -> Answer:
+    return Answer(unit_id, format)
+
+
+AnswerDep = Annotated[Answer, Depends(_answer)]
+#: A report's tables: the main one (with its chart) and its lists by name.
+Builder = Callable[[Report], tuple[Table, dict[str, Table]]]
+
+
+def file_stem(stem: str, p: Period) -> str:
+    """A download's name without extension: the report and its period, ``provisioning-20260101-20261231``."""
+    return f"{stem}-{p.since:%Y%m%d}-{p.until:%Y%m%d}"
+
+
+def _get(path: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The route decorator of every report here: a JSON answer, or a CSV or XLSX file."""
+    return router.get(path, summary=summary, responses=_FILES)
 
 
 # ---- provisioning on time -----------------------------------------------------------------------------
@@ -95,21 +127,18 @@ _REQUEST = (
 )
 
 
-@router.get(
+@_get(
     "/reports/provisioning",
-    summary="Per unit: requests delivered in the period, how many within the agreed week, the late ones",
-    responses=_FILES,
+    "Per unit: requests delivered in the period, how many within the agreed week, the late ones",
 )
 def provisioning_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.provisioning(session, actor, period, unit_id)
-    main, lists = provisioning_tables(report)
-    return _answer(report, main, lists, format, "provisioning")
+    report = service.provisioning(session, actor, period, out.unit_id)
+    return out.serve(report, provisioning_tables, "provisioning")
 
 
 # ---- incidents per month ------------------------------------------------------------------------------
@@ -122,21 +151,18 @@ _COUNTS = (
 )
 
 
-@router.get(
+@_get(
     "/reports/incidents-monthly",
-    summary="Incidents opened per month (Beijing), per unit, by category and by origin",
-    responses=_FILES,
+    "Incidents opened per month (Beijing), per unit, by category and by origin",
 )
 def incidents_monthly_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.incidents_monthly(session, actor, period, unit_id)
-    main, lists = incidents_monthly_tables(report)
-    return _answer(report, main, lists, format, "incidents-monthly")
+    report = service.incidents_monthly(session, actor, period, out.unit_id)
+    return out.serve(report, incidents_monthly_tables, "incidents-monthly")
 
 
 # ---- time in quarantine -------------------------------------------------------------------------------
@@ -163,21 +189,18 @@ _QUARANTINED = (
 )
 
 
-@router.get(
+@_get(
     "/reports/quarantine",
-    summary="Per unit: time from containment to release (median, longest), and the still contained",
-    responses=_FILES,
+    "Per unit: time from containment to release (median, longest), and the still contained",
 )
 def quarantine_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.quarantine(session, actor, period, unit_id)
-    main, lists = quarantine_tables(report)
-    return _answer(report, main, lists, format, "quarantine")
+    report = service.quarantine(session, actor, period, out.unit_id)
+    return out.serve(report, quarantine_tables, "quarantine")
 
 
 # ---- repeat offenders ---------------------------------------------------------------------------------
@@ -190,22 +213,19 @@ _OFFENCES = (
 )
 
 
-@router.get(
+@_get(
     "/reports/repeat-offenders",
-    summary="Units and VMs with more than `threshold` incidents opened in the period",
-    responses=_FILES,
+    "Units and VMs with more than `threshold` incidents opened in the period",
 )
 def repeat_offenders_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
     threshold: Annotated[int, Query(ge=1, le=1000, description="More than this many incidents")] = 1,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.repeat_offenders(session, actor, period, threshold, unit_id)
-    main, lists = repeat_offenders_tables(report)
-    return _answer(report, main, lists, format, "repeat-offenders")
+    report = service.repeat_offenders(session, actor, period, threshold, out.unit_id)
+    return out.serve(report, repeat_offenders_tables, "repeat-offenders")
 
 
 # ---- overdue findings ---------------------------------------------------------------------------------
@@ -231,21 +251,18 @@ _FINDING = (
 )
 
 
-@router.get(
+@_get(
     "/reports/overdue-findings",
-    summary="Findings (安全隐患) past their deadline now, the deadline in the period; per unit and listed",
-    responses=_FILES,
+    "Findings (安全隐患) past their deadline now, the deadline in the period; per unit and listed",
 )
 def overdue_findings_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.overdue_findings(session, actor, period, unit_id)
-    main, lists = overdue_findings_tables(report)
-    return _answer(report, main, lists, format, "overdue-findings")
+    report = service.overdue_findings(session, actor, period, out.unit_id)
+    return out.serve(report, overdue_findings_tables, "overdue-findings")
 
 
 # ---- compliance summary -------------------------------------------------------------------------------
@@ -271,21 +288,18 @@ _COMPLIANCE = (
 )
 
 
-@router.get(
+@_get(
     "/reports/compliance",
-    summary="Per unit: paperwork, the period's incidents, what is outstanding now, compliant or not",
-    responses=_FILES,
+    "Per unit: paperwork, the period's incidents, what is outstanding now, compliant or not",
 )
 def compliance_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.compliance_summary(session, actor, period, unit_id)
-    main, lists = compliance_tables(report)
-    return _answer(report, main, lists, format, "compliance")
+    report = service.compliance_summary(session, actor, period, out.unit_id)
+    return out.serve(report, compliance_tables, "compliance")
 
 
 def provisioning_tables(report: Report) -> tuple[Table, dict[str, Table]]:
@@ -403,4 +417,4 @@ def committee_report(
         }
     # The main tables first (each with its chart), then their lists; a CSV holds the cover.
     sheets = [main for main, _ in built.values()] + [t for _, lists in built.values() for t in lists.values()]
-    return tables.download(cover, format, f"committee-{p.since:%Y%m%d}-{p.until:%Y%m%d}", more=sheets)
+    return tables.download(cover, format, file_stem("committee", p), more=sheets)

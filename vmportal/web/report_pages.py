@@ -349,13 +349,14 @@ def download(
     p, limit, _problems = _period(since[:32], until[:32], threshold[:8])
     if p is None:  # a changed link: the page, with the error beside its field
         return report_page(request, session, since, until, threshold)
+    out = period_api.Answer(None, fmt)
     answer = {
         "committee": lambda: period_api.committee_report(session, actor, p, limit, None, fmt),
-        "provisioning": lambda: period_api.provisioning_report(session, actor, p, None, fmt),
-        "incidents-monthly": lambda: period_api.incidents_monthly_report(session, actor, p, None, fmt),
-        "quarantine": lambda: period_api.quarantine_report(session, actor, p, None, fmt),
-        "repeat-offenders": lambda: period_api.repeat_offenders_report(session, actor, p, limit, None, fmt),
-        "overdue-findings": lambda: period_api.overdue_findings_report(session, actor, p, None, fmt),
-        "compliance": lambda: period_api.compliance_report(session, actor, p, None, fmt),
+        "provisioning": lambda: period_api.provisioning_report(session, actor, out, p),
+        "incidents-monthly": lambda: period_api.incidents_monthly_report(session, actor, out, p),
+        "quarantine": lambda: period_api.quarantine_report(session, actor, out, p),
+        "repeat-offenders": lambda: period_api.repeat_offenders_report(session, actor, out, p, limit),
+        "overdue-findings": lambda: period_api.overdue_findings_report(session, actor, out, p),
+        "compliance": lambda: period_api.compliance_report(session, actor, out, p),
     }[report]()
     return answer
