@@ -7,7 +7,8 @@ or XLSX (Chinese headers, a native chart, the report's lists on further sheets):
     GET /reports/repeat-offenders   units and VMs with more than ``threshold`` incidents
     GET /reports/overdue-findings   安全隐患 past their deadline
     GET /reports/compliance         the compliance summary per unit
-    GET /reports/committee          all of them in one workbook, with a cover of the key figures
+    GET /reports/committee          all of them in one workbook, with a cover of the key figures and
+                                    the quota use now; format=pdf: the one-page summary with charts
 
 ``since`` / ``until``: Beijing dates, both included (default: this month and the eleven before it);
 ``unit_id``: one unit (a unit's users: their own only, another unit's id answers 404). A unit's users
@@ -18,17 +19,20 @@ main table, the XLSX every table.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Severity
+from policies.quota import DIMENSIONS
 from vmportal.identity.deps import CurrentActor
 from vmportal.kit.http import SessionDep
-from vmportal.reports import service, tables
+from vmportal.reports import service, summary, tables
+from vmportal.reports.quota_api import DIMENSION_ZH, PART_ZH
 from vmportal.reports.service import CATEGORIES, ORIGINS, SENSORS, Period, Report
 from vmportal.reports.tables import Chart, Column, Format, Table
 
@@ -374,6 +378,34 @@ def compliance_tables(report: Report) -> tuple[Table, dict[str, Table]]:
     return main, {}
 
 
+# ---- quota use (the committee's sheet; GET /reports/quota is the report of its own) -------------------
+
+_QUOTA = (
+    *_UNIT,
+    *(
+        Column(f"{d}_{p}", f"{DIMENSION_ZH[d]}{zh}", f"{d} {p}")
+        for d in DIMENSIONS
+        for p, zh in PART_ZH.items()
+    ),
+    Column("vcpus_used_percent", "vCPU使用率(%)", "vCPUs used (%)"),
+    Column("memory_used_percent", "内存使用率(%)", "Memory used (%)"),
+    Column("over_quota", "超出配额", "Over quota"),
+)
+
+
+def quota_tables(report: Report) -> tuple[Table, dict[str, Table]]:
+    # The headers are those of GET /reports/quota?format=xlsx, so both sheets read alike.
+    main = Table(
+        "配额使用情况",
+        _QUOTA,
+        report.rows,
+        Chart(
+            "各单位 vCPU 配额与使用", "unit_name", ("vcpus_quota", "vcpus_used", "vcpus_requested"), "vCPU"
+        ),
+    )
+    return main, {}
+
+
 # ---- the committee's workbook -------------------------------------------------------------------------
 
 _COVER = (Column("figure", "指标", "Figure"), Column("value", "数值", "Value"))
@@ -384,13 +416,29 @@ _BUILDERS = {
     "quarantine": quarantine_tables,
     "repeat_offenders": repeat_offenders_tables,
     "overdue_findings": overdue_findings_tables,
+    "quota": quota_tables,
+}
+
+
+class CommitteeFormat(enum.StrEnum):
+    """The committee's report also comes as its one-page PDF summary (the other reports do not)."""
+
+    JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+    PDF = "pdf"
+
+
+_COMMITTEE_FILES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, tables.XLSX_TYPE: {}, "application/pdf": {}}}
 }
 
 
 @router.get(
     "/reports/committee",
-    summary="Every report of the period for the committee: a cover of key figures, then each report",
-    responses=_FILES,
+    summary="Every report of the period for the committee: a cover of key figures, then each report; "
+    "format=pdf: the one-page summary with charts",
+    responses=_COMMITTEE_FILES,
 )
 def committee_report(
     session: SessionDep,
@@ -398,13 +446,24 @@ def committee_report(
     period: PeriodDep,
     threshold: Annotated[int, Query(ge=1, le=1000, description="Repeat offenders: more than this")] = 1,
     unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
+    format: Annotated[CommitteeFormat, Query(description="json, csv, xlsx or pdf")] = CommitteeFormat.JSON,
 ) -> Any:
+    if format == CommitteeFormat.PDF:
+        rendered = summary.committee_pdf(session, actor, period, threshold, unit_id)
+        name = f"{file_stem('committee', period)}.pdf"
+        return Response(
+            rendered.pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "X-Document-Id": rendered.document_id,
+            },
+        )
     result = service.committee(session, actor, period, threshold, unit_id)
     cover = Table("汇总", _COVER, result.cover)
     built = {key: _BUILDERS[key](report) for key, report in result.reports.items()}
     p = result.period
-    if format == Format.JSON:
+    if format == CommitteeFormat.JSON:
         return {
             "title": "网络安全工作委员会报表",
             "period": p.out(),
@@ -417,4 +476,4 @@ def committee_report(
         }
     # The main tables first (each with its chart), then their lists; a CSV holds the cover.
     sheets = [main for main, _ in built.values()] + [t for _, lists in built.values() for t in lists.values()]
-    return tables.download(cover, format, file_stem("committee", p), more=sheets)
+    return tables.download(cover, Format(format.value), file_stem("committee", p), more=sheets)
