@@ -67,7 +67,7 @@ def _svg(width: int, height: int, body: list[str], label: str) -> Markup:
 
 
 def columns(
-    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 600, height: int = 170
+    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 600, height: int = 150
 ) -> Markup:
     """Vertical bars per label, the series stacked, each stack's total written above it."""
     top, bottom, left, right = 30, 22, 30, 8
@@ -98,7 +98,7 @@ def columns(
 
 
 def rows(
-    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 290, height: int = 170
+    title: str, labels: Sequence[str], series: Sequence[Series], *, width: int = 290, height: int = 140
 ) -> Markup:
     """Horizontal bars, one per label (at most as many as fit), the series stacked, totals at the end."""
     top, label_w, right = 30, 96, 26

@@ -67,7 +67,7 @@ def committee_summary(session: Session, actor: Actor) -> RenderedDocument:
 
 REPORT_TITLE = "网络安全工作委员会报表摘要"
 #: At most this many units in the table of the units most short; fewer if the page would overflow.
-MAX_SHORT_UNITS = 16
+MAX_SHORT_UNITS = 12
 
 
 def _shown(value: Any) -> str:
