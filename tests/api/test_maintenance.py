@@ -120,7 +120,9 @@ def test_a_notice_inside_the_period_is_refused_unless_an_emergency_reason_is_rec
     assert accepted["emergency"] is True and accepted["emergency_reason"] == "存储控制器告警，须立即更换"
     assert accepted["notice_hours"] == 72 and [v["vm_id"] for v in accepted["vms"]] == [vm.id]
     with db.transaction() as s:
-        entry = s.exec(select(AuditEntry).where(AuditEntry.action == "maintenance.announce")).one()
+        entry = s.exec(
+            select(AuditEntry).where(AuditEntry.action == "maintenance.announce", AuditEntry.result == "ok")
+        ).one()
         assert entry.after is not None and entry.after["emergency_reason"] == "存储控制器告警，须立即更换"
         assert entry.after["unit_ids"] == [a.id]
 
@@ -311,9 +313,105 @@ def test_the_affected_units_and_the_center_are_mailed_and_an_unaffected_unit_is_
     assert len([m for m in cancelled if _admin_email(a) in m.rcpt_tos]) == 1
     assert "推迟到寒假" in cancelled[0].body
     with db.transaction() as s:
-        actions = [e.action for e in s.exec(select(AuditEntry).order_by(col(AuditEntry.id)))]
-    assert [x for x in actions if x.startswith("maintenance.")] == [
-        "maintenance.announce",
-        "maintenance.change",
-        "maintenance.cancel",
+        actions = [(e.action, e.result) for e in s.exec(select(AuditEntry).order_by(col(AuditEntry.id)))]
+    assert [x for x in actions if x[0].startswith("maintenance.")] == [
+        ("maintenance.announce", "ok"),
+        ("maintenance.change", "ok"),
+        ("maintenance.change", "denied"),  # the start moved into the notice period, refused
+        ("maintenance.cancel", "ok"),
     ]
+
+
+def test_a_refused_announcement_is_audited_as_denied_and_nothing_else_is_kept(
+    client: TestClient, factory: Factory
+) -> None:
+    a = factory.unit()
+    vm = factory.vm(a, name="oa-web")
+    center = factory.login(client, factory.user("center_admin"))
+    soon = db.utcnow() + 2 * H
+    late = _window(vm_ids=[vm.id], starts_at=soon.isoformat(), ends_at=(soon + H).isoformat())
+    r = client.post(f"{API}/maintenance", json=late, headers=center)
+    assert r.status_code == 403 and r.json()["error"]["rule"] == "maintenance_notice"
+    with db.transaction() as s:
+        assert s.exec(select(MaintenanceWindow)).first() is None  # the refusal's rollback kept nothing
+        [entry] = s.exec(select(AuditEntry).where(AuditEntry.action == "maintenance.announce")).all()
+        assert entry.result == "denied" and "[maintenance_notice]" in entry.detail
+        assert entry.after is not None and entry.after["vm_ids"] == [vm.id]
+        assert entry.after["unit_ids"] == [a.id] and entry.after["notice_hours"] == 72
+
+    # A change that takes time inside the notice period: refused and audited on that window.
+    window = _announce(client, center, vm_ids=[vm.id])
+    r = client.patch(
+        f"{API}/maintenance/{window['id']}", json={"starts_at": soon.isoformat()}, headers=center
+    )
+    assert r.status_code == 403
+    with db.transaction() as s:
+        entries = s.exec(select(AuditEntry).where(AuditEntry.action == "maintenance.change")).all()
+        assert [(e.result, e.target_id) for e in entries] == [("denied", str(window["id"]))]
+        assert entries[0].after is not None and entries[0].after["starts_at"] == soon.isoformat()
+        kept = s.get(MaintenanceWindow, window["id"])
+        assert kept is not None and kept.starts_at.isoformat() == window["starts_at"].replace("Z", "+00:00")
+    # The denied rows are on the audit chain like any other.
+    auditor = factory.login(client, factory.user("auditor"))
+    verified = client.get(f"{API}/audit/verify", headers=auditor)
+    assert verified.status_code == 200 and verified.json()["ok"] is True
+
+
+def test_the_affected_units_are_reminded_once_before_the_start(
+    client: TestClient, factory: Factory, mail_server: MailServer, settings: Settings
+) -> None:
+    from vmportal.maintenance import tasks
+
+    a, b, c = factory.unit(), factory.unit(), factory.unit()
+    vm_a, vm_b = factory.vm(a, name="lab-web"), factory.vm(b, name="oa-db")
+    factory.vm(c, name="library-web")
+    center = factory.login(client, factory.user("center_admin"))
+    window = _announce(client, center, vm_ids=[vm_a.id, vm_b.id])
+    start = db.utcnow() + 4 * D  # as _window sets it, give or take the request's time
+    mail.wait_idle()
+    assert tasks.send_reminders() == 0  # four days ahead: not yet
+
+    # 23 hours before the start (the default is 24): one reminder to each affected unit.
+    at = start - 23 * H
+    assert tasks.send_reminders(at) == 2
+    assert tasks.send_reminders(at) == 0  # a second run (or a late one) sends nothing again
+    assert tasks.send_reminders(at + 12 * H) == 0
+    mail.wait_idle()
+    reminded = mail_server.collector.about("计划停机提醒")
+    assert len([m for m in reminded if _admin_email(a) in m.rcpt_tos]) == 1
+    assert len([m for m in reminded if _admin_email(b) in m.rcpt_tos]) == 1
+    assert not [m for m in reminded if _admin_email(c) in m.rcpt_tos]
+    assert not [m for m in reminded if m.rcpt_tos == [CENTER_MAILBOX]]
+    to_a = next(m for m in reminded if _admin_email(a) in m.rcpt_tos)
+    assert "lab-web" in to_a.body and "oa-db" not in to_a.body and "即将开始" in to_a.body
+    assert "Planned outage reminder" in to_a.subject and "存储扩容" in to_a.subject
+
+    # Moved two days later: the units are reminded again before the new start, once.
+    later = start + 2 * D
+    r = client.patch(
+        f"{API}/maintenance/{window['id']}",
+        json={"starts_at": later.isoformat(), "ends_at": (later + 2 * H).isoformat()},
+        headers=center,
+    )
+    assert r.status_code == 200, r.text
+    assert tasks.send_reminders(later - 23 * H) == 2
+    assert tasks.send_reminders(later - 22 * H) == 0
+    # Cancelled: no reminder; an emergency announced two hours ahead: its own mail was the reminder.
+    client.post(f"{API}/maintenance/{window['id']}/cancel", json={"reason": "推迟"}, headers=center)
+    soon = db.utcnow() + 2 * H
+    _announce(
+        client,
+        center,
+        vm_ids=[vm_a.id],
+        starts_at=soon.isoformat(),
+        ends_at=(soon + H).isoformat(),
+        emergency_reason="机房空调故障，须立即停机检修",
+    )
+    assert tasks.send_reminders() == 0
+    # The lead is a setting; 0 sends none.
+    _announce(client, center, vm_ids=[vm_b.id])
+    settings.maintenance_reminder_hours = 0
+    assert tasks.send_reminders(db.utcnow() + 4 * D - H) == 0
+    settings.maintenance_reminder_hours = 48
+    assert tasks.send_reminders(db.utcnow() + 4 * D - 49 * H) == 0
+    assert tasks.send_reminders(db.utcnow() + 4 * D - 47 * H) == 1

@@ -364,7 +364,9 @@ def test_overdue_findings_and_the_compliance_summary(client: TestClient, factory
         "多次发生安全事件的单位",
         "超期未整改的安全隐患",
     ]
-    assert "超期隐患清单" in book.sheetnames and len(book.sheetnames) == 13
+    assert (
+        "超期隐患清单" in book.sheetnames and "配额使用情况" in book.sheetnames and len(book.sheetnames) == 14
+    )
     cover = {r["指标"]: r["数值"] for r in _sheets(w.content)["汇总"]}
     assert (cover["单位数"], cover["达标单位数"], cover["材料齐全单位数"]) == (2, 0, 1)
     assert (cover["超期未整改隐患数"], cover["超期后才整改的隐患数"], cover["期间安全事件数"]) == (2, 1, 0)

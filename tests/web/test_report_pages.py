@@ -161,6 +161,14 @@ def test_the_downloads_are_the_apis_files(live: Live, incident: int) -> None:
         assert xlsx.status_code == 200
         book = load_workbook(io.BytesIO(xlsx.content))
         assert book.sheetnames[0] == "汇总" and "安全事件月度统计" in book.sheetnames
+        assert "配额使用情况" in book.sheetnames
+        # The committee's one-page summary, linked beside the workbook, is the API's PDF.
+        pdf_link = re.search(r'href="([^"]+)" data-download="committee-pdf"', page.text)
+        assert pdf_link is not None
+        pdf = c.get(pdf_link.group(1).replace("&amp;", "&"))
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF-")
+        assert c.get("/reports/download/quota.pdf").status_code == 404
         quota = c.get("/reports/download/quota.csv")
         assert quota.status_code == 200 and quota.text.lstrip("\ufeff").startswith("unit_code,unit_name_zh")
         assert c.get("/reports/download/quota.xlsx").status_code == 200

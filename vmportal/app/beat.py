@@ -19,6 +19,7 @@ from vmportal.jobs import outbox
 from vmportal.jobs.app import PortalTask, celery_app
 from vmportal.kit import db
 from vmportal.kit.settings import Settings, get_settings
+from vmportal.maintenance import tasks as maintenance_tasks
 from vmportal.request import reminders
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def beat_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]
     The re-drive runs at half the re-drive age (at most every 30 s), so a lost task is sent again
     between one and one and a half re-drive periods after it was lost. Reminders every 15 minutes:
     a deadline reminder is at most that late, and each run is one indexed query when nothing is due.
-    The clean-up campaigns' reminders and deadline step every 15 minutes too.
+    The clean-up campaigns' reminders and deadline step, and the planned outages' reminders, every
+    15 minutes too.
     Pruning hourly, off the hour, in bounded batches (see :mod:`vmportal.app.retention`)."""
     settings = settings or get_settings()
     redrive_every = min(30.0, max(1.0, settings.outbox_redrive_seconds / 2))
@@ -68,6 +70,7 @@ def beat_schedule(settings: Settings | None = None) -> dict[str, dict[str, Any]]
         "finding-reminders": {"task": "vmportal.security.finding_reminders", "schedule": 900.0},
         "request-deadline-reminders": {"task": "vmportal.request.deadline_reminders", "schedule": 900.0},
         "cleanup-tick": {"task": cleanup_tasks.TICK_TASK, "schedule": 900.0},
+        "maintenance-reminders": {"task": maintenance_tasks.REMIND_TASK, "schedule": 900.0},
         "retention-prune": {"task": "vmportal.retention.prune", "schedule": crontab(minute=41)},
         **_directory_sync(settings),
         "unmatched-alerts-digest": {"task": unmatched.DIGEST_TASK, "schedule": crontab(minute=2)},
@@ -98,6 +101,7 @@ def embedded_tick() -> None:
     reminders.send_reminders()
     compliance_tasks.send_reminders()  # the findings' deadline reminders (mail runs no domain's task)
     cleanup_tasks.tick()  # the clean-up campaigns' reminders and deadline step (one query when none is open)
+    maintenance_tasks.send_reminders()  # planned outages starting soon (one indexed query when none is)
     identity_tasks.embedded_tick()  # the directory sync, once per VMPORTAL_DIRECTORY_SYNC_SECONDS
     with _embedded_lock:
         due = (

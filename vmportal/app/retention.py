@@ -14,7 +14,8 @@ What is never pruned, whatever its age:
 - a mail pending, being sent, or failed: the center still has to see and resend it;
 - a sent finding reminder (:data:`KEPT_KINDS`): its ``dedup_key`` is the only record that the
   reminder went out, and a finding can stay overdue longer than the retention period; deleting the row
-  would mail the same reminder again. They are at most two per finding deadline. (Provisioning
+  would mail the same reminder again. They are at most two per finding deadline. A sent planned-outage
+  reminder likewise (one per window, start time and unit). (Provisioning
   reminders keep their record in ``vm_request_reminder`` instead, so their mails are pruned.)
 
 Why a day granularity and not less: a completed row is what makes a late duplicate delivery of its
@@ -48,7 +49,11 @@ BATCH = 1000
 MAX_BATCHES = 20
 
 #: Sent mails kept whatever their age: their ``dedup_key`` is their reminder's once-only record.
-KEPT_KINDS: tuple[str, ...] = (MailEvent.FINDING_DUE_SOON.value, MailEvent.FINDING_OVERDUE.value)
+KEPT_KINDS: tuple[str, ...] = (
+    MailEvent.FINDING_DUE_SOON.value,
+    MailEvent.FINDING_OVERDUE.value,
+    MailEvent.MAINTENANCE_REMINDER.value,
+)
 
 
 def outbox_conditions(cutoff: datetime) -> list[ColumnElement[bool]]:

@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         description="Completed outbox tasks and sent e-mails are deleted this many days after they completed "
         "or were sent (beat, hourly); pending and failed ones are kept. 0: never delete.",
     )
+    maintenance_reminder_hours: int = Field(
+        24,
+        ge=0,
+        le=720,
+        description="A planned outage's affected units are mailed a reminder this many hours before it "
+        "starts (beat, every 15 minutes; once per outage, start time and unit). 0: no reminders.",
+    )
     task_workers: int = Field(4, description="Threads for in-process tasks in embedded mode.")
     watch_inventory: bool = Field(
         True,

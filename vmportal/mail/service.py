@@ -91,10 +91,11 @@ class MailEvent(enum.StrEnum):
     CLEANUP_DEADLINE = "cleanup_deadline"
     CLEANUP_UNCONFIRMED = "cleanup_unconfirmed"
     CLEANUP_ACTION = "cleanup_action"
-    # Planned outages (vmportal.maintenance, agreement §9): announced, changed, cancelled.
+    # Planned outages (vmportal.maintenance, agreement §9): announced, changed, cancelled, reminded.
     MAINTENANCE_ANNOUNCED = "maintenance_announced"
     MAINTENANCE_CHANGED = "maintenance_changed"
     MAINTENANCE_CANCELLED = "maintenance_cancelled"
+    MAINTENANCE_REMINDER = "maintenance_reminder"
 
 
 def beijing(moment: datetime | None) -> str:

@@ -99,3 +99,21 @@ def current_for_vm(session: Session, vm_id: int, now: datetime) -> list[Maintena
             .order_by(col(MaintenanceWindow.starts_at))
         )
     )
+
+
+def windows_starting(session: Session, after: datetime, until: datetime) -> list[int]:
+    """The scheduled windows starting after ``after`` and at the latest at ``until`` (the reminders'
+    look-ahead), the soonest first; one indexed range read when none is."""
+    return [
+        int(i)
+        for i in session.exec(
+            select(MaintenanceWindow.id)
+            .where(
+                MaintenanceWindow.state == WindowState.SCHEDULED,
+                MaintenanceWindow.starts_at > after,
+                MaintenanceWindow.starts_at <= until,
+            )
+            .order_by(col(MaintenanceWindow.starts_at), col(MaintenanceWindow.id))
+        )
+        if i is not None
+    ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
@@ -118,9 +118,20 @@ def _check_times(starts_at: datetime, ends_at: datetime, now: datetime) -> None:
         )
 
 
-def _check_notice(session: Session, starts_at: datetime, emergency_reason: str) -> int:
+@dataclass(frozen=True)
+class Attempt:
+    """What a refusal of the notice rule writes to the audit log: who asked for what, on which window
+    (an announcement has none yet: ``target_id`` "")."""
+
+    who: Who
+    action: str  # maintenance.announce, maintenance.change
+    target_id: object
+    facts: dict[str, object]
+
+
+def _check_notice(session: Session, starts_at: datetime, emergency_reason: str, attempt: Attempt) -> int:
     """The rule ``maintenance_notice`` at ``starts_at``: 403 naming it unless an emergency reason is
-    given; the notice period (hours) in force."""
+    given (the refusal audited with result ``denied``); the notice period (hours) in force."""
     hours = center.maintenance_notice_hours(session)
     decision = combine(check_maintenance_notice(db.utcnow(), starts_at, timedelta(hours=hours)))
     if decision.allowed or emergency_reason:
@@ -130,6 +141,21 @@ def _check_notice(session: Session, starts_at: datetime, emergency_reason: str) 
         " An unplanned or urgent outage may be announced with an emergency_reason, which is recorded."
     )
     exc.message_zh += "如属紧急情况，可填写紧急原因（emergency_reason）后发布，原因将被记录并告知受影响单位。"
+    # The error rolls the request's transaction back, and the audit row with it: the refusal is kept
+    # in a transaction of its own (as a refused power operation is). The request's transaction ends
+    # first: SQLite has one writer, and it holds nothing worth keeping (reads, a window's row lock).
+    session.rollback()
+    with db.transaction() as s:
+        record(
+            s,
+            attempt.who,
+            attempt.action,
+            "maintenance_window",
+            attempt.target_id,
+            after={**attempt.facts, "notice_hours": hours},
+            result="denied",
+            detail=" ".join(f"[{d.rule}] {d.message_en}" for d in decision.denials),
+        )
     raise exc
 
 
@@ -247,7 +273,18 @@ def announce(
     emergency_reason = emergency_reason.strip()
     _check_times(starts_at, ends_at, db.utcnow())
     conn_id, vms = resolve(session, ScopeKind(scope), connection_id, list(names or []), list(vm_ids or []))
-    hours = _check_notice(session, starts_at, emergency_reason)
+    asked: dict[str, object] = {
+        "title": title.strip(),
+        "scope": ScopeKind(scope).value,
+        "connection_id": conn_id,
+        "starts_at": starts_at.isoformat(),
+        "ends_at": ends_at.isoformat(),
+        "vm_ids": [vm.id for vm in vms],
+        "unit_ids": sorted({vm.unit_id for vm in vms if vm.unit_id is not None}),
+    }
+    hours = _check_notice(
+        session, starts_at, emergency_reason, Attempt(who, "maintenance.announce", "", asked)
+    )
     window = MaintenanceWindow(
         title=title.strip(),
         reason=reason.strip(),
@@ -313,10 +350,16 @@ def change(
     new_end = ends_at or window.ends_at
     _check_times(new_start, new_end, db.utcnow())
     before = _facts(window)
+    asked: dict[str, object] = {
+        "before": {"starts_at": before["starts_at"], "ends_at": before["ends_at"]},
+        "starts_at": new_start.isoformat(),
+        "ends_at": new_end.isoformat(),
+    }
+    attempt = Attempt(who, "maintenance.change", window_id, asked)
     if new_start < window.starts_at:
-        _check_notice(session, new_start, emergency_reason)
+        _check_notice(session, new_start, emergency_reason, attempt)
     if new_end > window.ends_at:
-        _check_notice(session, max(window.ends_at, new_start), emergency_reason)
+        _check_notice(session, max(window.ends_at, new_start), emergency_reason, attempt)
     window.starts_at, window.ends_at = new_start, new_end
     if title is not None:
         window.title = title.strip()
@@ -393,6 +436,7 @@ _SUBJECT = {
     MailEvent.MAINTENANCE_ANNOUNCED: ("计划停机通知", "Planned outage"),
     MailEvent.MAINTENANCE_CHANGED: ("计划停机变更", "Planned outage changed"),
     MailEvent.MAINTENANCE_CANCELLED: ("计划停机取消", "Planned outage cancelled"),
+    MailEvent.MAINTENANCE_REMINDER: ("计划停机提醒", "Planned outage reminder"),
 }
 
 
@@ -409,8 +453,12 @@ def _window_text(window: MaintenanceWindow) -> tuple[str, str]:
     return zh, en
 
 
-def _mail(session: Session, window: MaintenanceWindow, rows: list[MaintenanceVM], event: MailEvent) -> None:
+def _mail(session: Session, window: MaintenanceWindow, rows: list[MaintenanceVM], event: MailEvent) -> int:
+    """Mail each affected unit its VMs, and the center a summary (not for a reminder: the center
+    announced the outage itself). Returns how many unit mails were queued (a reminder queued before
+    under its dedup key is not queued again)."""
     assert window.id is not None
+    reminder = event is MailEvent.MAINTENANCE_REMINDER
     subject_zh, subject_en = _SUBJECT[event]
     span = f"{beijing(window.starts_at)} – {beijing(window.ends_at)}"
     detail_zh, detail_en = _window_text(window)
@@ -424,6 +472,12 @@ def _mail(session: Session, window: MaintenanceWindow, rows: list[MaintenanceVM]
         lead_zh, lead_en = (
             "以下计划停机已取消，受影响的虚拟机将照常运行。",
             "This planned outage is called off.",
+        )
+    elif reminder:
+        lead_zh, lead_en = (
+            "提醒：以下计划停机即将开始，期间本单位以下虚拟机的服务可能中断，开关机等电源操作可能失败。",
+            "Reminder: this planned outage starts soon; during it the service of your unit's VMs below may "
+            "be interrupted and power operations on them may fail.",
         )
     elif event is MailEvent.MAINTENANCE_CHANGED:
         lead_zh, lead_en = (
@@ -439,26 +493,35 @@ def _mail(session: Session, window: MaintenanceWindow, rows: list[MaintenanceVM]
             "The center will carry out planned maintenance; during it the service of the VMs below may be "
             "interrupted and power operations on them may fail. Please tell your users in advance."
         )
+    queued = 0
     for unit_id, vms in sorted(by_unit.items()):
         unit = units.get(unit_id)
         zh_name = unit.name_zh if unit else f"单位 {unit_id}"
         en_name = (unit.name_en or unit.name_zh) if unit else f"unit {unit_id}"
         lines = "\n".join(f"- {r.vm_name}（#{r.vm_id}）" for r in vms)
         lines_en = "\n".join(f"- {r.vm_name} (#{r.vm_id})" for r in vms)
-        notify(
-            session,
-            event,
-            unit_id,
-            subject_zh=f"{subject_zh}：{window.title}，{span}",
-            subject_en=f"{subject_en}: {window.title}, {span} Beijing time",
-            body_zh=f"{zh_name}：\n\n{lead_zh}\n\n{window.title}\n{detail_zh}\n"
-            f"本单位受影响的虚拟机（{len(vms)} 台）：\n{lines}",
-            body_en=f"{en_name}:\n\n{lead_en}\n\n{window.title}\n{detail_en}\n"
-            f"Your unit's VMs affected ({len(vms)}):\n{lines_en}",
-            related_type="maintenance_window",
-            related_id=window.id,
-            link=link,
+        queued += (
+            1
+            if notify(
+                session,
+                event,
+                unit_id,
+                subject_zh=f"{subject_zh}：{window.title}，{span}",
+                subject_en=f"{subject_en}: {window.title}, {span} Beijing time",
+                body_zh=f"{zh_name}：\n\n{lead_zh}\n\n{window.title}\n{detail_zh}\n"
+                f"本单位受影响的虚拟机（{len(vms)} 台）：\n{lines}",
+                body_en=f"{en_name}:\n\n{lead_en}\n\n{window.title}\n{detail_en}\n"
+                f"Your unit's VMs affected ({len(vms)}):\n{lines_en}",
+                related_type="maintenance_window",
+                related_id=window.id,
+                link=link,
+                dedup_key=reminder_key(window, unit_id) if reminder else None,
+            )
+            is not None
+            else 0
         )
+    if reminder:
+        return queued
     summary_zh = "\n".join(
         f"- {(units[u].name_zh if u in units else u)}：{len(v)} 台" for u, v in sorted(by_unit.items())
     )
@@ -482,6 +545,43 @@ def _mail(session: Session, window: MaintenanceWindow, rows: list[MaintenanceVM]
         link=link,
         center_only=True,
     )
+    return queued
+
+
+# ---- reminders before an outage ------------------------------------------------------------------------
+
+
+def reminder_key(window: MaintenanceWindow, unit_id: int) -> str:
+    """The mail outbox's once-only key of a reminder: one per window, start time and unit. The start
+    is in it so that an outage moved later is reminded of again before its new start; the outbox
+    keeps the sent ones (``app.retention.KEPT_KINDS``), so the key outlives the mail's pruning."""
+    return f"maintenance:{window.id}:reminder:{window.starts_at.astimezone(UTC):%Y%m%dT%H%M%S}:unit:{unit_id}"
+
+
+def reminder_owed(window: MaintenanceWindow, now: datetime, lead: timedelta) -> bool:
+    """Whether the affected units are owed a reminder at ``now``: the window is scheduled, starts
+    within ``lead`` and has not started, and its last mail (announcement or change) went out before
+    the reminder's time; one announced or changed inside ``lead`` was told recently enough."""
+    told = window.changed_at or window.announced_at
+    return (
+        window.state == WindowState.SCHEDULED
+        and now < window.starts_at <= now + lead
+        and told < window.starts_at - lead
+    )
+
+
+def windows_to_remind(session: Session, now: datetime, lead: timedelta) -> list[int]:
+    """The windows starting within ``lead`` of ``now`` (the reminder task asks, then reminds each)."""
+    return repository.windows_starting(session, now, now + lead)
+
+
+def remind(session: Session, window_id: int, now: datetime, lead: timedelta) -> int:
+    """Queue the reminder of one window to each affected unit not reminded yet (its row locked, so
+    a change or cancellation at the same moment is seen); how many were queued."""
+    window = repository.lock_window(session, window_id)
+    if window is None or not reminder_owed(window, now, lead):
+        return 0
+    return _mail(session, window, repository.affected(session, window_id), MailEvent.MAINTENANCE_REMINDER)
 
 
 # ---- power operations during an outage -----------------------------------------------------------------

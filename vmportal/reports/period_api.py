@@ -7,7 +7,8 @@ or XLSX (Chinese headers, a native chart, the report's lists on further sheets):
     GET /reports/repeat-offenders   units and VMs with more than ``threshold`` incidents
     GET /reports/overdue-findings   安全隐患 past their deadline
     GET /reports/compliance         the compliance summary per unit
-    GET /reports/committee          all of them in one workbook, with a cover of the key figures
+    GET /reports/committee          all of them in one workbook, with a cover of the key figures and
+                                    the quota use now; format=pdf: the one-page summary with charts
 
 ``since`` / ``until``: Beijing dates, both included (default: this month and the eleven before it);
 ``unit_id``: one unit (a unit's users: their own only, another unit's id answers 404). A unit's users
@@ -18,15 +19,20 @@ main table, the XLSX every table.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Severity
+from policies.quota import DIMENSIONS
 from vmportal.identity.deps import CurrentActor
 from vmportal.kit.http import SessionDep
-from vmportal.reports import service, tables
+from vmportal.reports import service, summary, tables
+from vmportal.reports.quota_api import DIMENSION_ZH, PART_ZH
 from vmportal.reports.service import CATEGORIES, ORIGINS, SENSORS, Period, Report
 from vmportal.reports.tables import Chart, Column, Format, Table
 
@@ -52,20 +58,50 @@ _UNIT = (
 )
 
 
-def _answer(report: Report, main: Table, lists: dict[str, Table], format: Format, stem: str) -> Any:
-    if format == Format.JSON:
-        body = tables.to_json(main)
-        body.update(
-            period=report.period.out(),
-            generated_at=report.generated_at.isoformat(),
-            totals=report.totals,
-            lists={key: tables.to_json(t) for key, t in lists.items()},
-        )
-        return body
-    p = report.period
-    return tables.download(
-        main, format, f"{stem}-{p.since:%Y%m%d}-{p.until:%Y%m%d}", more=list(lists.values())
-    )
+@dataclass(frozen=True)
+class Answer:
+    """What every period report takes after its own parameters: one unit or all, and the encoding.
+
+    One dependency, so the routes state the shared query parameters (``unit_id``, ``format``) once,
+    and :meth:`serve` turns a report into the JSON answer or the file, named by report and period.
+    A route names it before ``period``: FastAPI lists a route's own query parameters first, then each
+    dependency's in turn, so the OpenAPI keeps the order it always had (``threshold``, ``unit_id``,
+    ``format``, ``since``, ``until``)."""
+
+    unit_id: int | None
+    format: Format
+
+    def serve(self, report: Report, build: Builder, stem: str) -> Any:
+        main, lists = build(report)
+        if self.format == Format.JSON:
+            body = tables.to_json(main)
+            body.update(
+                period=report.period.out(),
+                generated_at=report.generated_at.isoformat(),
+                totals=report.totals,
+                lists={key: tables.to_json(t) for key, t in lists.items()},
+            )
+            return body
+        return tables.download(main, self.format, file_stem(stem, report.period), more=list(lists.values()))
+
+
+def _answer(unit_id: UnitParam = None, format: FormatParam = Format.JSON) -> Answer:
+    return Answer(unit_id, format)
+
+
+AnswerDep = Annotated[Answer, Depends(_answer)]
+#: A report's tables: the main one (with its chart) and its lists by name.
+Builder = Callable[[Report], tuple[Table, dict[str, Table]]]
+
+
+def file_stem(stem: str, p: Period) -> str:
+    """A download's name without extension: the report and its period, ``provisioning-20260101-20261231``."""
+    return f"{stem}-{p.since:%Y%m%d}-{p.until:%Y%m%d}"
+
+
+def _get(path: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The route decorator of every report here: a JSON answer, or a CSV or XLSX file."""
+    return router.get(path, summary=summary, responses=_FILES)
 
 
 # ---- provisioning on time -----------------------------------------------------------------------------
@@ -95,21 +131,18 @@ _REQUEST = (
 )
 
 
-@router.get(
+@_get(
     "/reports/provisioning",
-    summary="Per unit: requests delivered in the period, how many within the agreed week, the late ones",
-    responses=_FILES,
+    "Per unit: requests delivered in the period, how many within the agreed week, the late ones",
 )
 def provisioning_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.provisioning(session, actor, period, unit_id)
-    main, lists = provisioning_tables(report)
-    return _answer(report, main, lists, format, "provisioning")
+    report = service.provisioning(session, actor, period, out.unit_id)
+    return out.serve(report, provisioning_tables, "provisioning")
 
 
 # ---- incidents per month ------------------------------------------------------------------------------
@@ -122,21 +155,18 @@ _COUNTS = (
 )
 
 
-@router.get(
+@_get(
     "/reports/incidents-monthly",
-    summary="Incidents opened per month (Beijing), per unit, by category and by origin",
-    responses=_FILES,
+    "Incidents opened per month (Beijing), per unit, by category and by origin",
 )
 def incidents_monthly_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.incidents_monthly(session, actor, period, unit_id)
-    main, lists = incidents_monthly_tables(report)
-    return _answer(report, main, lists, format, "incidents-monthly")
+    report = service.incidents_monthly(session, actor, period, out.unit_id)
+    return out.serve(report, incidents_monthly_tables, "incidents-monthly")
 
 
 # ---- time in quarantine -------------------------------------------------------------------------------
@@ -163,21 +193,18 @@ _QUARANTINED = (
 )
 
 
-@router.get(
+@_get(
     "/reports/quarantine",
-    summary="Per unit: time from containment to release (median, longest), and the still contained",
-    responses=_FILES,
+    "Per unit: time from containment to release (median, longest), and the still contained",
 )
 def quarantine_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.quarantine(session, actor, period, unit_id)
-    main, lists = quarantine_tables(report)
-    return _answer(report, main, lists, format, "quarantine")
+    report = service.quarantine(session, actor, period, out.unit_id)
+    return out.serve(report, quarantine_tables, "quarantine")
 
 
 # ---- repeat offenders ---------------------------------------------------------------------------------
@@ -190,22 +217,19 @@ _OFFENCES = (
 )
 
 
-@router.get(
+@_get(
     "/reports/repeat-offenders",
-    summary="Units and VMs with more than `threshold` incidents opened in the period",
-    responses=_FILES,
+    "Units and VMs with more than `threshold` incidents opened in the period",
 )
 def repeat_offenders_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
     threshold: Annotated[int, Query(ge=1, le=1000, description="More than this many incidents")] = 1,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.repeat_offenders(session, actor, period, threshold, unit_id)
-    main, lists = repeat_offenders_tables(report)
-    return _answer(report, main, lists, format, "repeat-offenders")
+    report = service.repeat_offenders(session, actor, period, threshold, out.unit_id)
+    return out.serve(report, repeat_offenders_tables, "repeat-offenders")
 
 
 # ---- overdue findings ---------------------------------------------------------------------------------
@@ -231,21 +255,18 @@ _FINDING = (
 )
 
 
-@router.get(
+@_get(
     "/reports/overdue-findings",
-    summary="Findings (安全隐患) past their deadline now, the deadline in the period; per unit and listed",
-    responses=_FILES,
+    "Findings (安全隐患) past their deadline now, the deadline in the period; per unit and listed",
 )
 def overdue_findings_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.overdue_findings(session, actor, period, unit_id)
-    main, lists = overdue_findings_tables(report)
-    return _answer(report, main, lists, format, "overdue-findings")
+    report = service.overdue_findings(session, actor, period, out.unit_id)
+    return out.serve(report, overdue_findings_tables, "overdue-findings")
 
 
 # ---- compliance summary -------------------------------------------------------------------------------
@@ -271,21 +292,18 @@ _COMPLIANCE = (
 )
 
 
-@router.get(
+@_get(
     "/reports/compliance",
-    summary="Per unit: paperwork, the period's incidents, what is outstanding now, compliant or not",
-    responses=_FILES,
+    "Per unit: paperwork, the period's incidents, what is outstanding now, compliant or not",
 )
 def compliance_report(
     session: SessionDep,
     actor: CurrentActor,
+    out: AnswerDep,
     period: PeriodDep,
-    unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
 ) -> Any:
-    report = service.compliance_summary(session, actor, period, unit_id)
-    main, lists = compliance_tables(report)
-    return _answer(report, main, lists, format, "compliance")
+    report = service.compliance_summary(session, actor, period, out.unit_id)
+    return out.serve(report, compliance_tables, "compliance")
 
 
 def provisioning_tables(report: Report) -> tuple[Table, dict[str, Table]]:
@@ -360,6 +378,34 @@ def compliance_tables(report: Report) -> tuple[Table, dict[str, Table]]:
     return main, {}
 
 
+# ---- quota use (the committee's sheet; GET /reports/quota is the report of its own) -------------------
+
+_QUOTA = (
+    *_UNIT,
+    *(
+        Column(f"{d}_{p}", f"{DIMENSION_ZH[d]}{zh}", f"{d} {p}")
+        for d in DIMENSIONS
+        for p, zh in PART_ZH.items()
+    ),
+    Column("vcpus_used_percent", "vCPU使用率(%)", "vCPUs used (%)"),
+    Column("memory_used_percent", "内存使用率(%)", "Memory used (%)"),
+    Column("over_quota", "超出配额", "Over quota"),
+)
+
+
+def quota_tables(report: Report) -> tuple[Table, dict[str, Table]]:
+    # The headers are those of GET /reports/quota?format=xlsx, so both sheets read alike.
+    main = Table(
+        "配额使用情况",
+        _QUOTA,
+        report.rows,
+        Chart(
+            "各单位 vCPU 配额与使用", "unit_name", ("vcpus_quota", "vcpus_used", "vcpus_requested"), "vCPU"
+        ),
+    )
+    return main, {}
+
+
 # ---- the committee's workbook -------------------------------------------------------------------------
 
 _COVER = (Column("figure", "指标", "Figure"), Column("value", "数值", "Value"))
@@ -370,13 +416,29 @@ _BUILDERS = {
     "quarantine": quarantine_tables,
     "repeat_offenders": repeat_offenders_tables,
     "overdue_findings": overdue_findings_tables,
+    "quota": quota_tables,
+}
+
+
+class CommitteeFormat(enum.StrEnum):
+    """The committee's report also comes as its one-page PDF summary (the other reports do not)."""
+
+    JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+    PDF = "pdf"
+
+
+_COMMITTEE_FILES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, tables.XLSX_TYPE: {}, "application/pdf": {}}}
 }
 
 
 @router.get(
     "/reports/committee",
-    summary="Every report of the period for the committee: a cover of key figures, then each report",
-    responses=_FILES,
+    summary="Every report of the period for the committee: a cover of key figures, then each report; "
+    "format=pdf: the one-page summary with charts",
+    responses=_COMMITTEE_FILES,
 )
 def committee_report(
     session: SessionDep,
@@ -384,13 +446,24 @@ def committee_report(
     period: PeriodDep,
     threshold: Annotated[int, Query(ge=1, le=1000, description="Repeat offenders: more than this")] = 1,
     unit_id: UnitParam = None,
-    format: FormatParam = Format.JSON,
+    format: Annotated[CommitteeFormat, Query(description="json, csv, xlsx or pdf")] = CommitteeFormat.JSON,
 ) -> Any:
+    if format == CommitteeFormat.PDF:
+        rendered = summary.committee_pdf(session, actor, period, threshold, unit_id)
+        name = f"{file_stem('committee', period)}.pdf"
+        return Response(
+            rendered.pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "X-Document-Id": rendered.document_id,
+            },
+        )
     result = service.committee(session, actor, period, threshold, unit_id)
     cover = Table("汇总", _COVER, result.cover)
     built = {key: _BUILDERS[key](report) for key, report in result.reports.items()}
     p = result.period
-    if format == Format.JSON:
+    if format == CommitteeFormat.JSON:
         return {
             "title": "网络安全工作委员会报表",
             "period": p.out(),
@@ -403,4 +476,4 @@ def committee_report(
         }
     # The main tables first (each with its chart), then their lists; a CSV holds the cover.
     sheets = [main for main, _ in built.values()] + [t for _, lists in built.values() for t in lists.values()]
-    return tables.download(cover, format, f"committee-{p.since:%Y%m%d}-{p.until:%Y%m%d}", more=sheets)
+    return tables.download(cover, Format(format.value), file_stem("committee", p), more=sheets)

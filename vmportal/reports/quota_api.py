@@ -100,8 +100,8 @@ def _csv(report: QuotaReportOut) -> str:
     return "\ufeff" + buffer.getvalue()
 
 
-_DIMENSION_ZH = {"vms": "虚拟机", "vcpus": "vCPU", "memory_gib": "内存(GiB)", "disk_gib": "磁盘(GiB)"}
-_PART_ZH = {"quota": "配额", "used": "已用", "requested": "申请中", "free": "剩余"}
+DIMENSION_ZH = {"vms": "虚拟机", "vcpus": "vCPU", "memory_gib": "内存(GiB)", "disk_gib": "磁盘(GiB)"}
+PART_ZH = {"quota": "配额", "used": "已用", "requested": "申请中", "free": "剩余"}
 
 
 def quota_table(report: QuotaReportOut) -> tables.Table:
@@ -115,15 +115,15 @@ def quota_table(report: QuotaReportOut) -> tables.Table:
         tables.Column("unit_name_zh", "单位名称", "Unit"),
     ]
     for d in DIMENSIONS:
-        for p, zh in _PART_ZH.items():
-            columns.append(tables.Column(f"{d}_{p}", f"{_DIMENSION_ZH[d]}{zh}", f"{d} {p}"))
+        for p, zh in PART_ZH.items():
+            columns.append(tables.Column(f"{d}_{p}", f"{DIMENSION_ZH[d]}{zh}", f"{d} {p}"))
     columns.append(tables.Column("over_quota", "超出配额", "Over quota"))
     rows = [
         {
             "unit_code": u.unit_code,
             "unit_name_zh": u.unit_name_zh,
-            **{f"{d}_{p}": getattr(getattr(u, d), p) for d in DIMENSIONS for p in _PART_ZH},
-            "over_quota": [_DIMENSION_ZH[d] for d in u.over_quota],
+            **{f"{d}_{p}": getattr(getattr(u, d), p) for d in DIMENSIONS for p in PART_ZH},
+            "over_quota": [DIMENSION_ZH[d] for d in u.over_quota],
         }
         for u in report.units
     ]

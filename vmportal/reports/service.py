@@ -21,11 +21,13 @@ from sqlmodel import Session
 
 from policies.compromise import CATEGORY_NAMES_ZH, SEVERITY_NAMES_ZH, Category, Severity
 from policies.deadline import PROVISIONING_DAYS
+from policies.quota import DIMENSION_NAMES, DIMENSIONS, Resources
 from policies.roles import Actor
 from vmportal.cleanup import service as cleanup
 from vmportal.kit import db, errors
 from vmportal.kit.clock import BEIJING, beijing_today
 from vmportal.reports import repository
+from vmportal.request.service import report as request_report
 from vmportal.unit import service as units
 from vmportal.unit.models import Unit
 
@@ -615,6 +617,56 @@ def _cleanup_columns(standing: cleanup.Standing | None) -> dict[str, Any]:
     }
 
 
+# ---- quota use ----------------------------------------------------------------------------------------
+
+
+def quota_use(session: Session, actor: Actor, p: Period, unit_id: int | None = None) -> Report:
+    """Per unit, now (quota is a standing figure, not one of the period: ``p`` only labels the
+    report): quota, used, requested (pending requests) and free for VMs, vCPUs, memory and disk, the
+    share of the vCPU and memory quota in use, and the dimensions over quota (used and requested
+    together beyond it); the same figures as ``GET /reports/quota``."""
+    shown = visible_units(session, actor, unit_id)
+    wanted = {u.id for u in shown}
+    usage = {
+        r.unit.id: r.usage
+        for r in request_report.quota_report(session, unit_id=unit_id)
+        if r.unit.id in wanted
+    }
+    report = Report(p, db.utcnow())
+    total_quota, total_used, total_requested = Resources(), Resources(), Resources()
+    for unit in shown:
+        row = usage.get(unit.id)
+        if row is None:  # a unit without a quota line yet: nothing granted, nothing used
+            continue
+        total_quota, total_used = total_quota + row.quota, total_used + row.used
+        total_requested = total_requested + row.requested
+        figures: dict[str, Any] = {**_unit_columns(unit)}
+        for d in DIMENSIONS:
+            for part, value in (
+                ("quota", row.quota),
+                ("used", row.used),
+                ("requested", row.requested),
+                ("free", row.free),
+            ):
+                figures[f"{d}_{part}"] = int(getattr(value, d))
+        figures["vcpus_used_percent"] = _share(row.used.vcpus, row.quota.vcpus)
+        figures["memory_used_percent"] = _share(row.used.memory_gib, row.quota.memory_gib)
+        figures["over_quota"] = [DIMENSION_NAMES[d][0] for d in row.over]
+        report.rows.append(figures)
+    report.totals = {
+        "units": len(report.rows),
+        "over_quota_units": sum(1 for r in report.rows if r["over_quota"]),
+        **{
+            f"{d}_{part}": int(getattr(t, d))
+            for d in DIMENSIONS
+            for part, t in (("quota", total_quota), ("used", total_used), ("requested", total_requested))
+        },
+        "vcpus_used_percent": _share(total_used.vcpus, total_quota.vcpus),
+        "memory_used_percent": _share(total_used.memory_gib, total_quota.memory_gib),
+    }
+    return report
+
+
 # ---- the committee's workbook -------------------------------------------------------------------------
 
 
@@ -631,8 +683,9 @@ class CommitteeReports:
 def committee(
     session: Session, actor: Actor, p: Period, threshold: int = 1, unit_id: int | None = None
 ) -> CommitteeReports:
-    """The six reports of the period for the 网络安全工作委员会, in the order they are read, and the
-    cover's figures (each the same number as its report's totals)."""
+    """The seven reports of the period for the 网络安全工作委员会, in the order they are read (quota
+    use last: it is a figure of now), and the cover's figures (each the same number as its report's
+    totals)."""
     reports = {
         "compliance": compliance_summary(session, actor, p, unit_id),
         "provisioning": provisioning(session, actor, p, unit_id),
@@ -640,8 +693,9 @@ def committee(
         "quarantine": quarantine(session, actor, p, unit_id),
         "repeat_offenders": repeat_offenders(session, actor, p, threshold, unit_id),
         "overdue_findings": overdue_findings(session, actor, p, unit_id),
+        "quota": quota_use(session, actor, p, unit_id),
     }
-    c, pr, inc, q, ro, of = (reports[k].totals for k in reports)
+    c, pr, inc, q, ro, of, qu = (reports[k].totals for k in reports)
     figures: list[tuple[str, str, Any]] = [
         ("统计期间（北京时间）", "period", f"{p.since.isoformat()} 至 {p.until.isoformat()}"),
         ("单位数", "units", c["units"]),
@@ -660,6 +714,9 @@ def committee(
         (f"安全事件超过 {threshold} 起的虚拟机数", "repeat_offender_vms", ro["vms"]),
         ("超期未整改隐患数", "overdue_findings", of["overdue"]),
         ("超期后才整改的隐患数", "findings_fixed_late", of["fixed_late"]),
+        ("超出配额单位数（当前）", "over_quota_units", qu["over_quota_units"]),
+        ("vCPU 配额使用率(%)（当前）", "vcpus_used_percent", qu["vcpus_used_percent"]),
+        ("内存配额使用率(%)（当前）", "memory_used_percent", qu["memory_used_percent"]),
     ]
     cover = [{"figure": zh, "key": key, "value": value} for zh, key, value in figures]
     return CommitteeReports(p, db.utcnow(), reports, cover)

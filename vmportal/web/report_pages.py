@@ -2,7 +2,8 @@
 service: a period form (Beijing dates, both included; the service's own checks, shown beside the
 field with the rule), a table of each report's figures, two charts (incidents per month, deliveries
 on time and late) drawn by the vendored ECharts from the figures of the tables beside them, and the
-CSV and XLSX downloads (/reports/download/{report}.{csv|xlsx}).
+CSV and XLSX downloads (/reports/download/{report}.{csv|xlsx}; the committee's one-page PDF summary
+at /reports/download/committee.pdf).
 
 The figures come from the same use cases as GET /api/v1/reports/* (vmportal.reports.service, the
 quota report of vmportal.request.service.report), laid out by the same table definitions; a
@@ -330,7 +331,8 @@ def download(
     until: str = "",
     threshold: str = "",
 ) -> Response:
-    """One report as CSV or XLSX: the API's own function for it, so the file is the API's."""
+    """One report as CSV or XLSX (the committee's also as its one-page PDF): the API's own function
+    for it, so the file is the API's."""
     current = _current(request, session)
     if current is None:
         return _to_login(request)
@@ -338,24 +340,29 @@ def download(
     if user.role not in READERS:
         return _not_a_reader(request, token, user)
     formats = {"csv": Format.CSV, "xlsx": Format.XLSX}
-    if report not in DOWNLOADS or extension not in formats:
+    # The committee's report alone also comes as its one-page PDF summary.
+    pdf = report == "committee" and extension == "pdf"
+    if report not in DOWNLOADS or (extension not in formats and not pdf):
         message = _("There is no report “%(name)s”") % {"name": f"{report[:40]}.{extension[:8]}"}
         return common.not_found(_templates, request, token, user, "/reports", message)
-    fmt = formats[extension]
     actor = identity.actor_of(user)
     if report == "quota":
-        answer: Any = quota_api.quota_report(session, actor, fmt, None)
+        answer: Any = quota_api.quota_report(session, actor, formats[extension], None)
         return answer
     p, limit, _problems = _period(since[:32], until[:32], threshold[:8])
     if p is None:  # a changed link: the page, with the error beside its field
         return report_page(request, session, since, until, threshold)
+    if report == "committee":
+        fmt = period_api.CommitteeFormat(extension)
+        answer = period_api.committee_report(session, actor, p, limit, None, fmt)
+        return answer
+    out = period_api.Answer(None, formats[extension])
     answer = {
-        "committee": lambda: period_api.committee_report(session, actor, p, limit, None, fmt),
-        "provisioning": lambda: period_api.provisioning_report(session, actor, p, None, fmt),
-        "incidents-monthly": lambda: period_api.incidents_monthly_report(session, actor, p, None, fmt),
-        "quarantine": lambda: period_api.quarantine_report(session, actor, p, None, fmt),
-        "repeat-offenders": lambda: period_api.repeat_offenders_report(session, actor, p, limit, None, fmt),
-        "overdue-findings": lambda: period_api.overdue_findings_report(session, actor, p, None, fmt),
-        "compliance": lambda: period_api.compliance_report(session, actor, p, None, fmt),
+        "provisioning": lambda: period_api.provisioning_report(session, actor, out, p),
+        "incidents-monthly": lambda: period_api.incidents_monthly_report(session, actor, out, p),
+        "quarantine": lambda: period_api.quarantine_report(session, actor, out, p),
+        "repeat-offenders": lambda: period_api.repeat_offenders_report(session, actor, out, p, limit),
+        "overdue-findings": lambda: period_api.overdue_findings_report(session, actor, out, p),
+        "compliance": lambda: period_api.compliance_report(session, actor, out, p),
     }[report]()
     return answer
