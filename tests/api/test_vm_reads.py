@@ -28,6 +28,7 @@ from tests.factories import Factory
 from vmportal.identity.models import AuthToken, User
 from vmportal.identity.service import token_digest
 from vmportal.kit import db
+from vmportal.kit.settings import Settings
 from vmportal.unit.models import Unit
 from vmportal.vm import service
 from vmportal.vm.api import vm_out
@@ -321,3 +322,69 @@ def test_each_stored_document_is_the_schemas_vm_out(client: TestClient, estate: 
                 assert set(json.loads(vm.api_json)) == set(schemas.VMOut.model_fields)
             else:
                 assert vm.api_json is None
+
+
+def test_a_connection_the_database_dropped_is_replaced(client: TestClient, estate: dict[str, Any]) -> None:
+    """The read path's connections killed by the server (a restart, an administrator's
+    ``pg_terminate_backend``): the request that finds one dead is still answered (by the ORM path),
+    and the next ones by the SQL path again on a new connection."""
+    if not _use_postgres():
+        pytest.skip("the SQL read path exists on PostgreSQL only")
+    reader = client.app.state.vm_reader  # type: ignore[attr-defined]
+    headers = estate["logins"]["unit_admin"]
+    expected = orm_list(actor_for(headers), service.VMFilters())
+    assert client.get(f"{API}/vms", headers=headers).json() == expected
+    pids = [conn.info.backend_pid for conn in reader._pool._idle]
+    assert pids
+    with db.engine().begin() as conn:
+        for pid in pids:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s, 5000)", {"pid": pid})
+    for _ in range(len(pids) + 1):
+        r = client.get(f"{API}/vms", headers=headers)
+        assert r.status_code == 200 and r.json() == expected
+    before = _answered(client)
+    assert client.get(f"{API}/vms", headers=headers).json() == expected
+    assert _answered(client) - before == 1
+
+
+def test_requests_beyond_the_connections_wait_their_turn(settings: Settings) -> None:
+    """More simultaneous reads than connections: each waits for one, none is lost, a request given
+    up while waiting (its client gone) leaves nothing held, and no more than the set number of
+    connections is ever open."""
+    if not _use_postgres():
+        pytest.skip("the SQL read path exists on PostgreSQL only")
+    import asyncio
+
+    from vmportal.vm.repository import sql as reads
+
+    async def scenario() -> None:
+        pool = reads._Connections(reads.conninfo(settings.sqlalchemy_url), 3, timeout=10)
+        await pool.open()
+        most = 0
+
+        async def one(pause: float) -> int:
+            nonlocal most
+            conn = await pool.acquire()
+            most = max(most, pool._count)
+            try:
+                cur = await conn.execute("SELECT pg_sleep(%(s)s), 1", {"s": pause})
+                row = await cur.fetchone()
+                assert row is not None
+                return int(row[1])
+            finally:
+                pool.release(conn)
+
+        results = await asyncio.gather(*(one(0.01) for _ in range(30)))
+        assert results == [1] * 30
+        waiting = [asyncio.ensure_future(one(0.2)) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        for task in waiting[3:]:  # given up while waiting for a connection
+            task.cancel()
+        done = await asyncio.gather(*waiting, return_exceptions=True)
+        assert done[:3] == [1, 1, 1]
+        assert all(isinstance(x, asyncio.CancelledError) for x in done[3:])
+        assert await asyncio.gather(*(one(0) for _ in range(10))) == [1] * 10
+        assert most <= 3 and pool._count <= 3 and not pool._waiters
+        await pool.close()
+
+    asyncio.run(scenario())

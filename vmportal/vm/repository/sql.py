@@ -17,6 +17,7 @@ restated here: both paths compile them from the repository's tables (``repositor
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from typing import Any, LiteralString, cast
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from psycopg import AsyncConnection, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg_pool import AsyncConnectionPool
+from psycopg.pq import TransactionStatus
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
@@ -51,31 +52,24 @@ def _caller() -> LiteralString:
 _ME: LiteralString = _caller()
 
 # Unit scoping inside the statement, as in repository.vm_conditions: a unit's users get their unit's
-# rows, everyone else every row. Two branches rather than one OR, so that a unit admin's page is an
-# index range scan on (unit_id, lifecycle, id) and not a scan of every VM; only the branch whose
-# role test passes on the caller's one row runs.
-# Only what the filters and the sort need, plus the document in a unit's branch: the CTE is
-# materialised (the page and the total read it). For a center user it holds every VM, so there the
-# document is left out and fetched by key for the page's rows only (20,000 documents would spill
-# to disk on every request; a unit's 67 are cheaper carried than fetched again).
-_COLUMNS = (
-    "v.id, v.unit_id, v.name, v.hostname, v.ip_address, v.power_state, v.security_state, v.lifecycle,"
-    " v.created_at"
-)
+# rows, everyone else every row. Two branches, each gated by the caller's role (a test on the one
+# row of ``me``, which PostgreSQL evaluates once, before it runs the branch: a "One-Time Filter"),
+# so that only one of them does any work and a unit admin's page is read from the unit's own rows
+# (the index on (unit_id, lifecycle, id)), not from a scan of every VM.
 # kit.scope's rule compiled into the statement: the roles limited to their own unit.
 _UNIT_ROLES = ", ".join(f"'{r.value}'" for r in sorted(unit_scoped_roles()))
-_SCOPED: LiteralString = f"""
-    scoped AS (
-        SELECT {_COLUMNS}, v.api_json AS doc
-        FROM me JOIN vm v ON v.unit_id = me.unit_id WHERE me.role IN ({_UNIT_ROLES})
-        UNION ALL
-        SELECT {_COLUMNS}, NULL::text AS doc FROM me CROSS JOIN vm v WHERE me.role NOT IN ({_UNIT_ROLES})
-    )"""  # noqa: S608
+_IN_UNIT: LiteralString = f"(SELECT role FROM me) IN ({_UNIT_ROLES})"  # noqa: S608
+_EVERY_UNIT: LiteralString = f"(SELECT role FROM me) NOT IN ({_UNIT_ROLES})"  # noqa: S608
 
 # The sort keys, compiled from the repository's one table (column names as quoted identifiers).
 _SORT: dict[str, sql.Composable] = {
     key: sql.SQL("v.{}").format(sql.Identifier(column)) for key, column in SORT_COLUMNS.items()
 }
+# What the every-unit branch's cut carries: the key and every sort column (the page is sorted again
+# when its documents are joined).
+_CUT_COLUMNS = sql.SQL(", ").join(
+    sql.SQL("v.{}").format(sql.Identifier(column)) for column in dict.fromkeys(["id", *SORT_COLUMNS.values()])
+)
 
 # Every piece of the statements below is a constant of this module or a whitelisted column name;
 # values travel as parameters only (hence the S608 exemptions).
@@ -108,9 +102,17 @@ def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
     """The statement for one shape of filters (which are set, which sort), composed once per process:
     a prepared statement is then reused by every request of that shape.
 
-    The total is a count of its own over the scoped rows rather than a window over them: measured
-    on 20,000 VMs, the window (and the sort it needs over every matching row) made the statement 2.4
-    times slower for a unit's 67 VMs, and it answers a page past the end in the same statement."""
+    It answers one row (the page's documents joined by commas, the total, how many of the page's
+    VMs have no document) when the token is live, none otherwise; of its two branches only the
+    caller's runs (the other's role test is false before it reads anything).
+
+    A unit's branch reads the unit's matching rows once: the page is the rows numbered past the
+    offset (a window over them, in the page's order) and the total is their count, in the same
+    pass. That is the common case (a unit admin's ~67 VMs) and what the benchmark measures; reading
+    the rows once instead of in a page of its own and again for the count took about a third off
+    the statement's time. The every-unit branch (center roles, 20,000 VMs) keeps the page and the
+    count apart: a window there would sort every matching row with its document; the page's
+    documents are fetched by key after the cut, for its 50 rows only."""
     where = sql.SQL(" AND ").join([sql.SQL("TRUE"), *(_CONDITIONS[name] for name in used)])
     key = sort.value.lstrip("-")
     direction = sql.SQL("DESC" if sort.value.startswith("-") else "ASC")
@@ -118,18 +120,25 @@ def _statement(used: tuple[str, ...], sort: VMSort) -> bytes:
     if key != "id":
         order.append(sql.SQL("v.id {}").format(direction))  # stable pages
     order_by = sql.SQL(", ").join(order)
+    in_page = sql.SQL("v.n > %(offset)s AND v.n <= %(offset)s + %(limit)s")
     statement = sql.SQL(
-        "WITH" + _ME + "," + _SCOPED + ","  # noqa: S608
-        " cut AS (SELECT v.id, v.name, v.created_at, v.ip_address, v.doc FROM scoped v"
-        " WHERE {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s),"
-        # after the cut: a center user's documents are fetched for the page's rows only
-        " page AS (SELECT v.id, v.name, v.created_at, v.ip_address,"
-        " coalesce(v.doc, (SELECT w.api_json FROM vm w WHERE w.id = v.id)) AS doc FROM cut v)"
-        " SELECT EXISTS (SELECT 1 FROM me),"
-        " (SELECT coalesce(string_agg(v.doc, ',' ORDER BY {order}), '') FROM page v),"
-        " (SELECT count(*) FROM scoped v WHERE {where}),"
+        "WITH" + _ME + ","  # noqa: S608
+        # the every-unit branch's page: keys and sort columns first, documents after the cut
+        " cut AS (SELECT {cut} FROM vm v"
+        " WHERE " + _EVERY_UNIT + " AND {where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s),"
+        " page AS (SELECT v.*, (SELECT w.api_json FROM vm w WHERE w.id = v.id) AS doc FROM cut v)"
+        # a unit's branch: one pass over the unit's matching rows, numbered in the page's order
+        " SELECT coalesce(string_agg(v.doc, ',' ORDER BY v.n) FILTER (WHERE {in_page}), ''),"
+        " count(*), count(*) FILTER (WHERE v.doc IS NULL AND {in_page})"
+        " FROM (SELECT v.api_json AS doc, row_number() OVER (ORDER BY {order}) AS n FROM vm v"
+        " WHERE " + _IN_UNIT + " AND v.unit_id = (SELECT unit_id FROM me) AND {where}) v"
+        " HAVING " + _IN_UNIT + ""
+        " UNION ALL"
+        " SELECT (SELECT coalesce(string_agg(v.doc, ',' ORDER BY {order}), '') FROM page v),"
+        " (SELECT count(*) FROM vm v WHERE " + _EVERY_UNIT + " AND {where}),"
         " (SELECT count(*) - count(doc) FROM page)"
-    ).format(order=order_by, where=where)
+        " WHERE " + _EVERY_UNIT
+    ).format(order=order_by, where=where, in_page=in_page, cut=_CUT_COLUMNS)
     return statement.as_bytes(None)
 
 
@@ -150,26 +159,116 @@ class _TextAsBytes(Loader):
         return bytes(data)
 
 
-async def _configure(conn: AsyncConnection[Any]) -> None:
-    conn.adapters.register_loader("text", _TextAsBytes)
+# The statements are written for one plan each, whatever the caller (the role tests choose the
+# branch when they run), and the estimate of the never-run branch (another role's scan of every VM)
+# would otherwise mislead the planner in three ways: JIT compiling the plan in every execution (tens
+# of milliseconds), a parallel worker started for that branch (13 ms, for nothing), and a plan made
+# afresh for each execution instead of the prepared one (twice the statement's time, measured).
+_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0 -c plan_cache_mode=force_generic_plan"
+
+
+class _Connections:
+    """At most ``size`` autocommit connections of one event loop, handed out one request at a time.
+
+    Why not psycopg_pool: its check-out and return (locks, a deadline loop, statistics, the
+    connection's own context manager) cost about 70 µs of CPU per request, a twentieth of a page's
+    whole cost. A connection here is only ever used for one autocommit statement, so all a
+    returned one needs is a test that it is still idle and usable; a broken one is dropped and its
+    place handed to the next waiter, which opens a new one."""
+
+    def __init__(self, conninfo: str, size: int, timeout: float) -> None:
+        self._conninfo = conninfo
+        self._size = size
+        self._timeout = timeout
+        self._idle: list[AsyncConnection[Any]] = []
+        # a waiter's future gets a connection, or None: "a place is free, open your own"
+        self._waiters: collections.deque[asyncio.Future[AsyncConnection[Any] | None]] = collections.deque()
+        self._count = 0  # connections open, being opened, or promised to a waiter
+        self._closed = False
+        self._closing: set[asyncio.Task[None]] = set()  # dropped connections being closed
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        conn = await AsyncConnection.connect(
+            self._conninfo, autocommit=True, options=_OPTIONS, connect_timeout=max(1, int(self._timeout))
+        )
+        conn.adapters.register_loader("text", _TextAsBytes)
+        return conn
+
+    async def open(self) -> None:
+        """Open the first connection (a database that cannot be reached fails here, at start-up)."""
+        self._count += 1
+        try:
+            self._idle.append(await self._connect())
+        except BaseException:
+            self._count -= 1
+            raise
+
+    async def acquire(self) -> AsyncConnection[Any]:
+        if self._closed:
+            raise RuntimeError("the VM read connections are closed")
+        if self._idle:
+            return self._idle.pop()
+        if self._count < self._size:
+            self._count += 1
+        else:
+            waiter: asyncio.Future[AsyncConnection[Any] | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    handed = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # handed over just as the wait ended: pass it on rather than lose it
+                    self._give(waiter.result())
+                else:
+                    waiter.cancel()
+                raise
+            if handed is not None:
+                return handed
+        try:
+            return await self._connect()
+        except BaseException:
+            self._give(None)
+            raise
+
+    def release(self, conn: AsyncConnection[Any]) -> None:
+        """Give a connection back after one statement (an exception included)."""
+        if self._closed or conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+            # broken, or left mid-statement by a cancelled request: drop it, free its place
+            task = asyncio.get_running_loop().create_task(conn.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            self._give(None)
+        else:
+            self._give(conn)
+
+    def _give(self, conn: AsyncConnection[Any] | None) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is None:
+            self._count -= 1
+        else:
+            self._idle.append(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+        while self._waiters:
+            self._waiters.popleft().cancel()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class VMReader:
-    """A small pool of autocommit connections of one process, bound to the event loop that opened it."""
+    """A few autocommit connections of one process, bound to the event loop that opened them."""
 
     def __init__(self, conninfo: str, *, max_size: int) -> None:
-        self._pool = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max_size,
-            open=False,
-            # JIT compiles a plan whose estimated cost is high, in every execution: the estimate
-            # of the statement's never-run branch (another role's scan) would trigger it for
-            # nothing, costing tens of milliseconds each time.
-            kwargs={"autocommit": True, "options": "-c jit=off"},
-            name="vm-reads",
-            configure=_configure,
-        )
+        self._pool = _Connections(conninfo, max_size, timeout=10)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.statements = 0  # executed so far (tests check that a page is one statement)
         # answers given (not handed back to the ORM path): the equivalence tests check that each
@@ -177,7 +276,7 @@ class VMReader:
         self.answered = 0
 
     async def open(self) -> None:
-        await self._pool.open(wait=True, timeout=10)
+        await self._pool.open()
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
@@ -196,16 +295,19 @@ class VMReader:
         """The page as the API's JSON, or None when the token does not identify a live account."""
         statement, shared = _list_statement(filters)
         params = {**shared, "digest": token_digest(token)}
-        async with self._pool.connection() as conn:
+        conn = await self._pool.acquire()
+        try:
             self.statements += 1
             cur = await conn.execute(statement, params)
             row = await cur.fetchone()
-        assert row is not None
-        authenticated, items, total, undocumented = row
-        if not authenticated or undocumented:
-            # No live token: the ORM path answers the exact 401. A VM without its document
-            # (written by the trigger of migration 0004; only a restore that bypassed triggers
-            # leaves one): the ORM path answers from the columns themselves.
+        finally:
+            self._pool.release(conn)
+        if row is None:  # no live token: the ORM path answers the exact 401
+            return None
+        items, total, undocumented = row
+        if undocumented:
+            # A VM without its document (written by the trigger of migration 0004; only a restore
+            # that bypassed triggers leaves one): the ORM path answers from the columns themselves.
             return None
         tail = f'],"total":{int(total)},"limit":{filters.limit},"offset":{filters.offset}}}'
         self.answered += 1
@@ -214,10 +316,13 @@ class VMReader:
     async def get_vm(self, token: str, vm_id: int) -> bytes | None:
         """The VM's JSON; None when the token is not live, the caller may not see the VM, it does
         not exist or it has no document (the router then answers, 401 / 404 / the ORM's JSON)."""
-        async with self._pool.connection() as conn:
+        conn = await self._pool.acquire()
+        try:
             self.statements += 1
             cur = await conn.execute(_GET, {"digest": token_digest(token), "id": vm_id})
             row = await cur.fetchone()
+        finally:
+            self._pool.release(conn)
         assert row is not None
         authenticated, item = row
         if not (authenticated and item):
