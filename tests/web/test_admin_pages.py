@@ -559,7 +559,7 @@ def test_the_pages_in_english(live: Live, chem: int) -> None:
 
 
 def _login(page: Page, live: Live, next_url: str) -> None:
-    sign_in(page, live.base_url, "center-admin", Role.CENTER_ADMIN, "{next_url}")
+    sign_in(page, live.base_url, "center-admin", Role.CENTER_ADMIN, next_url)
 
 
 def test_the_admin_pages_in_chromium(
