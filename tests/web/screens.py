@@ -2,7 +2,9 @@
 phone (375 px) width, saved under ``.cache/screenshots/<test module>/`` of the checkout (ignored by
 git, kept between runs; CI uploads the folder), or under ``$VMPORTAL_SCREENSHOT_DIR`` when set. The
 file name says the page, the language and the width: ``credentials-zh-CN-375.png``. Each file is
-checked to be a non-empty PNG, so a blank capture fails the test instead of passing silently."""
+checked to be a non-empty PNG, so a blank capture fails the test instead of passing silently.
+``Shots.both`` takes the page at both widths where the test already has it open (a resize, no
+second walk), which is how every page test keeps its pages at both widths cheaply."""
 
 from __future__ import annotations
 
@@ -40,6 +42,20 @@ class Shots:
         page.screenshot(path=str(path), full_page=True)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000, path
         return path
+
+    def both(self, page: Page, name: str) -> list[Path]:
+        """The page as it is now at desktop and at phone width (the window resized, not reloaded, so
+        a state the test reached is kept), then back at the width the test uses."""
+        was = page.viewport_size
+        taken = []
+        try:
+            for viewport in WIDTHS:
+                page.set_viewport_size(viewport)
+                taken.append(self.take(page, name))
+        finally:
+            if was is not None:
+                page.set_viewport_size(was)
+        return taken
 
 
 @pytest.fixture(scope="module")

@@ -10,46 +10,30 @@ rule). IP 地址池: the list and the create form (the service's refusals beside
 kept). 虚拟化平台连接: the list and the "test connection" button (HTMX, the result in words).
 Everyone else: the operator and the auditor read, a POST from them is refused naming the rule; a unit
 admin is refused the pages. A form without its CSRF token is refused. English too; Chromium with
-axe-core in both languages at phone and desktop width, screenshots in the test's temporary directory.
+axe-core in both languages at phone and desktop width, screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
-from vmportal.app.demo import PASSWORDS
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf, sign_in
+from tests.web.screens import Shots, axe_violations, shots
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _national_id(region: str, birth: str, sequence: str) -> str:
     body = region + birth + sequence
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
-
-
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
 
 
 def _error(html: str, name: str, prefix: str = "f-") -> str:
@@ -106,7 +90,7 @@ def _rows(html: str, attr: str) -> list[str]:
 
 
 def test_the_units_list_filters_sorts_and_refuses_others(live: Live, chem: int) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get("/admin/units")
         assert page.status_code == 200 and "单位管理" in page.text
         assert '<li><a href="/admin/units"' in page.text  # in the admin's navigation
@@ -118,26 +102,26 @@ def test_the_units_list_filters_sorts_and_refuses_others(live: Live, chem: int) 
         assert _rows(found, "unit") == [str(chem)]
         assert _rows(c.get("/admin/units?state=inactive").text, "unit") == []
         assert c.get("/admin/units?sort=nonsense&page=-3").status_code == 200  # defaults, not an error
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get(f"/admin/units/{chem}")
         assert page.status_code == 200 and "只有信息中心管理员可以创建单位账号" in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         refused = c.post(f"/admin/units/{chem}/accounts", data={"csrf_token": token})
         assert refused.status_code == 403 and "unit.accounts" in refused.text
         refused = c.post(f"/admin/units/{chem}/quota", data={"csrf_token": token, "max_vms": "3"})
         assert refused.status_code == 403 and "quota.update" in refused.text
         assert '<li><a href="/admin/units"' not in page.text  # not in the operator's navigation
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         page = c.get("/admin/units")
         assert page.status_code == 403 and "unit.read" in page.text
     assert _api(live, "GET", f"/users?unit_id={chem}") == []  # nothing written
 
 
 def test_the_admin_creates_the_accounts_from_the_registry(live: Live, chem: int) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get(f"/admin/units/{chem}")
         assert page.status_code == 200 and "赵敏" in page.text and "尚无账号" in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         assert c.post(f"/admin/units/{chem}/accounts", data={}).status_code == 403  # no CSRF token
         assert _api(live, "GET", f"/users?unit_id={chem}") == []
         done = c.post(f"/admin/units/{chem}/accounts", data={"csrf_token": token})
@@ -166,8 +150,8 @@ def test_the_admin_creates_the_accounts_from_the_registry(live: Live, chem: int)
 
 
 def test_the_quota_form(live: Live, chem: int) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
-        token = _csrf(c.get(f"/admin/units/{chem}").text)
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
+        token = csrf(c.get(f"/admin/units/{chem}").text)
         bad = c.post(
             f"/admin/units/{chem}/quota",
             data={
@@ -225,7 +209,7 @@ def test_the_users_list_filters_sorts_and_pages(live: Live, chem: int) -> None:
             "/users",
             json={"username": f"reader-{n:02d}", "password": "Kx9!vQ2#mZ7@pL4$", "role": "auditor"},
         )
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         first = c.get("/admin/users")
         assert first.status_code == 200 and "<h1>用户管理</h1>" in first.text
         names = _user_rows(first.text)
@@ -251,16 +235,16 @@ def test_the_admin_deactivates_and_activates_an_account(live: Live, chem: int) -
     with live.client() as victim:
         r = victim.post("/login", data={"username": "reader-05", "password": "Kx9!vQ2#mZ7@pL4$", "next": "/"})
         assert r.status_code == 303 and victim.get("/").status_code == 200
-        with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+        with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
             page = c.get("/admin/users")
             assert page.status_code == 200 and "/active" not in page.text  # no form
             assert "只有信息中心管理员可以启用或停用账号" in page.text
-            token = _csrf(page.text)
+            token = csrf(page.text)
             refused = c.post(f"/admin/users/{target}/active", data={"csrf_token": token, "active": "false"})
             assert refused.status_code == 403 and "user.update" in refused.text
-        with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+        with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
             page = c.get("/admin/users?q=reader-05")
-            token = _csrf(page.text)
+            token = csrf(page.text)
             assert f'action="/admin/users/{target}/active"' in page.text and "data-confirm=" in page.text
             assert (
                 c.post(f"/admin/users/{target}/active", data={"active": "false"}).status_code == 403
@@ -290,7 +274,7 @@ def test_the_admin_deactivates_and_activates_an_account(live: Live, chem: int) -
             ).status_code
             == 303
         )
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         assert c.get("/admin/users").status_code == 403
 
 
@@ -302,13 +286,13 @@ def _pool_names(html: str) -> list[str]:
 
 
 def test_the_pools_list_and_the_create_form(live: Live) -> None:
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get("/admin/pools")
         assert page.status_code == 200 and {"campus-servers", "campus-dmz"} <= set(_pool_names(page.text))
         assert 'name="cidr"' not in page.text and "只有信息中心管理员可以创建 IP 地址池" in page.text
-        refused = c.post("/admin/pools", data={"csrf_token": _csrf(page.text), "name": "x"})
+        refused = c.post("/admin/pools", data={"csrf_token": csrf(page.text), "name": "x"})
         assert refused.status_code == 403 and "pool.create" in refused.text
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get("/admin/pools?sort=cidr")
         assert _pool_names(page.text) == ["campus-servers", "campus-dmz"]  # 10.10.101.0 before 10.10.200.0
         assert _pool_names(c.get("/admin/pools?sort=cidr&order=desc").text) == [
@@ -316,7 +300,7 @@ def test_the_pools_list_and_the_create_form(live: Live) -> None:
             "campus-servers",
         ]
         assert _pool_names(c.get("/admin/pools?q=dmz").text) == ["campus-dmz"]
-        token = _csrf(page.text)
+        token = csrf(page.text)
         form = {
             "csrf_token": token,
             "name": "lab-pool",
@@ -389,16 +373,16 @@ def unreachable(live: Live) -> int:
 def test_the_connections_list_and_the_test_button(live: Live, unreachable: int) -> None:
     conns = {c["name"]: int(c["id"]) for c in _api(live, "GET", "/connections")}
     sim = next(i for name, i in conns.items() if name != "old-vcenter")
-    with _as(live, "auditor", Role.AUDITOR) as c:
+    with as_user(live, "auditor", Role.AUDITOR) as c:
         page = c.get("/admin/connections")
         assert page.status_code == 200 and "old-vcenter" in page.text and "/test" not in page.text
-        refused = c.post(f"/admin/connections/{sim}/test", data={"csrf_token": _csrf(page.text)})
+        refused = c.post(f"/admin/connections/{sim}/test", data={"csrf_token": csrf(page.text)})
         assert refused.status_code == 403 and "connection.test" in refused.text
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get("/admin/connections?sort=name")
         assert page.status_code == 200 and 'hx-post="/admin/connections/' in page.text
         assert "尚未测试" in page.text or "上次测试" in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         assert c.post(f"/admin/connections/{sim}/test", headers={"HX-Request": "true"}).status_code == 403
         ok = c.post(f"/admin/connections/{sim}/test", headers={"HX-Request": "true", "X-CSRF-Token": token})
         assert ok.status_code == 200 and f'id="check-{sim}" data-ok="yes"' in ok.text
@@ -414,8 +398,8 @@ def test_the_connections_list_and_the_test_button(live: Live, unreachable: int) 
         ]
     checked = {c["id"]: c for c in _api(live, "GET", "/connections")}
     assert checked[sim]["last_check_ok"] is True and checked[unreachable]["last_check_ok"] is False
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:  # the API's rule: the operator tests too
-        token = _csrf(c.get("/admin/connections").text)
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:  # the API's rule: the operator tests too
+        token = csrf(c.get("/admin/connections").text)
         again = c.post(
             f"/admin/connections/{sim}/test", headers={"HX-Request": "true", "X-CSRF-Token": token}
         )
@@ -426,15 +410,15 @@ def test_the_connections_list_and_the_test_button(live: Live, unreachable: int) 
 
 
 def test_the_alert_sources_and_the_secret_shown_once(live: Live) -> None:
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get("/admin/alert-sources")
         assert page.status_code == 200 and 'name="allowed_cidrs"' not in page.text
         refused = c.post(
-            "/admin/alert-sources", data={"csrf_token": _csrf(page.text), "name": "x", "kind": "zeek"}
+            "/admin/alert-sources", data={"csrf_token": csrf(page.text), "name": "x", "kind": "zeek"}
         )
         assert refused.status_code == 403 and "alert_source.create" in refused.text
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
-        token = _csrf(c.get("/admin/alert-sources").text)
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
+        token = csrf(c.get("/admin/alert-sources").text)
         form = {
             "csrf_token": token,
             "name": "campus-ids",
@@ -492,21 +476,21 @@ def test_the_containment_policy_table(live: Live) -> None:
     before = _api(live, "GET", "/security/containment-policy")
     rules = [dict(r) for r in before["rules"]]
     assert before["is_default"] and rules
-    with _as(live, "auditor", Role.AUDITOR) as c:
+    with as_user(live, "auditor", Role.AUDITOR) as c:
         page = c.get("/admin/containment-policy")
         assert (
             page.status_code == 200
             and "<select" not in page.text
             and "只有信息中心管理员可以修改处置策略" in page.text
         )
-        refused = c.post("/admin/containment-policy", data=_policy_form(_csrf(page.text), rules))
+        refused = c.post("/admin/containment-policy", data=_policy_form(csrf(page.text), rules))
         assert refused.status_code == 403 and "containment_policy.update" in refused.text
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get("/admin/containment-policy")
         assert (
             page.status_code == 200 and len(re.findall(r'<tr data-rule="\d+"', page.text)) == len(rules) + 3
         )
-        token = _csrf(page.text)
+        token = csrf(page.text)
         weak = {"category": "virus", "min_severity": "high", "confidence": "low", "action": "isolate_network"}
         refused = c.post("/admin/containment-policy", data=_policy_form(token, [*rules, weak]))
         assert refused.status_code == 422
@@ -549,29 +533,23 @@ def test_the_containment_policy_table(live: Live) -> None:
 # ---- in Chromium ---------------------------------------------------------------------------------------
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_the_pages_in_english(live: Live, chem: int) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get(f"/admin/units/{chem}")
         assert page.status_code == 200 and "Accounts from the contact registry" in page.text
-        bad = c.post(f"/admin/units/{chem}/quota", data={"csrf_token": _csrf(page.text), "max_vms": "-1"})
+        bad = c.post(f"/admin/units/{chem}/quota", data={"csrf_token": csrf(page.text), "max_vms": "-1"})
         assert bad.status_code == 422 and "Enter a whole number, 0 or more. (rule integer)" in _error(
             bad.text, "max_vms"
         )
         pools = c.post(
-            "/admin/pools", data={"csrf_token": _csrf(page.text), "name": "", "cidr": "x", "gateway": "y"}
+            "/admin/pools", data={"csrf_token": csrf(page.text), "name": "", "cidr": "x", "gateway": "y"}
         )
         assert pools.status_code == 422 and "This field is required. (rule required)" in _error(
             pools.text, "name"
         )
         assert "<h1>Users</h1>" in c.get("/admin/users").text
         assert "Hypervisor connections" in c.get("/admin/connections").text
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         refused = c.get("/admin/pools")
         assert (
             refused.status_code == 403
@@ -581,15 +559,11 @@ def test_the_pages_in_english(live: Live, chem: int) -> None:
 
 
 def _login(page: Page, live: Live, next_url: str) -> None:
-    page.goto(f"{live.base_url}/login?next={next_url}")
-    page.locator("#username").fill("center-admin")
-    page.locator("#password").fill(PASSWORDS[Role.CENTER_ADMIN])
-    page.locator("#password").press("Enter")
-    page.wait_for_url(f"{live.base_url}{next_url}")
+    sign_in(page, live.base_url, "center-admin", Role.CENTER_ADMIN, next_url)
 
 
 def test_the_admin_pages_in_chromium(
-    live: Live, chem: int, unreachable: int, browser: Browser, vendored: None, tmp_path: Path
+    live: Live, chem: int, unreachable: int, browser: Browser, vendored: None, shots: Shots
 ) -> None:
     _api(
         live,
@@ -623,8 +597,8 @@ def test_the_admin_pages_in_chromium(
             for path in paths:
                 page.goto(f"{live.base_url}{path}")
                 name = path.strip("/").replace("/", "-")
-                page.screenshot(path=str(tmp_path / f"{name}-{locale}-{width}.png"), full_page=True)
-                assert _axe(page) == [], path
+                shots.take(page, name)
+                assert axe_violations(page) == [], path
             if (locale, width) != ("zh-CN", 1280):
                 continue
             # The test button: the result in words in place of the last one (htmx).
@@ -634,7 +608,7 @@ def test_the_admin_pages_in_chromium(
             expect(page.locator(f"#check-{sim}")).to_contain_text("已连接")
             page.locator(f"tr[data-connection='{unreachable}'] button[data-action=test]").click()
             expect(page.locator(f"#check-{unreachable}")).to_contain_text("连接失败")
-            assert _axe(page) == []
+            assert axe_violations(page) == []
             # Deactivation through the portal's confirmation dialog.
             page.goto(f"{live.base_url}/admin/users?q=reader-07")
             page.locator("tr[data-username='reader-07'] button[data-action=deactivate]").click()
@@ -652,8 +626,8 @@ def test_the_admin_pages_in_chromium(
             expect(created).to_be_visible()
             expect(page.locator(".secret-once")).to_contain_text("初始密码仅显示一次")
             expect(created.locator("button[data-copy]")).to_have_count(1)
-            page.screenshot(path=str(tmp_path / f"accounts-created-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.take(page, "accounts-created")
+            assert axe_violations(page) == []
             # The pool form's errors beside their fields.
             page.goto(f"{live.base_url}/admin/pools")
             page.locator("#f-name").fill("lab-2")
@@ -662,8 +636,8 @@ def test_the_admin_pages_in_chromium(
             page.get_by_role("button", name="创建 IP 地址池").click()
             expect(page.locator("#f-gateway-error")).to_be_visible()
             expect(page.locator("#f-name")).to_have_value("lab-2")
-            page.screenshot(path=str(tmp_path / f"pool-error-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.take(page, "pool-error")
+            assert axe_violations(page) == []
         finally:
             context.close()
     users = _api(live, "GET", f"/users?unit_id={chem}")

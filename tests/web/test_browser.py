@@ -1,33 +1,28 @@
 """In Chromium against the live demo portal: / leads to the login page, a unit admin logs in and
 lands where they asked to go, logs out with the header's button; each page passes axe-core with
 no serious or critical violation, in Chinese and English, at desktop and phone width, and no
-request leaves 127.0.0.1. Screenshots are kept in the test's temporary directory."""
+request leaves 127.0.0.1. Screenshots at desktop and phone width are kept under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, Route, expect
+from playwright.sync_api import Browser, Request, Route, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+__all__ = ["shots"]  # the module fixture, imported
 
 
 @pytest.mark.parametrize(
     ("locale", "login_label", "width"), [("zh-CN", "登录", 1280), ("en-US", "Log in", 375)]
 )
 def test_login_walk(
-    live: Live, browser: Browser, vendored: None, tmp_path: Path, locale: str, login_label: str, width: int
+    live: Live, browser: Browser, vendored: None, shots: Shots, locale: str, login_label: str, width: int
 ) -> None:
     # bypass_csp: axe is injected inline; the route guard still refuses any foreign request.
     context = browser.new_context(locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True)
@@ -45,16 +40,16 @@ def test_login_walk(
     try:
         page.goto(f"{live.base_url}/account")
         assert urlsplit(page.url).path == "/login"
-        page.screenshot(path=str(tmp_path / f"login-{locale}-{width}.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "login")
+        assert axe_violations(page) == []
         page.locator("#username").fill(_unit_admin())
         page.locator("#password").fill(PASSWORDS[Role.UNIT_ADMIN])
         page.get_by_role("button", name=login_label).click()
         expect(page).to_have_url(f"{live.base_url}/account")
-        page.screenshot(path=str(tmp_path / f"account-{locale}-{width}.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "account")
+        assert axe_violations(page) == []
         page.goto(f"{live.base_url}/")
-        assert _axe(page) == []
+        assert axe_violations(page) == []
         toggle = page.locator("button.nav-toggle")
         if toggle.is_visible():  # at phone width the user menu sits behind the menu button
             toggle.click()

@@ -2,25 +2,19 @@
 chain verified and the log's rows (the demo's own log-ins are in it), filters it by actor, gets a
 bad date refused beside its field with the value kept; a unit admin is refused with the rule's
 reason. Both languages, desktop and phone width, axe-core without serious or critical violations;
-screenshots in the test's temporary directory."""
+screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS, logins
 
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+__all__ = ["shots"]  # the module fixture, imported
 
 
 def _login(page: Page, base: str, role: Role, next_path: str) -> None:
@@ -43,7 +37,7 @@ def test_auditor_reads_the_log(
     live: Live,
     browser: Browser,
     vendored: None,
-    tmp_path: Path,
+    shots: Shots,
     locale: str,
     texts: dict[str, str],
     width: int,
@@ -55,8 +49,8 @@ def test_auditor_reads_the_log(
         expect(page.locator("[data-chain=ok]")).to_contain_text(texts["verified"])
         rows = page.locator("table.data tbody tr")
         assert rows.count() >= 1
-        page.screenshot(path=str(tmp_path / f"audit-log-{locale}-{width}.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "audit-log")
+        assert axe_violations(page) == []
 
         auditor = next(d.username for d in logins() if d.role == Role.AUDITOR)
         page.locator("#f-actor").fill(auditor)
@@ -66,7 +60,7 @@ def test_auditor_reads_the_log(
         expect(error).to_contain_text(texts["bad_date"])
         expect(page.locator("#f-since")).to_have_value("2026-13-40")
         expect(page.locator("#f-actor")).to_have_value(auditor)
-        assert _axe(page) == []
+        assert axe_violations(page) == []
 
         page.locator("#f-since").fill("")
         page.locator("form[role=search] button[type=submit]").click()

@@ -12,6 +12,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from tests.factories import Factory
+from tests.web.pagekit import csrf
 from vmportal.kit import db
 
 API = "/api/v1"
@@ -25,12 +26,6 @@ def _login(client: TestClient, username: str) -> None:
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
 
 
 def _statuses(html: str) -> dict[int, str]:
@@ -72,7 +67,7 @@ def test_a_unit_answers_its_items_on_the_page_and_the_center_reads_the_progress(
     mine = _statuses(page.text)
     assert len(mine) == 5 and set(mine.values()) == {"pending"} and b_item not in mine
     assert "oa-db" not in page.text
-    token = _csrf(page.text)
+    token = csrf(page.text)
 
     # The 附件4 form of the unit, uploaded unchanged: both systems answered "confirmed".
     form = client.get("/cleanup/form.xlsx")

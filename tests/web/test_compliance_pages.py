@@ -7,19 +7,15 @@ without its CSRF token is refused; English too; one Chromium pass with axe-core.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
-from vmportal.app.demo import PASSWORDS
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf, sign_in
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.kit import pages
 
 # The tests of this file build on one another (a module fixture, states reached in order): one
@@ -27,6 +23,7 @@ from vmportal.kit import pages
 pytestmark = pytest.mark.xdist_group("web-compliance-pages")
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _record(live: Live, vm_id: int, title: str, severity: str) -> int:
@@ -53,20 +50,6 @@ def recorded(live: Live) -> dict[str, int]:
     }
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/findings"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
-
-
 def _ids(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'data-finding="(\d+)"', html)]
 
@@ -75,7 +58,7 @@ def test_unit_admin_reports_a_finding_fixed_and_the_center_retests_it(
     live: Live, recorded: dict[str, int]
 ) -> None:
     fid = recorded["struts"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         listing = c.get("/findings")
         assert listing.status_code == 200 and "Struts2" in listing.text and "严重" in listing.text
         assert {recorded["struts"], recorded["weak"]} <= set(_ids(listing.text))
@@ -87,7 +70,7 @@ def test_unit_admin_reports_a_finding_fixed_and_the_center_retests_it(
 
         page = c.get(pages.finding(fid))  # the path the e-mail links to
         assert page.status_code == 200 and "待整改" in page.text and "报告整改完成" in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
 
         empty = c.post(f"/findings/{fid}/fix", data={"csrf_token": token, "note": "  "})
         assert (
@@ -105,9 +88,9 @@ def test_unit_admin_reports_a_finding_fixed_and_the_center_retests_it(
         # The unit cannot retest its own finding: the form is not offered.
         assert f'/findings/{fid}/retest"' not in after
 
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get(pages.finding(fid))
-        token = _csrf(page.text)
+        token = csrf(page.text)
         assert f'/findings/{fid}/retest"' in page.text
         missing = c.post(f"/findings/{fid}/retest", data={"csrf_token": token, "passed": ""})
         assert missing.status_code == 422 and "请选择复测是否通过" in missing.text
@@ -116,16 +99,16 @@ def test_unit_admin_reports_a_finding_fixed_and_the_center_retests_it(
         )
         assert failed.status_code == 303
         assert "待整改" in c.get(pages.finding(fid)).text  # open again, the unit told
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
-        token = _csrf(c.get(pages.finding(fid)).text)
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
+        token = csrf(c.get(pages.finding(fid)).text)
         assert (
             c.post(
                 f"/findings/{fid}/fix", data={"csrf_token": token, "note": "已删除上传文件并升级"}
             ).status_code
             == 303
         )
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
-        token = _csrf(c.get(pages.finding(fid)).text)
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
+        token = csrf(c.get(pages.finding(fid)).text)
         assert (
             c.post(f"/findings/{fid}/retest", data={"csrf_token": token, "passed": "yes"}).status_code == 303
         )
@@ -139,23 +122,23 @@ def test_unit_admin_reports_a_finding_fixed_and_the_center_retests_it(
 def test_another_unit_gets_the_404_page_and_a_lead_is_told_why_not(
     live: Live, recorded: dict[str, int]
 ) -> None:
-    with _as(live, "me-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "me-admin", Role.UNIT_ADMIN) as c:
         other = c.get(pages.finding(recorded["weak"]))
         assert other.status_code == 404 and "SSH 弱口令" not in other.text
         assert recorded["weak"] not in _ids(c.get("/findings").text)
-        token = _csrf(c.get("/findings").text)
+        token = csrf(c.get("/findings").text)
         assert (
             c.post(f"/findings/{recorded['weak']}/fix", data={"csrf_token": token, "note": "x"}).status_code
             == 404
         )
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:
         page = c.get(pages.finding(recorded["weak"]))
         assert page.status_code == 200 and "由本单位网络安全管理员（或信息中心）报告整改完成" in page.text
         assert f'/findings/{recorded["weak"]}/fix"' not in page.text
 
 
 def test_filters_notices_and_violations_pages_answer(live: Live, recorded: dict[str, int]) -> None:
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         assert _ids(c.get("/findings", params={"state": "closed", "overdue": "1"}).text) == []
         open_ones = _ids(c.get("/findings", params={"state": "open"}).text)
         assert recorded["weak"] in open_ones
@@ -168,22 +151,16 @@ def test_filters_notices_and_violations_pages_answer(live: Live, recorded: dict[
 
 
 def test_the_same_pages_in_english(live: Live, recorded: dict[str, int]) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get(pages.finding(recorded["weak"]))
         assert page.status_code == 200 and "To be fixed" in page.text and "Report it fixed" in page.text
         assert "Security findings" in c.get("/findings").text
-        bad = c.post(f"/findings/{recorded['weak']}/fix", data={"csrf_token": _csrf(page.text), "note": ""})
+        bad = c.post(f"/findings/{recorded['weak']}/fix", data={"csrf_token": csrf(page.text), "note": ""})
         assert bad.status_code == 422 and "Say how the finding was fixed" in bad.text
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_findings_pages_in_chromium_pass_axe(
-    live: Live, recorded: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, recorded: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     for locale, width in (("zh-CN", 375), ("en-US", 1280)):
         context = browser.new_context(
@@ -191,18 +168,14 @@ def test_findings_pages_in_chromium_pass_axe(
         )
         page = context.new_page()
         try:
-            page.goto(f"{live.base_url}/login?next=/findings")
-            page.locator("#username").fill("cs-admin")
-            page.locator("#password").fill(PASSWORDS[Role.UNIT_ADMIN])
-            page.locator("#password").press("Enter")
-            page.wait_for_url(f"{live.base_url}/findings")
+            sign_in(page, live.base_url, "cs-admin", Role.UNIT_ADMIN, "/findings")
             expect(page.locator(f"tr[data-finding='{recorded['weak']}']")).to_be_visible()
-            page.screenshot(path=str(tmp_path / f"findings-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.both(page, "findings")
+            assert axe_violations(page) == []
             page.locator(f"tr[data-finding='{recorded['weak']}'] td a").first.click()
             page.wait_for_url(f"{live.base_url}/findings/{recorded['weak']}")
             expect(page.locator("#f-note")).to_be_visible()
-            page.screenshot(path=str(tmp_path / f"finding-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.both(page, "finding")
+            assert axe_violations(page) == []
         finally:
             context.close()

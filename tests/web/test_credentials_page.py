@@ -10,9 +10,7 @@ serious or critical violation); screenshots at desktop and phone width (tests/we
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 from policies.roles import Role
 from tests.production.harness import wait_for
 from tests.web.conftest import Live
+from tests.web.pagekit import as_user
 from tests.web.screens import DESKTOP, PHONE, Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
@@ -70,14 +69,6 @@ def delivered(live: Live) -> dict[str, int]:
     return {"http": first, "browser": second}
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/vms"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
 def _csrf(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
     assert found is not None
@@ -93,7 +84,7 @@ def _state(c: httpx.Client, vm_id: int) -> str:
 def test_the_page_only_reads_and_refuses_everyone_else(live: Live, delivered: dict[str, int]) -> None:
     vm_id = delivered["http"]
     url = f"/vms/{vm_id}/credentials"
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         vm_page = c.get(f"/vms/{vm_id}")
         assert vm_page.status_code == 200 and f'href="{url}"' in vm_page.text
         assert 'data-credentials="available"' in vm_page.text and "领取初始凭据（仅显示一次）" in vm_page.text
@@ -112,7 +103,7 @@ def test_the_page_only_reads_and_refuses_everyone_else(live: Live, delivered: di
         assert 'aria-invalid="true"' in unticked.text and 'data-field="password"' not in unticked.text
         assert _state(c, vm_id) == "available"
 
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:  # the lead sees the VM, not its password
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:  # the lead sees the VM, not its password
         assert 'data-credentials="available"' not in c.get(f"/vms/{vm_id}").text
         page = c.get(url)
         assert page.status_code == 200 and "规则 credentials_once" in page.text
@@ -124,24 +115,24 @@ def test_the_page_only_reads_and_refuses_everyone_else(live: Live, delivered: di
             and 'data-field="password"' not in r.text
         )
 
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get(url)
         assert page.status_code == 200 and "信息中心值班人员不能查看" in page.text
 
-    with _as(live, "me-admin", Role.UNIT_ADMIN) as c:  # another unit's VM: the 404 page, both ways
+    with as_user(live, "me-admin", Role.UNIT_ADMIN) as c:  # another unit's VM: the 404 page, both ways
         other = c.get(url)
         assert other.status_code == 404 and "无权查看" in other.text and "cred-a" not in other.text
         token = _csrf(c.get("/vms").text)
         assert c.post(url, data={"csrf_token": token, "understood": "1"}).status_code == 404
 
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         assert _state(c, vm_id) == "available"  # nothing above used the one fetch
 
 
 def test_shown_once_then_the_rule_in_both_languages(live: Live, delivered: dict[str, int]) -> None:
     vm_id = delivered["http"]
     url = f"/vms/{vm_id}/credentials"
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         token = _csrf(c.get(url).text)
         shown = c.post(url, data={"csrf_token": token, "understood": "1"})
         assert shown.status_code == 200, shown.text
@@ -162,7 +153,7 @@ def test_shown_once_then_the_rule_in_both_languages(live: Live, delivered: dict[
         vm_page = c.get(f"/vms/{vm_id}").text
         assert 'data-credentials="fetched"' in vm_page and secret not in vm_page
 
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         later = c.get(url)
         assert "Rule credentials_once" in later.text and "already been collected" in later.text
         assert "Already collected" in later.text

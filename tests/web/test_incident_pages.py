@@ -11,25 +11,23 @@ confirmed on the simulator: the containment is released, the incident closes, th
 state is restored). A later false positive is dismissed by the operator (a reason required), not by
 the unit (rule incident.dismiss), and the VM is back to normal. English too; one Chromium pass with
 axe-core (no serious or critical violation), the unit admin submitting a report in the browser and
-the operator verifying it, screenshots in the test's temporary directory."""
+the operator verifying it, screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from policies.roles import Role
 from tests.production.harness import wait_for
 from tests.security.helpers import suricata_c2
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 from vmportal.kit import pages
 
@@ -38,6 +36,7 @@ from vmportal.kit import pages
 pytestmark = pytest.mark.xdist_group("web-incident-pages")
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _incident(live: Live, incident_id: int) -> dict[str, Any]:
@@ -97,27 +96,13 @@ def contained(live: Live) -> dict[str, int]:
     }
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/incidents"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
-
-
 def _ids(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'data-incident="(\d+)"', html)]
 
 
 def test_only_the_units_own_incidents(live: Live, contained: dict[str, int]) -> None:
     iid = contained["incident"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         listing = c.get("/incidents")
         assert listing.status_code == 200 and "安全事件" in listing.text
         assert {iid, contained["incident2"]} <= set(_ids(listing.text))
@@ -139,22 +124,22 @@ def test_only_the_units_own_incidents(live: Live, contained: dict[str, int]) -> 
             and "<html" not in status.text
             and 'hx-trigger="every 5s"' in status.text
         )
-    with _as(live, "me-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "me-admin", Role.UNIT_ADMIN) as c:
         listing = c.get("/incidents")
         assert listing.status_code == 200 and iid not in _ids(listing.text)
         other = c.get(f"/incidents/{iid}")
         assert other.status_code == 404 and "木马" not in other.text
         assert c.get(f"/incidents/{iid}/status").status_code == 404
-        token = _csrf(listing.text)
+        token = csrf(listing.text)
         posted = c.post(f"/incidents/{iid}/rectification", data={"csrf_token": token, "text": "不是我们的"})
         assert posted.status_code == 404
     assert _incident(live, iid)["state"] == "contained"  # nothing written
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         board = c.get("/incidents")
         assert board.status_code == 200 and "事件看板" in board.text
         assert {iid, contained["incident2"]} <= set(_ids(board.text))
         assert 'href="/incidents"' in board.text and 'href="/queue"' in board.text  # the navigation
-    with _as(live, "auditor", Role.AUDITOR) as c:  # reads the board, acts on nothing
+    with as_user(live, "auditor", Role.AUDITOR) as c:  # reads the board, acts on nothing
         board = c.get("/incidents")
         assert board.status_code == 200 and iid in _ids(board.text) and 'href="/queue"' not in board.text
         page = c.get(f"/incidents/{iid}")
@@ -163,16 +148,14 @@ def test_only_the_units_own_incidents(live: Live, contained: dict[str, int]) -> 
 
 def test_the_lead_is_told_why_not(live: Live, contained: dict[str, int]) -> None:
     iid = contained["incident"]
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:
         page = c.get(f"/incidents/{iid}")
         assert page.status_code == 200
         assert (
             "incident.submit_rectification" in page.text and "整改报告由本单位网络安全管理员提交" in page.text
         )
         assert f'/incidents/{iid}/rectification"' not in page.text
-        refused = c.post(
-            f"/incidents/{iid}/rectification", data={"csrf_token": _csrf(page.text), "text": "x"}
-        )
+        refused = c.post(f"/incidents/{iid}/rectification", data={"csrf_token": csrf(page.text), "text": "x"})
         assert refused.status_code == 403 and "整改报告由本单位的网络安全管理员提交" in refused.text
     assert _incident(live, iid)["state"] == "contained"
 
@@ -182,8 +165,8 @@ def test_unit_submits_the_center_verifies_and_the_vm_is_released(
 ) -> None:
     iid, vm_id = contained["incident"], contained["vm"]
     assert _vm(live, vm_id)["security_state"] == "suspended"
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
-        token = _csrf(c.get(f"/incidents/{iid}").text)
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
+        token = csrf(c.get(f"/incidents/{iid}").text)
         url = f"/incidents/{iid}/rectification"
         empty = c.post(url, data={"csrf_token": token, "text": "   "}, files={"files": ("", b"", "")})
         assert empty.status_code == 422 and "请说明发现了什么、整改了什么" in empty.text
@@ -218,9 +201,9 @@ def test_unit_submits_the_center_verifies_and_the_vm_is_released(
     assert _incident(live, iid)["state"] == "rectification_submitted"
     assert _vm(live, vm_id)["security_state"] == "rectification_submitted"
 
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get(f"/incidents/{iid}")
-        token = _csrf(page.text)
+        token = csrf(page.text)
         assert f"/rectifications/{rect_id}/accept" in page.text and "report.txt" in page.text
         no_reason = c.post(f"/incidents/{iid}/rectifications/{rect_id}/reject", data={"csrf_token": token})
         assert (
@@ -238,15 +221,15 @@ def test_unit_submits_the_center_verifies_and_the_vm_is_released(
     assert _incident(live, iid)["state"] == "contained"
     assert _vm(live, vm_id)["security_state"] == "suspended"
 
-    with _as(live, "me-admin", Role.UNIT_ADMIN) as c:  # another unit: not even the attachment
+    with as_user(live, "me-admin", Role.UNIT_ADMIN) as c:  # another unit: not even the attachment
         assert c.get(attachment.group(1)).status_code == 404
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         told = c.get(f"/incidents/{iid}").text
         assert "信息中心意见：流量监测显示仍有外联" in told and "已驳回" in told
         assert f'/incidents/{iid}/rectification"' in told  # the unit reports again
         again = c.post(
             f"/incidents/{iid}/rectification",
-            data={"csrf_token": _csrf(told), "text": "已封堵外联端口并复查全部进程。"},
+            data={"csrf_token": csrf(told), "text": "已封堵外联端口并复查全部进程。"},
             files={"files": ("", b"", "")},
         )
         assert again.status_code == 303
@@ -254,8 +237,8 @@ def test_unit_submits_the_center_verifies_and_the_vm_is_released(
         second = max(ids)
         assert second != rect_id
 
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
-        token = _csrf(c.get(f"/incidents/{iid}").text)
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
+        token = csrf(c.get(f"/incidents/{iid}").text)
         # The first report was decided: it is refused naming the rule, nothing written.
         old = c.post(f"/incidents/{iid}/rectifications/{rect_id}/accept", data={"csrf_token": token})
         assert old.status_code == 409 and "incident.accept" in old.text
@@ -273,7 +256,7 @@ def test_unit_submits_the_center_verifies_and_the_vm_is_released(
     released = _incident(live, iid)
     assert released["containment_state"] == "released" and released["restore_state"] == "confirmed"
     assert _vm(live, vm_id)["security_state"] == "restored"
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         closed = c.get(f"/incidents/{iid}").text
         assert "已关闭" in closed and "复核通过" in closed
         assert iid in _ids(c.get("/incidents", params={"show": "closed"}).text)
@@ -300,15 +283,15 @@ def test_the_center_dismisses_a_false_positive(live: Live, contained: dict[str, 
         assert posted.status_code == 202, posted.text
     iid = _contained(live, vm_id)
     assert iid != contained["incident"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         page = c.get(f"/incidents/{iid}")
         assert f'/incidents/{iid}/dismiss"' not in page.text
-        refused = c.post(f"/incidents/{iid}/dismiss", data={"csrf_token": _csrf(page.text), "reason": "误报"})
+        refused = c.post(f"/incidents/{iid}/dismiss", data={"csrf_token": csrf(page.text), "reason": "误报"})
         assert refused.status_code == 403 and "incident.dismiss" in refused.text
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get(f"/incidents/{iid}")
         assert f'/incidents/{iid}/dismiss"' in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         empty = c.post(f"/incidents/{iid}/dismiss", data={"csrf_token": token, "reason": ""})
         assert (
             empty.status_code == 422
@@ -323,32 +306,26 @@ def test_the_center_dismisses_a_false_positive(live: Live, contained: dict[str, 
     wait_for(lambda: _incident(live, iid)["state"] == "dismissed", timeout=60, what="the incident dismissed")
     assert _incident(live, iid)["containment_state"] == "released"
     assert _vm(live, vm_id)["security_state"] == "normal"  # a false positive leaves no mark
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         shown = c.get(f"/incidents/{iid}").text
         assert "已判定为误报" in shown and "渗透测试流量，已报备" in shown
 
 
 def test_the_same_pages_in_english(live: Live, contained: dict[str, int]) -> None:
     iid = contained["incident2"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get(f"/incidents/{iid}")
         assert page.status_code == 200 and "Contained (VM suspended)" in page.text
         assert "Submit a rectification report" in page.text and "Trojan" in page.text
         bad = c.post(
             f"/incidents/{iid}/rectification",
-            data={"csrf_token": _csrf(page.text), "text": ""},
+            data={"csrf_token": csrf(page.text), "text": ""},
             files={"files": ("", b"", "")},
         )
         assert bad.status_code == 422 and "Describe what was found and what was fixed" in bad.text
-    with _as(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
         lead = c.get(f"/incidents/{iid}").text
         assert "only the unit&#39;s security administrator submits its rectification report" in lead
-
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def _login(page: Page, base: str, username: str, role: Role, next_path: str) -> None:
@@ -360,7 +337,7 @@ def _login(page: Page, base: str, username: str, role: Role, next_path: str) -> 
 
 
 def test_a_report_submitted_and_verified_in_chromium(
-    live: Live, contained: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, contained: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     iid = contained["incident2"]
     context = browser.new_context(locale="zh-CN", viewport={"width": 375, "height": 800}, bypass_csp=True)
@@ -368,8 +345,8 @@ def test_a_report_submitted_and_verified_in_chromium(
     try:
         _login(page, live.base_url, "cs-admin", Role.UNIT_ADMIN, "/incidents")
         expect(page.locator(f"tr[data-incident='{iid}']")).to_be_visible()
-        page.screenshot(path=str(tmp_path / "incidents-zh-375.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "incidents")
+        assert axe_violations(page) == []
         page.locator(f"tr[data-incident='{iid}'] td a").first.click()
         page.wait_for_url(f"{live.base_url}/incidents/{iid}")
         page.locator("#f-text").fill("已删除恶意程序并修补漏洞。")
@@ -379,8 +356,8 @@ def test_a_report_submitted_and_verified_in_chromium(
         page.wait_for_url(f"{live.base_url}/incidents/{iid}?done=submitted")
         expect(page.locator(".flash-success")).to_contain_text("整改报告已提交")
         expect(page.locator(".incident-state")).to_contain_text("整改报告待核实")
-        page.screenshot(path=str(tmp_path / "incident-submitted-zh-375.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "incident-submitted")
+        assert axe_violations(page) == []
     finally:
         context.close()
 
@@ -388,24 +365,24 @@ def test_a_report_submitted_and_verified_in_chromium(
     page = context.new_page()
     try:
         _login(page, live.base_url, "operator", Role.CENTER_OPERATOR, f"/incidents/{iid}")
-        assert _axe(page) == []
+        assert axe_violations(page) == []
         page.locator(".review form").first.locator("button[type=submit]").click()
         dialog = page.locator("#confirm-dialog")
         expect(dialog).to_be_visible()
         dialog.locator("[data-confirm-ok]").click()
         page.wait_for_url(f"{live.base_url}/incidents/{iid}?done=accepted")
         expect(page.locator(".flash-success")).to_contain_text("verified")
-        assert _axe(page) == []
+        assert axe_violations(page) == []
         # The status block refreshes itself: the restore confirmed, the incident closes, no reload.
         expect(page.locator("#incident-status .incident-state")).to_have_attribute(
             "data-state", "closed", timeout=60_000
         )
         expect(page.locator("#incident-status .restore-state")).to_contain_text("The VM is restored")
-        page.screenshot(path=str(tmp_path / "incident-verified-en-1280.png"), full_page=True)
+        shots.both(page, "incident-verified")
         page.goto(f"{live.base_url}/incidents?show=all")
         expect(page.locator(f"tr[data-incident='{iid}']")).to_contain_text("Closed")
-        page.screenshot(path=str(tmp_path / "incident-board-en-1280.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "incident-board")
+        assert axe_violations(page) == []
     finally:
         context.close()
     wait_for(lambda: _incident(live, iid)["state"] == "closed", timeout=60, what="the incident closed")

@@ -6,27 +6,25 @@ number, another unit's information system) is refused beside its field with the 
 kept, nothing written; a form without its CSRF token is refused; the operator assigns one to CS with
 one of CS's systems (CS's admin then sees it in 我的虚拟机), the center admin assigns the other in
 Chromium through the confirmation dialog; English too; axe-core at phone and desktop width in both
-languages; screenshots in the test's temporary directory."""
+languages; screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from hypervisors.simulator import SimulatorAdapter
 from policies.roles import Role
 from tests.production.harness import wait_for
-from tests.web.conftest import AXE, Live
-from vmportal.app.demo import PASSWORDS
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf, sign_in
+from tests.web.screens import Shots, axe_violations, shots
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _unregistered(live: Live) -> dict[str, int]:
@@ -73,20 +71,6 @@ def found(live: Live) -> dict[str, int]:
     }
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/inventory"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
-
-
 def _listed(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'<li class="queue-item" data-vm="(\d+)"', html)]
 
@@ -98,11 +82,11 @@ def _error(html: str, field_id: str) -> str:
 
 
 def test_a_unit_admin_is_refused_naming_the_rule(live: Live, found: dict[str, int]) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         page = c.get("/inventory")
         assert page.status_code == 403 and "inventory.read" in page.text
         assert 'href="/inventory"' not in c.get("/vms").text
-        token = _csrf(c.get("/vms").text)
+        token = csrf(c.get("/vms").text)
         refused = c.post(
             f"/inventory/{found['oa']}/assign", data={"csrf_token": token, "unit_id": found["cs"]}
         )
@@ -111,7 +95,7 @@ def test_a_unit_admin_is_refused_naming_the_rule(live: Live, found: dict[str, in
 
 
 def test_the_auditor_reads_the_list_without_a_form(live: Live, found: dict[str, int]) -> None:
-    with _as(live, "auditor", Role.AUDITOR) as c:
+    with as_user(live, "auditor", Role.AUDITOR) as c:
         page = c.get("/inventory")
         assert page.status_code == 200 and "legacy-oa-server" in page.text and "10.20.0.77" in page.text
         assert f'/inventory/{found["oa"]}/assign"' not in page.text
@@ -122,12 +106,12 @@ def test_the_operator_assigns_a_vm_and_bad_input_is_shown_beside_its_field(
     live: Live, found: dict[str, int]
 ) -> None:
     oa = found["oa"]
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get("/inventory")
         assert page.status_code == 200 and "未登记虚拟机" in page.text
         assert {found["oa"], found["lib"]} <= set(_listed(page.text))
         assert 'href="/inventory"' in page.text  # in the operator's navigation
-        token = _csrf(page.text)
+        token = csrf(page.text)
         none = c.post(f"/inventory/{oa}/assign", data={"csrf_token": token, "unit_id": ""})
         assert none.status_code == 422 and "请选择虚拟机所属单位" in _error(none.text, f"f-unit-{oa}")
         assert "required" in _error(none.text, f"f-unit-{oa}") and 'aria-invalid="true"' in none.text
@@ -159,32 +143,26 @@ def test_the_operator_assigns_a_vm_and_bad_input_is_shown_beside_its_field(
         )
     vm = _vm(live, oa)
     assert vm["unit_id"] == found["cs"] and vm["system_id"] == found["cs_system"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         assert "legacy-oa-server" in c.get("/vms").text
 
 
 def test_the_page_in_english(live: Live, found: dict[str, int]) -> None:
     lib = found["lib"]
-    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get("/inventory")
         assert page.status_code == 200 and "Unregistered VMs" in page.text
-        bad = c.post(f"/inventory/{lib}/assign", data={"csrf_token": _csrf(page.text), "unit_id": ""})
+        bad = c.post(f"/inventory/{lib}/assign", data={"csrf_token": csrf(page.text), "unit_id": ""})
         assert bad.status_code == 422 and "Choose the unit the VM belongs to." in _error(
             bad.text, f"f-unit-{lib}"
         )
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         refused = c.get("/inventory")
         assert refused.status_code == 403 and "see the VMs no unit owns" in refused.text
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_the_center_admin_assigns_in_chromium(
-    live: Live, found: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, found: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     lib = found["lib"]
     for locale, width in (("en-US", 375), ("en-US", 1280), ("zh-CN", 375), ("zh-CN", 1280)):
@@ -193,13 +171,9 @@ def test_the_center_admin_assigns_in_chromium(
         )
         page = context.new_page()
         try:
-            page.goto(f"{live.base_url}/login?next=/inventory")
-            page.locator("#username").fill("center-admin")
-            page.locator("#password").fill(PASSWORDS[Role.CENTER_ADMIN])
-            page.locator("#password").press("Enter")
-            page.wait_for_url(f"{live.base_url}/inventory")
-            page.screenshot(path=str(tmp_path / f"inventory-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            sign_in(page, live.base_url, "center-admin", Role.CENTER_ADMIN, "/inventory")
+            shots.take(page, "inventory")
+            assert axe_violations(page) == []
             if (locale, width) != ("zh-CN", 1280):
                 continue
             item = page.locator(f"li.queue-item[data-vm='{lib}']")
@@ -211,8 +185,8 @@ def test_the_center_admin_assigns_in_chromium(
             page.wait_for_url(f"{live.base_url}/inventory?done=assigned&id={lib}")
             expect(page.locator(".flash-success")).to_contain_text(f"虚拟机 {lib} 已归属该单位")
             expect(page.locator(f"li.queue-item[data-vm='{lib}']")).to_have_count(0)
-            page.screenshot(path=str(tmp_path / f"inventory-assigned-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.take(page, "inventory-assigned")
+            assert axe_violations(page) == []
         finally:
             context.close()
     assert _vm(live, lib)["unit_id"] == found["me"]

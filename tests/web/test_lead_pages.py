@@ -11,17 +11,15 @@ screenshots at desktop and phone width (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
 from tests.web.conftest import Live
+from tests.web.pagekit import as_user
 from tests.web.screens import DESKTOP, PHONE, WIDTHS, Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
@@ -29,14 +27,6 @@ pytestmark = pytest.mark.xdist_group("web-lead-pages")
 
 API = "/api/v1"
 __all__ = ["shots"]
-
-
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/"})
-        assert r.status_code == 303, r.text
-        yield c
 
 
 def _csrf(html: str) -> str:
@@ -78,7 +68,7 @@ def _submit(live: Live, hostname: str) -> int:
 
 def test_nothing_to_endorse_while_the_center_does_not_require_it(live: Live) -> None:
     rid = _submit(live, "lead-off")
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:
         page = c.get("/endorsements")
         assert page.status_code == 200 and 'data-endorsement="off"' in page.text
         assert "不要求单位负责人确认" in page.text and _waiting(page.text) == []
@@ -100,7 +90,7 @@ def filed(live: Live) -> dict[str, int]:
 
 
 def test_the_lead_endorses_and_declines(live: Live, filed: dict[str, int]) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the unit's admin: refused naming the rule
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the unit's admin: refused naming the rule
         page = c.get("/endorsements")
         assert page.status_code == 403 and "request.endorse" in page.text
         assert 'href="/endorsements"' not in c.get("/vms").text
@@ -108,13 +98,13 @@ def test_the_lead_endorses_and_declines(live: Live, filed: dict[str, int]) -> No
         assert r.status_code == 403 and "request.endorse" in r.text
     assert _request(live, filed["endorse"])["state"] == "submitted"
 
-    with _as(live, "me-lead", Role.UNIT_LEAD) as c:  # another unit's lead: not there at all
+    with as_user(live, "me-lead", Role.UNIT_LEAD) as c:  # another unit's lead: not there at all
         page = c.get("/endorsements")
         assert page.status_code == 200 and not set(_waiting(page.text)) & set(filed.values())
         r = c.post(f"/endorsements/{filed['endorse']}/endorse", data={"csrf_token": _csrf(page.text)})
         assert r.status_code == 404 and "无权查看" in r.text
 
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:
         page = c.get("/endorsements")
         assert page.status_code == 200 and "待我确认" in page.text and 'href="/endorsements"' in page.text
         assert 'data-endorsement="on"' in page.text
@@ -147,16 +137,16 @@ def test_the_lead_endorses_and_declines(live: Live, filed: dict[str, int]) -> No
         assert again.status_code == 409 and "单位负责人已确认" in again.text
         assert _request(live, rid)["state"] == "endorsed"
 
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the admin reads the lead's reason
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the admin reads the lead's reason
         page = c.get(f"/requests/{filed['decline']}")
         assert "已驳回" in page.text and "本学期暂不需要" in page.text
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:  # the endorsed one reaches the queue
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:  # the endorsed one reaches the queue
         queue = c.get("/queue").text
         assert filed["endorse"] in _waiting(queue) and filed["decline"] not in _waiting(queue)
 
 
 def test_the_lead_page_in_english(live: Live, filed: dict[str, int]) -> None:
-    with _as(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
         page = c.get("/endorsements")
         assert "Awaiting my endorsement" in page.text and "Reason for declining" in page.text
         rid = filed["browser"]
@@ -185,7 +175,7 @@ def test_the_units_other_pages_are_read_only_for_the_lead(live: Live, filed: dic
     ]
     pages += ["/findings", "/violations", "/account"]
     for language in ("zh-CN", "en"):
-        with _as(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": language}) as c:
+        with as_user(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": language}) as c:
             for path in pages:
                 r = c.get(path)
                 assert r.status_code == 200, (path, r.status_code)
@@ -207,12 +197,12 @@ def _documents(live: Live) -> list[dict[str, Any]]:
 
 
 def test_the_lead_files_a_signed_paper(live: Live) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the admin reads, the lead files
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:  # the admin reads, the lead files
         assert 'href="/unit/documents"' not in c.get("/unit").text
         page = c.get("/unit/documents")
         assert page.status_code == 403 and "paperwork.file_signed" in page.text
     before = _documents(live)
-    with _as(live, "cs-lead", Role.UNIT_LEAD) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD) as c:
         assert 'href="/unit/documents"' in c.get("/unit").text
         page = c.get("/unit/documents")
         assert (
@@ -254,7 +244,7 @@ def test_the_lead_files_a_signed_paper(live: Live) -> None:
     assert len(letter) == 1 and letter[0]["signed_on"] == "2026-09-01"
     assert letter[0]["id"] not in {d["id"] for d in before}
 
-    with _as(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-lead", Role.UNIT_LEAD, headers={"Accept-Language": "en"}) as c:
         page = c.get("/unit/documents")
         r = c.post("/unit/documents", data={"csrf_token": _csrf(page.text), "kind": "vm_agreement"})
         assert r.status_code == 422 and "Give the name of who signed it" in r.text

@@ -6,30 +6,28 @@ the operator rejects one with a reason and approves another, which the simulator
 (the request delivered, shown in 我的申请 and in the queue's self-refreshing provisioning list). English
 too; one Chromium pass with axe-core (no serious or critical violation): the operator approves from
 the queue through the confirmation dialog and watches, without reloading, the provisioning end;
-screenshots in the test's temporary directory."""
+screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from policies.roles import Role
 from tests.production.harness import wait_for
-from tests.web.conftest import AXE, Live
-from vmportal.app.demo import PASSWORDS
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf, sign_in
+from tests.web.screens import Shots, axe_violations, shots
 
 # The tests of this file build on one another (a module fixture, states reached in order): one
 # worker runs them all, in order (make test uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("web-queue-pages")
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _connection(live: Live) -> int:
@@ -72,32 +70,18 @@ def filed(live: Live) -> dict[str, int]:
     }
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/queue"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
-
-
 def _waiting(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'<li class="queue-item" data-request="(\d+)"', html)]
 
 
 def test_a_unit_admin_is_refused_naming_the_rule(live: Live, filed: dict[str, int]) -> None:
     rid = filed["approve"]
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         page = c.get("/queue")
         assert page.status_code == 403 and "request.approve" in page.text
         assert "申请由信息中心值班员和管理员审批" in page.text
         assert 'href="/queue"' not in c.get("/vms").text  # not in a unit's navigation
-        token = _csrf(page.text)
+        token = csrf(page.text)
         refused = c.post(f"/queue/{rid}/approve", data={"csrf_token": token})
         assert refused.status_code == 403 and "request.approve" in refused.text
         assert c.get("/queue/progress").status_code == 403
@@ -105,7 +89,7 @@ def test_a_unit_admin_is_refused_naming_the_rule(live: Live, filed: dict[str, in
 
 
 def test_the_operator_rejects_and_approves_and_provisioning_ends(live: Live, filed: dict[str, int]) -> None:
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         page = c.get("/queue")
         assert page.status_code == 200 and "待审批" in page.text
         waiting = _waiting(page.text)
@@ -116,7 +100,7 @@ def test_the_operator_rejects_and_approves_and_provisioning_ends(live: Live, fil
             f'/queue/{filed["approve"]}/approve"' in page.text
             and f'/queue/{filed["reject"]}/reject"' in page.text
         )
-        token = _csrf(page.text)
+        token = csrf(page.text)
 
         rid = filed["reject"]
         no_reason = c.post(f"/queue/{rid}/reject", data={"csrf_token": token, "reason": "  "})
@@ -147,12 +131,12 @@ def test_the_operator_rejects_and_approves_and_provisioning_ends(live: Live, fil
         assert progress.status_code == 200 and "<html" not in progress.text  # the part alone
         assert f'<tr data-request="{rid}">' in progress.text and 'data-state="delivered"' in progress.text
         assert c.get(f"/requests/{rid}").status_code == 200
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         assert "已交付" in c.get(f"/requests/{filed['approve']}").text
 
 
 def test_the_queue_in_english(live: Live, filed: dict[str, int]) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get("/queue")
         assert (
             page.status_code == 200
@@ -160,19 +144,13 @@ def test_the_queue_in_english(live: Live, filed: dict[str, int]) -> None:
             and "Waiting for a decision" in page.text
         )
         assert "Reason to approve over the quota" in page.text  # a center admin may approve over it
-        bad = c.post(f"/queue/{filed['browser']}/reject", data={"csrf_token": _csrf(page.text), "reason": ""})
+        bad = c.post(f"/queue/{filed['browser']}/reject", data={"csrf_token": csrf(page.text), "reason": ""})
         assert bad.status_code == 422 and "Give the reason; it is told to the unit." in bad.text
     assert _state(live, filed["browser"]) == "submitted"
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_the_operator_approves_from_the_queue_in_chromium(
-    live: Live, filed: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, filed: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     rid = filed["browser"]
     for locale, width in (("zh-CN", 375), ("en-US", 1280)):
@@ -181,13 +159,9 @@ def test_the_operator_approves_from_the_queue_in_chromium(
         )
         page = context.new_page()
         try:
-            page.goto(f"{live.base_url}/login?next=/queue")
-            page.locator("#username").fill("operator")
-            page.locator("#password").fill(PASSWORDS[Role.CENTER_OPERATOR])
-            page.locator("#password").press("Enter")
-            page.wait_for_url(f"{live.base_url}/queue")
-            page.screenshot(path=str(tmp_path / f"queue-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            sign_in(page, live.base_url, "operator", Role.CENTER_OPERATOR, "/queue")
+            shots.both(page, "queue")
+            assert axe_violations(page) == []
             if locale != "zh-CN":
                 continue
             item = page.locator(f"li.queue-item[data-request='{rid}']")
@@ -199,12 +173,12 @@ def test_the_operator_approves_from_the_queue_in_chromium(
             dialog.locator("[data-confirm-ok]").click()
             page.wait_for_url(f"{live.base_url}/queue?done=approved&id={rid}")
             expect(page.locator(".flash-success")).to_contain_text(f"申请 {rid} 已批准")
-            assert _axe(page) == []
+            assert axe_violations(page) == []
             # The provisioning list refreshes itself: the simulator's clone ends, no reload.
             state = page.locator(f"#queue-progress tr[data-request='{rid}'] .request-state")
             expect(state).to_have_attribute("data-state", "delivered", timeout=60_000)
             expect(state).to_contain_text("已交付")
-            page.screenshot(path=str(tmp_path / f"queue-delivered-{locale}-{width}.png"), full_page=True)
+            shots.both(page, "queue-delivered")
         finally:
             context.close()
     wait_for(lambda: _state(live, rid) == "delivered", timeout=90, what="the request delivered")

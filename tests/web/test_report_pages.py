@@ -5,19 +5,14 @@ rule (date_parsing, period_order, period_too_long, period_in_future; the thresho
 kept; the CSV (UTF-8 with BOM, Chinese headers) and XLSX downloads are the API's files; a unit's admin
 is refused naming the rule (reports.read); English too; one Chromium pass per language at phone and
 desktop width with axe-core (no serious or critical violation), the two ECharts charts drawn;
-screenshots in the test's temporary directory."""
+screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, expect
@@ -25,11 +20,14 @@ from playwright.sync_api import Browser, Page, expect
 from policies.roles import Role
 from tests.production.harness import wait_for
 from tests.security.helpers import suricata_c2
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 from vmportal.kit.clock import beijing_today
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +58,6 @@ def incident(live: Live) -> int:
     return wait_for(opened, timeout=60, what="the incident of the alert")
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/reports"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
 def _field_error(html: str, name: str) -> str:
     m = re.search(rf'id="f-{name}-error"[^>]*>(.*?)</p>', html, re.S)
     assert m is not None, f"no error beside {name}"
@@ -88,7 +78,7 @@ def test_the_center_reads_every_report(live: Live, incident: int) -> None:
         ("operator", Role.CENTER_OPERATOR),
         ("center-admin", Role.CENTER_ADMIN),
     ):
-        with _as(live, username, role) as c:
+        with as_user(live, username, role) as c:
             page = c.get("/reports")
             assert page.status_code == 200, page.text
             assert 'href="/reports"' in page.text  # in the navigation of the center's roles
@@ -110,7 +100,7 @@ def test_the_center_reads_every_report(live: Live, incident: int) -> None:
             )
             assert _this_month_total(page.text) >= 1
             assert 'class="report-chart"' in page.text  # the incidents chart has something to draw
-    with _as(live, "auditor", Role.AUDITOR) as c:  # the audit log's link lands
+    with as_user(live, "auditor", Role.AUDITOR) as c:  # the audit log's link lands
         log = c.get("/audit-log")
         assert log.status_code == 200 and 'href="/reports"' in log.text
         assert c.get("/reports").status_code == 200
@@ -118,7 +108,7 @@ def test_the_center_reads_every_report(live: Live, incident: int) -> None:
 
 def test_bad_period_input_is_shown_beside_its_field(live: Live) -> None:
     today = beijing_today()
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         bad = c.get("/reports", params={"since": "2026-13-01", "until": "2026-12-01"})
         assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text
         assert "date_parsing" in _field_error(bad.text, "since") and "YYYY-MM-DD" in _field_error(
@@ -148,7 +138,7 @@ def test_bad_period_input_is_shown_beside_its_field(live: Live) -> None:
 def test_the_downloads_are_the_apis_files(live: Live, incident: int) -> None:
     today = beijing_today()
     period = {"since": f"{today:%Y-%m}-01", "until": today.isoformat()}
-    with _as(live, "auditor", Role.AUDITOR) as c:
+    with as_user(live, "auditor", Role.AUDITOR) as c:
         page = c.get("/reports", params=period)
         assert page.status_code == 200
         link = re.search(r'href="([^"]+)" data-download="incidents-monthly-csv"', page.text)
@@ -182,7 +172,7 @@ def test_the_downloads_are_the_apis_files(live: Live, incident: int) -> None:
 
 
 def test_a_unit_admin_is_refused_naming_the_rule(live: Live) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         page = c.get("/reports")
         assert page.status_code == 403 and "reports.read" in page.text
         assert "只有信息中心工作人员和检查人员可以查看" in page.text
@@ -191,7 +181,7 @@ def test_a_unit_admin_is_refused_naming_the_rule(live: Live) -> None:
 
 
 def test_the_reports_in_english(live: Live, incident: int) -> None:
-    with _as(live, "auditor", Role.AUDITOR, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "auditor", Role.AUDITOR, headers={"Accept-Language": "en"}) as c:
         page = c.get("/reports")
         assert page.status_code == 200 and "Provisioning on time" in page.text
         assert "On time (%)" in page.text and "Quota use per unit" in page.text
@@ -201,18 +191,12 @@ def test_the_reports_in_english(live: Live, incident: int) -> None:
         assert "must not be after until" in _field_error(order.text, "since")
         threshold = c.get("/reports", params={"threshold": "x"})
         assert "Enter a whole number from 1 to 1000" in _field_error(threshold.text, "threshold")
-    with _as(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         refused = c.get("/reports")
         assert (
             refused.status_code == 403
             and "only the center's staff and the auditor" in refused.text.replace("&#39;", "'")
         )
-
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def _log_in(page: Page, base: str) -> None:
@@ -224,7 +208,7 @@ def _log_in(page: Page, base: str) -> None:
 
 
 def test_the_reports_in_chromium(
-    live: Live, incident: int, browser: Browser, vendored: None, tmp_path: Path
+    live: Live, incident: int, browser: Browser, vendored: None, shots: Shots
 ) -> None:
     # Under the portal's own Content-Security-Policy (no inline script or style) the charts draw.
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
@@ -251,8 +235,8 @@ def test_the_reports_in_chromium(
             chart = page.locator("#report-incidents-monthly .report-chart")
             expect(chart).to_have_attribute("data-drawn", "1")
             expect(chart.locator("canvas")).to_have_count(1)
-            page.screenshot(path=str(tmp_path / f"reports-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.take(page, "reports")
+            assert axe_violations(page) == []
             if width != 1280:
                 continue
             # The period form: a bad date shown beside its field, the typed value kept.
@@ -260,8 +244,8 @@ def test_the_reports_in_chromium(
             page.get_by_role("button", name="显示报表" if locale == "zh-CN" else "Show the reports").click()
             expect(page.locator("#f-since-error")).to_contain_text("date_parsing")
             expect(page.locator("#f-since")).to_have_value("2026-02-30")
-            page.screenshot(path=str(tmp_path / f"reports-error-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.take(page, "reports-error")
+            assert axe_violations(page) == []
             # The audit log's link to the reports lands.
             page.goto(f"{live.base_url}/audit-log")
             page.locator(".chain-status a", has_text="报表" if locale == "zh-CN" else "Reports").click()

@@ -10,15 +10,18 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import sign_in
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
+
+__all__ = ["shots"]  # the module fixture, imported
 
 
 @contextlib.contextmanager
@@ -100,26 +103,16 @@ def test_paperwork_refusal_and_a_good_request(live: Live) -> None:
         assert r.status_code == 403 and "request.submit" in r.text
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
-def test_request_form_in_chromium(live: Live, browser: Browser, vendored: None, tmp_path: Path) -> None:
+def test_request_form_in_chromium(live: Live, browser: Browser, vendored: None, shots: Shots) -> None:
     for locale, width, error_text in (("zh-CN", 375, "至少为 1"), ("en-US", 1280, "At least 1")):
         context = browser.new_context(
             locale=locale, viewport={"width": width, "height": 900}, bypass_csp=True
         )
         page = context.new_page()
         try:
-            page.goto(f"{live.base_url}/login?next=/requests/new")
-            page.locator("#username").fill("cs-admin")
-            page.locator("#password").fill(PASSWORDS[Role.UNIT_ADMIN])
-            page.locator("#password").press("Enter")
-            page.wait_for_url(f"{live.base_url}/requests/new")
-            page.screenshot(path=str(tmp_path / f"request-form-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            sign_in(page, live.base_url, "cs-admin", Role.UNIT_ADMIN, "/requests/new")
+            shots.both(page, "request-form")
+            assert axe_violations(page) == []
             page.locator("#f-system_id").select_option(index=1)
             page.locator("#f-hostname").fill(f"web-{width}")
             page.locator("#f-template").select_option(index=1)
@@ -127,8 +120,8 @@ def test_request_form_in_chromium(live: Live, browser: Browser, vendored: None, 
             page.locator("form.request-form button[type=submit]").click()
             expect(page.locator("#f-vcpus-error")).to_contain_text(error_text)
             expect(page.locator("#f-hostname")).to_have_value(f"web-{width}")
-            page.screenshot(path=str(tmp_path / f"request-form-error-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.both(page, "request-form-error")
+            assert axe_violations(page) == []
             page.locator("#f-vcpus").fill("2")
             page.locator("form.request-form button[type=submit]").click()
             page.wait_for_url(re.compile(r".*/requests/\d+$"))

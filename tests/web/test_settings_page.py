@@ -5,24 +5,23 @@ endorsement neither yes nor no) are refused beside their field with center.servi
 type), the values kept, neither setting written; a form without its CSRF token is refused; the admin
 turns the endorsement on and the mail to one per alert (the API reads the change); English too; a
 Chromium pass with axe-core in both languages at phone and desktop width, the admin saving through
-the form; screenshots in the test's temporary directory."""
+the form; screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user, csrf
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _settings(live: Live) -> dict[str, Any]:
@@ -30,20 +29,6 @@ def _settings(live: Live) -> dict[str, Any]:
         r = c.get(f"{API}/settings", headers=live.login("auditor", Role.AUDITOR))
         assert r.status_code == 200, r.text
         return dict(r.json())
-
-
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/settings"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m is not None
-    return m.group(1)
 
 
 def _error(html: str, name: str) -> str:
@@ -59,7 +44,7 @@ def test_every_role_reads_and_only_the_admin_changes(live: Live) -> None:
         ("operator", Role.CENTER_OPERATOR),
         ("auditor", Role.AUDITOR),
     ):
-        with _as(live, username, role) as c:
+        with as_user(live, username, role) as c:
             page = c.get("/settings")
             assert page.status_code == 200 and "中心设置" in page.text
             shown = "true" if before["endorsement_required"] else "false"
@@ -69,23 +54,23 @@ def test_every_role_reads_and_only_the_admin_changes(live: Live) -> None:
             refused = c.post(
                 "/settings",
                 data={
-                    "csrf_token": _csrf(page.text),
+                    "csrf_token": csrf(page.text),
                     "endorsement_required": "true",
                     "unmatched_alert_mail": "off",
                 },
             )
             assert refused.status_code == 403 and "settings.update" in refused.text
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         assert 'href="/settings"' in c.get("/settings").text  # in the center's navigation
     assert _settings(live) == before  # nothing written
 
 
 def test_bad_values_are_shown_beside_their_field_and_nothing_is_written(live: Live) -> None:
     before = _settings(live)
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get("/settings")
         assert page.status_code == 200 and 'action="/settings"' in page.text
-        token = _csrf(page.text)
+        token = csrf(page.text)
         bad = c.post(
             "/settings",
             data={"csrf_token": token, "endorsement_required": "maybe", "unmatched_alert_mail": "weekly"},
@@ -112,8 +97,8 @@ def test_bad_values_are_shown_beside_their_field_and_nothing_is_written(live: Li
 
 
 def test_the_admin_changes_the_settings(live: Live) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
-        token = _csrf(c.get("/settings").text)
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
+        token = csrf(c.get("/settings").text)
         saved = c.post(
             "/settings",
             data={
@@ -139,14 +124,14 @@ def test_the_admin_changes_the_settings(live: Live) -> None:
 
 
 def test_the_page_in_english(live: Live) -> None:
-    with _as(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get("/settings")
         assert page.status_code == 200 and "Center settings" in page.text
         assert "Requests need the unit lead&#39;s endorsement" in page.text
         bad = c.post(
             "/settings",
             data={
-                "csrf_token": _csrf(page.text),
+                "csrf_token": csrf(page.text),
                 "endorsement_required": "true",
                 "unmatched_alert_mail": "x",
             },
@@ -154,14 +139,8 @@ def test_the_page_in_english(live: Live) -> None:
         assert bad.status_code == 422 and "must be one of: each, digest, off" in _error(
             bad.text, "unmatched_alert_mail"
         )
-    with _as(live, "auditor", Role.AUDITOR, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "auditor", Role.AUDITOR, headers={"Accept-Language": "en"}) as c:
         assert "Only the center administrator changes the center settings." in c.get("/settings").text
-
-
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def _log_in(page: Page, base: str, username: str, role: Role) -> None:
@@ -172,7 +151,7 @@ def _log_in(page: Page, base: str, username: str, role: Role) -> None:
     page.wait_for_url(f"{base}/settings")
 
 
-def test_the_settings_in_chromium(live: Live, browser: Browser, vendored: None, tmp_path: Path) -> None:
+def test_the_settings_in_chromium(live: Live, browser: Browser, vendored: None, shots: Shots) -> None:
     for locale, width in (("zh-CN", 375), ("zh-CN", 1280), ("en-US", 375), ("en-US", 1280)):
         for username, role in (("center-admin", Role.CENTER_ADMIN), ("auditor", Role.AUDITOR)):
             context = browser.new_context(
@@ -181,10 +160,8 @@ def test_the_settings_in_chromium(live: Live, browser: Browser, vendored: None, 
             page = context.new_page()
             try:
                 _log_in(page, live.base_url, username, role)
-                page.screenshot(
-                    path=str(tmp_path / f"settings-{username}-{locale}-{width}.png"), full_page=True
-                )
-                assert _axe(page) == []
+                shots.take(page, f"settings-{username}")
+                assert axe_violations(page) == []
                 if (username, locale, width) != ("center-admin", "zh-CN", 1280):
                     continue
                 page.locator("#f-unmatched_alert_mail").select_option("off")
@@ -192,7 +169,7 @@ def test_the_settings_in_chromium(live: Live, browser: Browser, vendored: None, 
                 page.wait_for_url(f"{live.base_url}/settings?done=saved")
                 expect(page.locator(".flash-success")).to_contain_text("中心设置已保存")
                 expect(page.locator("#f-unmatched_alert_mail")).to_have_value("off")
-                assert _axe(page) == []
+                assert axe_violations(page) == []
             finally:
                 context.close()
     assert _settings(live)["unmatched_alert_mail"] == "off"

@@ -7,21 +7,19 @@ English too; one Chromium pass per language with axe-core and screenshots."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import as_user
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +29,13 @@ def unit_ids(live: Live) -> dict[str, int]:
     return {u["code"]: int(u["id"]) for u in units}
 
 
-@contextlib.contextmanager
-def _as(live: Live, username: str, role: Role, **kwargs: Any) -> Iterator[httpx.Client]:
-    with live.client(**kwargs) as c:
-        r = c.post("/login", data={"username": username, "password": PASSWORDS[role], "next": "/unit"})
-        assert r.status_code == 303, r.text
-        yield c
-
-
 def _vm_counts(html: str) -> dict[int, int]:
     rows = re.findall(r'<tr data-system="(\d+)">.*?<td class="num vm-count">(\d+)</td>', html, re.S)
     return {int(s): int(n) for s, n in rows}
 
 
 def test_the_unit_admin_reads_paperwork_registry_and_systems(live: Live, unit_ids: dict[str, int]) -> None:
-    with _as(live, "cs-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "cs-admin", Role.UNIT_ADMIN) as c:
         home = c.get("/")
         assert 'href="/unit"' in home.text  # in the unit's navigation
         page = c.get("/unit")
@@ -74,14 +64,14 @@ def test_the_unit_admin_reads_paperwork_registry_and_systems(live: Live, unit_id
 
 
 def test_the_library_reads_what_is_missing(live: Live, unit_ids: dict[str, int]) -> None:
-    with _as(live, "lib-admin", Role.UNIT_ADMIN) as c:
+    with as_user(live, "lib-admin", Role.UNIT_ADMIN) as c:
         page = c.get("/unit")
         assert page.status_code == 200 and 'data-complete="no"' in page.text
         missing = re.search(r'<ul class="paperwork-missing">(.*?)</ul>', page.text, re.S)
         assert missing is not None and "已签署的《虚拟机服务协议书》" in missing.group(1)
         assert "《网络安全承诺书》" not in missing.group(1)  # that one is on file
         assert "paperwork" in page.text and "暂不能申请虚拟机" in page.text
-    with _as(live, "lib-lead", Role.UNIT_LEAD) as c:  # the lead reads the same, nothing to change
+    with as_user(live, "lib-lead", Role.UNIT_LEAD) as c:  # the lead reads the same, nothing to change
         page = c.get("/unit")
         assert page.status_code == 200 and "已签署的《虚拟机服务协议书》" in page.text
         assert "<form" not in page.text.split('id="main"', 1)[1].split("</main>")[0]
@@ -89,7 +79,7 @@ def test_the_library_reads_what_is_missing(live: Live, unit_ids: dict[str, int])
 
 
 def test_the_center_opens_any_unit(live: Live, unit_ids: dict[str, int]) -> None:
-    with _as(live, "operator", Role.CENTER_OPERATOR) as c:
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
         listing = c.get("/unit")
         assert listing.status_code == 200
         assert {unit_ids["CS"], unit_ids["ME"], unit_ids["LIB"]} <= {
@@ -98,27 +88,21 @@ def test_the_center_opens_any_unit(live: Live, unit_ids: dict[str, int]) -> None
         page = c.get(f"/unit/{unit_ids['ME']}")
         assert page.status_code == 200 and "赵敏" in page.text and "151****2002" in page.text
         assert c.get("/unit/999999").status_code == 404
-    with _as(live, "center-admin", Role.CENTER_ADMIN) as c:
+    with as_user(live, "center-admin", Role.CENTER_ADMIN) as c:
         page = c.get(f"/unit/{unit_ids['ME']}")
         assert page.status_code == 200 and "15162162002" in page.text  # in clear, as in the API
 
 
 def test_the_same_page_in_english(live: Live, unit_ids: dict[str, int]) -> None:
-    with _as(live, "lib-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
+    with as_user(live, "lib-admin", Role.UNIT_ADMIN, headers={"Accept-Language": "en"}) as c:
         page = c.get("/unit")
         assert page.status_code == 200 and "University Library" in page.text
         assert "The signed VM service agreement" in page.text and "Security contact registry" in page.text
         assert "Management" in page.text and "cannot request VMs yet" in page.text
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_the_unit_page_in_chromium_passes_axe(
-    live: Live, browser: Browser, vendored: None, tmp_path: Path
+    live: Live, browser: Browser, vendored: None, shots: Shots
 ) -> None:
     for locale, width, username in (("zh-CN", 375, "lib-admin"), ("en-US", 1280, "cs-lead")):
         context = browser.new_context(
@@ -134,7 +118,7 @@ def test_the_unit_page_in_chromium_passes_axe(
             page.locator("#password").press("Enter")
             page.wait_for_url(f"{live.base_url}/unit")
             expect(page.locator("#contacts-heading")).to_be_visible()
-            page.screenshot(path=str(tmp_path / f"unit-{locale}-{width}.png"), full_page=True)
-            assert _axe(page) == []
+            shots.both(page, "unit")
+            assert axe_violations(page) == []
         finally:
             context.close()

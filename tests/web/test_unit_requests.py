@@ -2,7 +2,7 @@
 on /requests with their state and the 7-day countdown, in Chinese and in English, sorted either
 way by submission or due time; another unit's request answers the 404 page; logged out, the page
 sends to the login page and back; an overdue request is marked so. One Chromium pass with axe-core (no serious or critical
-violation), its screenshot in the test's temporary directory."""
+violation), its screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,20 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.pagekit import sign_in
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 def _submit(live: Live, username: str, system_name: str, hostname: str, connection_id: int) -> int:
@@ -155,30 +157,20 @@ def test_logged_out_goes_to_the_login_page_and_back(live: Live, filed: dict[str,
         assert back.status_code == 303 and back.headers["location"] == f"/requests/{filed['cs1']}"
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def test_requests_page_in_chromium_passes_axe(
-    live: Live, filed: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, filed: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     context = browser.new_context(locale="zh-CN", viewport={"width": 375, "height": 800}, bypass_csp=True)
     page = context.new_page()
     try:
-        page.goto(f"{live.base_url}/login?next=/requests")
-        page.locator("#username").fill("cs-admin")
-        page.locator("#password").fill(PASSWORDS[Role.UNIT_ADMIN])
-        page.locator("#password").press("Enter")
-        page.wait_for_url(f"{live.base_url}/requests")
+        sign_in(page, live.base_url, "cs-admin", Role.UNIT_ADMIN, "/requests")
         expect(page.locator(f"tr[data-request='{filed['cs1']}'] .countdown")).to_contain_text("还剩")
-        page.screenshot(path=str(tmp_path / "requests-zh-375.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "requests")
+        assert axe_violations(page) == []
         page.locator(f"tr[data-request='{filed['cs1']}'] a").click()
         page.wait_for_url(f"{live.base_url}/requests/{filed['cs1']}")
         expect(page.locator(".timeline")).to_contain_text("已提交")
-        page.screenshot(path=str(tmp_path / "request-detail-zh-375.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "request-detail")
+        assert axe_violations(page) == []
     finally:
         context.close()

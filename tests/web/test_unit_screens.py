@@ -61,6 +61,8 @@ def _pages(ids: dict[str, int]) -> dict[str, list[tuple[str, str]]]:
         ("findings", "/findings"),
         ("violations", "/violations"),
         ("unit", "/unit"),
+        ("maintenance", "/maintenance"),
+        ("cleanup", "/cleanup"),
         ("account", "/account"),
     ]
     return {

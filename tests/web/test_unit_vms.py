@@ -5,7 +5,7 @@ reset and reboot, power off still offered); a refused post names the rule and qu
 without its CSRF token is refused; another unit's VM answers the 404 page. In Chromium: the unit
 admin powers a VM off from the list, confirms in the dialog and sees the state change without
 reloading; the VM's page in English at phone width; axe-core on each (no serious or critical
-violation), screenshots in the test's temporary directory."""
+violation), screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import contextlib
 import re
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,10 +20,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from policies.roles import Role
-from tests.web.conftest import AXE, Live
+from tests.web.conftest import Live
+from tests.web.screens import Shots, axe_violations, shots
 from vmportal.app.demo import PASSWORDS
 
 API = "/api/v1"
+__all__ = ["shots"]
 
 
 @contextlib.contextmanager
@@ -118,12 +119,6 @@ def test_a_power_action_from_the_vm_page_in_english(live: Live, vms: dict[str, i
         assert "Shut down the OS requested" in r.text
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-
-
 def _login(page: Page, base: str, next_path: str) -> None:
     page.goto(f"{base}/login?next={next_path}")
     page.locator("#username").fill("cs-admin")
@@ -133,7 +128,7 @@ def _login(page: Page, base: str, next_path: str) -> None:
 
 
 def test_power_off_from_the_list_in_chromium(
-    live: Live, vms: dict[str, int], browser: Browser, vendored: None, tmp_path: Path
+    live: Live, vms: dict[str, int], browser: Browser, vendored: None, shots: Shots
 ) -> None:
     _set(live, vms["cs_free"], power_state="running")
     context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900}, bypass_csp=True)
@@ -142,8 +137,8 @@ def test_power_off_from_the_list_in_chromium(
         _login(page, live.base_url, "/vms")
         row = page.locator(f"tr[data-vm='{vms['cs_free']}']")
         expect(row.locator(".power-state")).to_contain_text("运行中")
-        page.screenshot(path=str(tmp_path / "vms-zh-1280.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "vms")
+        assert axe_violations(page) == []
         row.locator("button[data-action=stop]").click()
         dialog = page.locator("#confirm-dialog")
         expect(dialog).to_be_visible()
@@ -152,7 +147,7 @@ def test_power_off_from_the_list_in_chromium(
         expect(row.locator("[role=status]")).to_contain_text("已提交")
         # The simulator stops the VM; the table's own refresh shows it, no reload.
         expect(row.locator(".power-state")).to_contain_text("已关机", timeout=20_000)
-        assert _axe(page) == []
+        assert axe_violations(page) == []
     finally:
         context.close()
 
@@ -165,7 +160,7 @@ def test_power_off_from_the_list_in_chromium(
         expect(start).to_have_attribute("aria-disabled", "true")
         start.focus()
         expect(page.locator("#vm-status .tooltip").first).to_contain_text("suspended_lock")
-        page.screenshot(path=str(tmp_path / "vm-detail-en-375.png"), full_page=True)
-        assert _axe(page) == []
+        shots.both(page, "vm-detail")
+        assert axe_violations(page) == []
     finally:
         context.close()

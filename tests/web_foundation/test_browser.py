@@ -1,6 +1,7 @@
 """In a real browser (Debian's Chromium, driven by Playwright) against the demo app under a real
 uvicorn: Swagger UI renders offline, the pages pass axe-core, fit a phone, and their confirm
-dialog, disabled buttons and menu behave."""
+dialog, disabled buttons and menu behave; the layout page and Swagger UI leave their screenshots at
+desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect
 
+from tests.web.screens import Shots, shots
 from tests.web_foundation.conftest import AXE
 
 pytestmark = pytest.mark.slow
+__all__ = ["shots"]  # the module fixture, imported
 
 
 class Recorder:
@@ -57,9 +60,12 @@ def open_page(browser: Browser) -> Iterator[Any]:
         context.close()
 
 
-def test_swagger_ui_renders_offline_and_talks_only_to_this_server(live_server: str, open_page: Any) -> None:
+def test_swagger_ui_renders_offline_and_talks_only_to_this_server(
+    live_server: str, open_page: Any, shots: Shots
+) -> None:
     page, recorder, errors = open_page(f"{live_server}/docs", locale="en-US")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("vmportal-demo")
+    shots.both(page, "swagger-ui")
     operation = page.locator("#operations-health-ping_api_v1_ping_get")
     expect(operation).to_be_visible()
     # Use it as a script writer would: open the operation, try it out, execute.
@@ -98,10 +104,11 @@ def _describe(violations: list[dict[str, Any]]) -> str:
 @pytest.mark.parametrize(("locale", "lang"), [("zh-CN", "zh-CN"), ("en-US", "en")])
 @pytest.mark.parametrize("width", [1280, 375])
 def test_page_from_base_layout_has_no_serious_accessibility_violations(
-    live_server: str, open_page: Any, locale: str, lang: str, width: int
+    live_server: str, open_page: Any, shots: Shots, locale: str, lang: str, width: int
 ) -> None:
     page, recorder, errors = open_page(f"{live_server}/demo", locale=locale, width=width)
     expect(page.locator("html")).to_have_attribute("lang", lang)
+    shots.take(page, "base-layout")
     assert page.evaluate("() => window.htmx && window.htmx.version").startswith("2.")
     violations = _axe(page)
     assert violations == [], _describe(violations)

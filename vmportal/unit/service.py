@@ -365,7 +365,7 @@ def file_document(
     """File a signed paper; it supersedes the unit's current document of the same kind."""
     check_signed_on(signed_on)
     stored = store_upload(stream, content_type, settings)
-    lock_unit(session, unit_id)
+    unit = lock_unit(session, unit_id)
     now = utcnow()
     previous = current_documents(session, unit_id, kind)
     for old in previous:
@@ -385,6 +385,12 @@ def file_document(
     )
     session.add(doc)
     session.flush()
+    notes = []
+    if who.role in {r.value for r in CENTER}:
+        # The unit handed the paper in at the counter: the row says who filed it for which unit.
+        notes.append(f"filed by {who.role} {who.actor} on behalf of unit {unit.code}")
+    if previous:
+        notes.append(f"supersedes document {', '.join(str(p.id) for p in previous)}")
     record(
         session,
         who,
@@ -394,7 +400,7 @@ def file_document(
         unit_id=unit_id,
         before=document_snapshot(previous[-1]) if previous else None,
         after=document_snapshot(doc),
-        detail=f"supersedes document {', '.join(str(p.id) for p in previous)}" if previous else "",
+        detail="; ".join(notes),
     )
     return doc
 

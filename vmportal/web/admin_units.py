@@ -3,7 +3,8 @@ page (/admin/units/{id}): its contact registry with the accounts made from it, t
 the missing ones (unit.accounts.create_unit_accounts, as POST /api/v1/units/{id}/accounts: the
 security admin becomes the unit_admin, the security lead the unit_lead; the initial passwords are
 shown once on the answer, which no cache keeps), and the unit's quota with its use (unit.service
-set_quota, as PUT /api/v1/units/{id}/quota; the same bounds as the API's QuotaIn).
+set_quota, as PUT /api/v1/units/{id}/quota; the same bounds as the API's QuotaIn), and the link to
+file the unit's signed papers for it (/admin/units/{id}/documents, vmportal/web/lead_pages.py).
 
 The center's operators and the auditor read both pages; only the center administrator acts, anyone
 else is refused naming the rule. Bad input and the service's refusals are shown beside their field
@@ -197,6 +198,8 @@ def _unit_page(
         "errors": {k: v for k, v in (errs or {}).items() if k},
         "quota_labels": {f: _(label) for f, (_bound, label) in QUOTA_FIELDS.items()},
         "may_act": user.role in ADMINS,
+        # The counter's filing (vmportal/web/lead_pages.py): the rule of unit.service, asked beforehand.
+        "may_file_documents": _may_file_documents(user, unit.id),
         "quota_why_not": _("Only the center administrator changes a unit's quota."),
         "created": [{"c": c, "role_name": _(_CONTACT_NAMES[c.contact_role])} for c in (created or [])],
         "flashes": flashes,
@@ -205,6 +208,14 @@ def _unit_page(
     if created:
         response.headers["Cache-Control"] = "no-store"  # the answer carries initial passwords
     return response
+
+
+def _may_file_documents(user: User, unit_id: int) -> bool:
+    try:
+        units.ensure_may_file_documents(identity.actor_of(user), unit_id)
+    except errors.Forbidden:
+        return False
+    return True
 
 
 def _load(request: Request, session: Session, token: str, user: User, unit_id: int) -> Unit | Response:

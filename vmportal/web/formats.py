@@ -7,6 +7,7 @@ unambiguous in both languages. A naive datetime is a bug upstream and is refused
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Final
@@ -99,8 +100,13 @@ def time_ago(moment: datetime, now: datetime | None = None) -> str:
 
 def number(value: float, *, decimals: int = 0) -> str:
     """A count or amount with the locale's grouping: ``12,345`` (both languages group by three)."""
+    return _number(value, decimals, current_locale())
+
+
+@functools.lru_cache(maxsize=4096)  # a list repeats the same few sizes and counts in every row
+def _number(value: float, decimals: int, locale: str) -> str:
     pattern = "#,##0" + ("." + "#" * decimals if decimals else "")
-    return format_decimal(value, format=pattern, locale=current_locale())
+    return format_decimal(value, format=pattern, locale=locale)
 
 
 def data_size(size: float) -> str:

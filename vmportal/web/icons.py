@@ -8,6 +8,7 @@ a CDN, and only the icons named here are shipped.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,7 @@ def build_sprite(icon_dir: Path, icons: Mapping[str, str] = ICONS) -> str:
     return "<!-- Lucide icons (ISC licence, see LICENSE beside this file) -->\n" + body + "\n"
 
 
+@functools.lru_cache(maxsize=1024)  # a list page asks for the same few icons hundreds of times
 def icon_markup(name: str, sprite_url: str, *, label: str | None = None, css_class: str = "") -> Markup:
     """An inline ``<svg>`` showing one sprite icon. Decorative (hidden from screen readers) unless a
     label is given, in which case it is announced as an image with that label."""

@@ -13,12 +13,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 
+from policies.roles import Role
+from vmportal.center import service as center
 from vmportal.identity import cas, ldap
 from vmportal.identity import service as identity
+from vmportal.identity.models import User
 from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.kit.settings import get_settings
+from vmportal.request import service as requests
+from vmportal.request.models import RequestState
 from vmportal.web import templating
 from vmportal.web.i18n import current_locale, use_locale
 from vmportal.web.i18n import gettext as _
@@ -246,7 +252,23 @@ def dashboard(request: Request, session: SessionDep) -> Response:
     token, user = current
     from vmportal.web import common  # it imports this module's session helpers
 
-    return _page(request, "dashboard.html", **common.base(token, user, _("Dashboard"), "/"))
+    return _page(
+        request,
+        "dashboard.html",
+        **common.base(token, user, _("Dashboard"), "/"),
+        endorsements=_endorsements_waiting(session, user),
+    )
+
+
+def _endorsements_waiting(session: Session, user: User) -> int | None:
+    """How many of the unit's requests wait for this lead's endorsement; None when that is not the
+    lead's work now (another role, or the center does not require endorsement)."""
+    if user.role != Role.UNIT_LEAD.value or not center.endorsement_required(session):
+        return None
+    _rows, total = requests.list_requests(
+        session, identity.actor_of(user), state=RequestState.SUBMITTED, limit=1
+    )
+    return total
 
 
 @router.get("/account", response_class=HTMLResponse)

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -72,13 +73,22 @@ def media_type(path: str | os.PathLike[str]) -> str:
 class _Fingerprint:
     key: tuple[int, int]  # mtime_ns, size
     digest: str
+    checked: float  # time.monotonic() of the last stat
 
 
 _fingerprints: dict[str, _Fingerprint] = {}
+#: A file's fingerprint is trusted this long before its stat is asked again: a page of 50 VMs
+#: shows a few hundred icons, each naming the sprite, and a stat for each was a tenth of the page's
+#: time; an edited file (development) is still picked up within the second.
+RECHECK_SECONDS = 1.0
 
 
 def fingerprint(relative: str) -> str:
     """The first 10 hex digits of the SHA-256 of a static file, recomputed only when it changes."""
+    known = _fingerprints.get(relative)
+    now = time.monotonic()
+    if known is not None and now - known.checked < RECHECK_SECONDS:
+        return known.digest
     path = STATIC_DIR / relative
     try:
         st = path.stat()
@@ -86,10 +96,11 @@ def fingerprint(relative: str) -> str:
         hint = " (run scripts/vendor-assets.sh)" if relative.startswith("vendor/") else ""
         raise MissingAsset(f"static file {relative!r} is missing{hint}") from None
     key = (st.st_mtime_ns, st.st_size)
-    known = _fingerprints.get(relative)
     if known is None or known.key != key:
-        known = _Fingerprint(key, hashlib.sha256(path.read_bytes()).hexdigest()[:10])
-        _fingerprints[relative] = known
+        known = _Fingerprint(key, hashlib.sha256(path.read_bytes()).hexdigest()[:10], now)
+    else:
+        known = _Fingerprint(key, known.digest, now)
+    _fingerprints[relative] = known
     return known.digest
 
 

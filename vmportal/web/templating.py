@@ -104,6 +104,9 @@ def make_environment(*template_dirs: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
+        # The templates ship inside the package and change only with a new release (a restart):
+        # checking each one's mtime on every include cost a stat per row of a VM list.
+        auto_reload=False,
         lstrip_blocks=True,
     )
     # Added to the environment by the i18n extension, so unknown to the type checker.

@@ -30,7 +30,7 @@ from vmportal.vm import schemas as vm_schemas
 from vmportal.vm import service as vms
 from vmportal.vm.models import VM, PowerOpState
 from vmportal.vm.service import credentials
-from vmportal.vm.service.choices import Choice, power_choices
+from vmportal.vm.service.choices import Choice, power_choices, power_choices_many
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
 from vmportal.web.session import current as _current
@@ -92,8 +92,12 @@ def _buttons(vm: VM, choices: list[Choice]) -> list[dict[str, Any]]:
     ]
 
 
-def _row(session: Session, actor: Actor, vm: VM, unit_name: str | None) -> dict[str, Any]:
-    choices = power_choices(session, actor, vm)
+def _row(
+    session: Session, actor: Actor, vm: VM, unit_name: str | None, choices: list[Choice] | None = None
+) -> dict[str, Any]:
+    """A VM with its power buttons; ``choices`` when the caller asked for a page of VMs at once."""
+    if choices is None:
+        choices = power_choices(session, actor, vm)
     # Not this user's to operate at all (a lead, the auditor): said once on the page, not per button.
     barred = next((c.refusal for c in choices if c.refusal and c.refusal.rule == "power_ops"), None)
     return {
@@ -123,7 +127,9 @@ def vm_list(
     q = (q or "").strip()[:100]
     filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     found, total = vms.list_vms(session, actor, filters)
-    rows = [_row(session, actor, r.vm, r.unit_name) for r in found]
+    # One question for the page's VMs, not two per row (the holds, each connection's capability).
+    every = power_choices_many(session, actor, [r.vm for r in found])
+    rows = [_row(session, actor, r.vm, r.unit_name, c) for r, c in zip(found, every, strict=True)]
     context: dict[str, Any] = {
         **common.base(token, user, _("My VMs") if user.unit_id else _("VMs"), "/vms"),
         "rows": rows,

@@ -234,6 +234,9 @@ class Hold:
 #: Registered by ``vmportal.incidents`` at import: the incident holding a VM, if any.
 HoldLookup = Callable[[Session, int], "Hold | None"]
 _HOLD_LOOKUPS: list[HoldLookup] = []
+#: Their batch forms, where registered: {VM id: hold} of the VMs held among those asked about.
+HoldsLookup = Callable[[Session, list[int]], "dict[int, Hold]"]
+_HOLDS_LOOKUPS: dict[HoldLookup, HoldsLookup] = {}
 
 #: Power actions that would undo a containment (bring the VM up). Stopping a contained VM is
 #: always allowed: it only makes it safer.
@@ -257,6 +260,29 @@ def held_by(session: Session, vm_id: int) -> Hold | None:
     return None
 
 
+def holds_of(session: Session, vm_ids: list[int]) -> dict[int, Hold]:
+    """:func:`held_by` for many VMs at once (a page listing VMs asks once, not once per row): each
+    lookup's batch form where it registered one (:func:`on_holds_lookup`), else its one-VM form."""
+    found: dict[int, Hold] = {}
+    if not vm_ids:
+        return found
+    for lookup in _HOLD_LOOKUPS:
+        many = _HOLDS_LOOKUPS.get(lookup)
+        if many is not None:
+            held = many(session, vm_ids)
+        else:
+            held = {i: h for i in vm_ids if (h := lookup(session, i)) is not None}
+        for vm_id, hold in held.items():
+            found.setdefault(vm_id, hold)  # the first lookup that holds it wins, as in held_by
+    return found
+
+
+def on_holds_lookup(one: HoldLookup, many: HoldsLookup) -> HoldsLookup:
+    """Register the batch form of the registered one-VM lookup ``one``."""
+    _HOLDS_LOOKUPS[one] = many
+    return many
+
+
 def ensure_not_held(session: Session, vm: VM, action: str, action_zh: str) -> None:
     """409 naming the incident when a containment holds ``vm``: a contained VM is released through
     its incident (dismissed as a false positive with a recorded reason, or its rectification
@@ -266,6 +292,11 @@ def ensure_not_held(session: Session, vm: VM, action: str, action_zh: str) -> No
     hold = held_by(session, vm.id)
     if hold is None:
         return
+    raise held_conflict(vm, hold, action, action_zh)
+
+
+def held_conflict(vm: VM, hold: Hold, action: str, action_zh: str) -> errors.StateConflict:
+    """The 409 of :func:`ensure_not_held` for a VM ``hold`` holds."""
     how = _CONTAINMENT_ZH.get(hold.action, hold.action)
     exc = errors.StateConflict(
         "vm",
@@ -285,7 +316,7 @@ def ensure_not_held(session: Session, vm: VM, action: str, action_zh: str) -> No
     )
     exc.extra["incident_id"] = hold.incident_id
     exc.extra["containment"] = hold.action
-    raise exc
+    return exc
 
 
 def policy_denied(session: Session, vm: VM, decision: Decision) -> errors.PolicyDenied:
