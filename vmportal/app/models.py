@@ -23,6 +23,7 @@ from vmportal.incidents.models import (
     ServiceViolation,
 )
 from vmportal.jobs.models import OutboxTask
+from vmportal.mail.models import GroupRobot, RobotMessage
 from vmportal.maintenance.models import MaintenanceVM, MaintenanceWindow
 from vmportal.network.models import IPAllocation, IPPool
 from vmportal.paperwork.models import GeneratedPaper
@@ -51,6 +52,7 @@ __all__ = [
     "DocumentKind",
     "Finding",
     "GeneratedPaper",
+    "GroupRobot",
     "HypervisorConnection",
     "IPAllocation",
     "IPPool",
@@ -70,6 +72,7 @@ __all__ = [
     "RectificationAttachment",
     "RequestReminder",
     "RequestState",
+    "RobotMessage",
     "SecurityAlert",
     "ServiceExemption",
     "ServiceScan",

@@ -34,6 +34,8 @@ RECORD_NAMES_ZH: dict[str, str] = {
     "ip pool": "IP 地址池",
     "notice": "通报",
     "notification": "通知邮件",
+    "robot_message": "群机器人消息",
+    "group_robot": "群机器人",
     "power operation": "电源操作",
     "rectification": "整改报告",
     "request": "虚拟机申请",

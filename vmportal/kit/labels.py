@@ -38,6 +38,7 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "domains": "域名",
     "email": "电子邮箱",
     "emergency_reason": "紧急原因",
+    "enabled": "是否启用",
     "endorsement_required": "需要单位负责人审核",
     "ends_at": "结束时间",
     "event_type": "事件类型",
@@ -59,6 +60,7 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "issuer": "通报单位",
     "issuer_name": "通报单位名称",
     "kind": "类型",
+    "kinds": "通知类型",
     "lifecycle": "生命周期状态",
     "limit": "每页条数",
     "maintenance_notice_hours": "计划停机提前通知（小时）",
@@ -149,6 +151,7 @@ FIELD_NAMES_ZH: dict[str, str] = {
     "violation_id": "违规编号",
     "vm_id": "虚拟机",
     "vm_ids": "虚拟机",
+    "webhook_url": "Webhook 地址",
 }
 
 

@@ -173,6 +173,15 @@ class Settings(BaseSettings):
     smtp_max_attempts: int = Field(10, description="Delivery attempts of one e-mail before it is failed.")
     mail_from: str = Field("vmportal@localhost", description="Sender address of notification e-mails.")
     center_mailbox: str = Field("", description="The center's mailbox, copied on every notification.")
+    robot_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["oapi.dingtalk.com", "qyapi.weixin.qq.com"],
+        description="Hosts a group robot's webhook may point at (DingTalk's and WeCom's by default); any "
+        "other URL is refused. A loopback address listed here may be plain http (a local relay, tests).",
+    )
+    robot_timeout: float = Field(10.0, description="Seconds to wait for a group robot's webhook answer.")
+    robot_max_attempts: int = Field(
+        10, description="Delivery attempts of one group-robot message before it is failed."
+    )
     db_pool_size: int = Field(
         20, description="Database connections each process keeps open (API: at least its worker threads)."
     )

@@ -46,17 +46,18 @@ from sqlmodel import Session
 from vmportal.kit import db, errors
 from vmportal.kit.clock import BEIJING
 from vmportal.kit.settings import Settings, get_settings
-from vmportal.mail import repository
+from vmportal.mail import repository, robots
 from vmportal.mail.models import Notification, NotificationState
+from vmportal.mail.retry import BACKOFF_FIRST as BACKOFF_FIRST  # re-exported: the mails' backoff
+from vmportal.mail.retry import BACKOFF_MAX as BACKOFF_MAX
+from vmportal.mail.retry import KICK as _KICK
+from vmportal.mail.retry import backoff as backoff
 
 log = logging.getLogger(__name__)
 
 SEND_TASK = "vmportal.security.send_notifications"
 SUBJECT_PREFIX = "【网络与信息中心】"
-BACKOFF_FIRST = timedelta(minutes=1)
-BACKOFF_MAX = timedelta(hours=6)
 BATCH = 100
-_KICK = "vmportal_mail_kick"
 
 
 class MailEvent(enum.StrEnum):
@@ -209,6 +210,17 @@ def notify(
         row.last_error = "no recipient: the unit has no contact e-mail and VMPORTAL_CENTER_MAILBOX is not set"
         log.warning("notification %s for unit %s has no recipient", event.value, unit_id)
     session.add(row)
+    # The same notice in the chat group of the unit (or the center), where the center set a robot up.
+    robots.queue(
+        session,
+        row,
+        unit_id=None if center_only else unit_id,
+        subject_zh=subject_zh,
+        subject_en=subject_en,
+        body_zh=body_zh,
+        body_en=body_en,
+        link=link,
+    )
     session.info[_KICK] = True
     return row
 
@@ -246,8 +258,8 @@ def _mail_executor() -> ThreadPoolExecutor:
 
 
 def kick() -> None:
-    """Have the due mails sent now, the way tasks run in this process. Never raises: a mail that
-    cannot be dispatched now is sent by beat's next run."""
+    """Have the due mails (and group-robot messages) sent now, the way tasks run in this process.
+    Never raises: a mail that cannot be dispatched now is sent by beat's next run."""
     mode = get_settings().effective_task_mode
     try:
         if mode == "celery":
@@ -255,9 +267,9 @@ def kick() -> None:
 
             celery_app.send_task(SEND_TASK)
         elif mode == "inline":
-            send_due()
+            send_all()
         else:
-            future = _mail_executor().submit(send_due)
+            future = _mail_executor().submit(send_all)
             with _executor_lock:
                 _futures.add(future)
             future.add_done_callback(_forget)
@@ -285,11 +297,6 @@ def wait_idle(timeout: float = 30.0) -> None:
 
 class _Unreachable(Exception):
     """The SMTP server could not be reached: leave the rest of the batch for later."""
-
-
-def backoff(attempts: int) -> timedelta:
-    """The wait after the ``attempts``-th failed attempt: 1 min, 2, 4 … at most 6 h."""
-    return min(BACKOFF_FIRST * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
 
 
 def _due_ids(now: datetime, limit: int) -> list[int]:
@@ -436,6 +443,17 @@ def send_due(now: datetime | None = None, *, limit: int = BATCH) -> dict[str, in
                 break
             continue
         counts[_record(notification_id, now, refused=refused, settings=settings)] += 1
+    return counts
+
+
+def send_all(now: datetime | None = None) -> dict[str, int]:
+    """The due mails, then the due group-robot messages (``robot_``-prefixed counts): what the send
+    task, the embedded tick and a commit's kick run. A failure of one never stops the other."""
+    counts: dict[str, int] = {}
+    try:
+        counts.update(send_due(now))
+    finally:
+        counts.update({f"robot_{k}": v for k, v in robots.send_due(now).items()})
     return counts
 
 

@@ -12,11 +12,12 @@ SEND_TASK = notification.SEND_TASK
 
 @celery_app.task(base=PortalTask, name=SEND_TASK)
 def send_notifications() -> dict[str, int]:
-    """Send the mails that are due: new ones, retries whose backoff has passed, expired claims."""
-    return notification.send_due()
+    """Send the mails that are due (new ones, retries whose backoff has passed, expired claims), then
+    the group-robot messages that are due the same way."""
+    return notification.send_all()
 
 
 def embedded_tick() -> None:
     """What beat does for mail, for the embedded portal (it runs no beat): its background loop calls
     this beside the outbox re-drive."""
-    notification.send_due()
+    notification.send_all()

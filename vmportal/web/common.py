@@ -80,6 +80,7 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("/admin/connections", N_("Hypervisor connections"), "server", frozenset({CA})),
     NavEntry("/admin/alert-sources", N_("Alert sources"), "shield-alert", frozenset({CA})),
     NavEntry("/admin/containment-policy", N_("Containment policy"), "shield", frozenset({CA})),
+    NavEntry("/admin/robots", N_("Group robots"), "info", frozenset({CA})),
     NavEntry("/account", N_("My account"), "user", frozenset({UA, UL, OP, CA, AU})),
 )
 

@@ -16,6 +16,7 @@ from vmportal.web import (
     queue_pages,
     report_pages,
     request_form,
+    robot_pages,
     settings_pages,
     unit_pages,
     vm_pages,
@@ -34,4 +35,5 @@ router.include_router(inventory_pages.router)  # 未登记虚拟机: /inventory,
 router.include_router(cleanup_pages.router)  # 清理工作: /cleanup, confirm / correct / retire
 router.include_router(maintenance_pages.router)  # 计划停机: /maintenance (read only)
 router.include_router(settings_pages.router)  # 中心设置: /settings, POST /settings
+router.include_router(robot_pages.router)  # 群机器人: /admin/robots, configure, resend
 router.include_router(admin_pages.router)  # 中心管理: /admin/… (units, users, pools, connections, …)
