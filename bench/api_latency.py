@@ -38,26 +38,18 @@ import contextlib
 import json
 import os
 import random
-import secrets
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-PG_BASE = os.environ.get("VMPORTAL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
-VENV_BIN = Path(sys.executable).parent
+from bench.vmdb import VENV_BIN, create_dataset, drop_dataset, free_port, serve
+
 #: The share of the ceiling's requests/s each scenario must reach (issue 9).
 TARGETS = {"list my VMs": 0.7, "get one VM": 0.9}
 
@@ -102,145 +94,8 @@ def ceiling_app() -> Any:
     return app
 
 
-# --------------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dataset:
-    url: str
-    name: str
-    tokens: list[str]  # one per benchmarked unit admin
-    vm_ids: list[list[int]]  # that admin's unit's VM ids
-    vms: int
-    units: int
-
-
-def _admin_engine() -> sa.Engine:
-    return sa.create_engine(f"{PG_BASE}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-
-
-def create_dataset(vms: int, units: int, admins: int, key: str) -> Dataset:
-    """A fresh database with ``vms`` VMs over ``units`` units, inserted in bulk."""
-    from vmportal.app import migrate as migrations
-    from vmportal.identity.service import token_digest
-    from vmportal.kit import crypto
-
-    name = f"vmportal_bench_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    url = f"{PG_BASE}/{name}"
-    crypto.configure([key])
-    migrations.upgrade(url)
-
-    rng = random.Random(20260316)
-    now = datetime.now(UTC)
-    engine = sa.create_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine, only=["unit", "user", "hypervisor_connection", "vm", "auth_token"])
-    t = meta.tables
-    with engine.begin() as conn:
-        conn.execute(
-            t["hypervisor_connection"].insert(),
-            [{"name": "vc01", "kind": "vsphere", "url": "https://vc01.example.edu.cn/sdk", "username": "svc",
-              "verify_tls": True, "defaults": {}, "active": True, "last_check_message": "", "token_id": "",
-              "created_at": now}],
-        )  # fmt: skip
-        conn_id = conn.execute(sa.select(t["hypervisor_connection"].c.id)).scalar_one()
-        conn.execute(
-            t["unit"].insert(),
-            [{"code": f"U{i:03d}", "name_zh": f"测试学院{i}", "name_en": f"College {i}", "active": True,
-              "created_at": now} for i in range(units)],
-        )  # fmt: skip
-        unit_ids = [r[0] for r in conn.execute(sa.select(t["unit"].c.id).order_by(t["unit"].c.id))]
-        # Every unit has its admin; the password hash is a placeholder (nobody logs in here).
-        conn.execute(
-            t["user"].insert(),
-            [{"username": f"admin{i:03d}", "password_hash": "$argon2id$placeholder", "role": "unit_admin",
-              "unit_id": uid, "display_name": f"admin {i}", "email": "", "active": True,
-              "failed_logins": 0, "created_at": now} for i, uid in enumerate(unit_ids)],
-        )  # fmt: skip
-        user_ids = [r[0] for r in conn.execute(sa.select(t["user"].c.id).order_by(t["user"].c.id))]
-        powers = ["running"] * 7 + ["stopped"] * 3
-        rows = []
-        for n in range(vms):
-            unit = unit_ids[n % units]
-            rows.append(
-                {"unit_id": unit, "connection_id": conn_id, "hypervisor_ref": f"{n:08x}-4f1e-5a2b-9c3d-bench",
-                 "name": f"u{unit:03d}-srv-{n}", "hostname": f"srv-{n}", "template_name": "Rocky Linux 9",
-                 "vcpus": rng.choice([1, 2, 4, 8]), "memory_gib": rng.choice([2, 4, 8, 16]),
-                 "disk_gib": rng.choice([40, 80, 200]), "ip_address": f"10.{20 + n // 65000}.{n // 250 % 256}.{n % 250 + 2}",
-                 "ips": [f"10.{20 + n // 65000}.{n // 250 % 256}.{n % 250 + 2}"], "macs": [f"00:50:56:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}"],
-                 "admin_account": "vmadmin", "power_state": rng.choice(powers), "network_connected": True,
-                 "security_state": "normal", "lifecycle": "active", "registered": True, "created_at": now,
-                 "synced_at": now, "version": 0}
-            )  # fmt: skip
-        for start in range(0, len(rows), 5000):
-            conn.execute(t["vm"].insert(), rows[start : start + 5000])
-        chosen = rng.sample(range(units), admins)
-        tokens = [secrets.token_urlsafe(32) for _ in chosen]
-        conn.execute(
-            t["auth_token"].insert(),
-            [{"token_sha256": token_digest(tok), "user_id": user_ids[i], "created_at": now,
-              "expires_at": now + timedelta(hours=8)} for tok, i in zip(tokens, chosen, strict=True)],
-        )  # fmt: skip
-        vm_ids = [
-            [r[0] for r in conn.execute(sa.select(t["vm"].c.id).where(t["vm"].c.unit_id == unit_ids[i]))]
-            for i in chosen
-        ]
-        conn.exec_driver_sql("ANALYZE")
-    engine.dispose()
-    return Dataset(url=url, name=name, tokens=tokens, vm_ids=vm_ids, vms=vms, units=units)
-
-
-def drop_dataset(data: Dataset) -> None:
-    admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{data.name}" WITH (FORCE)')
-    admin.dispose()
-
-
-# --------------------------------------------------------------------------------------------------
-# Servers
-# --------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """Run a server in a process group of its own; yield its base URL once /healthz answers."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited: {log.read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not start: {log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+# The 20,000-VM database and the server runner are shared with bench.pages (bench/vmdb.py).
+_free_port = free_port
 
 
 # --------------------------------------------------------------------------------------------------
