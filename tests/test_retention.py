@@ -16,6 +16,7 @@ from vmportal.jobs.app import celery_app
 from vmportal.jobs.models import OutboxTask
 from vmportal.kit import db
 from vmportal.kit.settings import Settings
+from vmportal.mail.models import GroupRobot, RobotMessage
 
 DAY = timedelta(days=1)
 
@@ -86,7 +87,7 @@ def test_finished_rows_past_the_retention_period_go_and_the_rest_stays(settings:
     mail("finding-overdue-old", state="sent", at=old, kind="finding_overdue")
     mail("request-overdue-old", state="sent", at=old, kind="request_overdue")
 
-    assert retention.prune(now=now) == {"outbox_tasks": 1, "notifications": 2}
+    assert retention.prune(now=now) == {"outbox_tasks": 1, "notifications": 2, "robot_messages": 0}
     assert task_labels() == [
         "completed-recent",
         "dispatched-never-completed",
@@ -103,9 +104,39 @@ def test_finished_rows_past_the_retention_period_go_and_the_rest_stays(settings:
         "finding-overdue-old",
     ]
     # Nothing more to do on a second run; a day later the recent ones have aged out too.
-    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0}
-    assert retention.prune(now=now + 2 * DAY) == {"outbox_tasks": 2, "notifications": 1}
+    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0, "robot_messages": 0}
+    assert retention.prune(now=now + 2 * DAY) == {"outbox_tasks": 2, "notifications": 1, "robot_messages": 0}
     assert task_labels() == ["dispatched-never-completed", "never-dispatched"]
+
+
+def test_sent_robot_messages_past_the_period_go_and_unsent_ones_stay(settings: Settings) -> None:
+    now = db.utcnow()
+    old, recent = now - 15 * DAY, now - 13 * DAY
+    with db.transaction() as s:
+        robot = GroupRobot(scope="center", kind="wecom", webhook_encrypted="x")
+        s.add(robot)
+        s.flush()
+        assert robot.id is not None
+        for label, state, at in (
+            ("sent-old", "sent", old),
+            ("sent-recent", "sent", recent),
+            ("pending-old", "pending", old),
+            ("failed-old", "failed", old),
+        ):
+            s.add(
+                RobotMessage(
+                    robot_id=robot.id,
+                    title=label,
+                    content="…",
+                    state=state,
+                    created_at=at,
+                    sent_at=at if state == "sent" else None,
+                )
+            )
+    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0, "robot_messages": 1}
+    with db.transaction() as s:
+        left = [m.title for m in s.exec(select(RobotMessage).order_by(col(RobotMessage.id)))]
+    assert left == ["sent-recent", "pending-old", "failed-old"]
 
 
 def test_pruning_works_in_bounded_batches_across_runs(settings: Settings) -> None:
@@ -117,9 +148,21 @@ def test_pruning_works_in_bounded_batches_across_runs(settings: Settings) -> Non
     task("open", created=now - 30 * DAY, dispatched=None, completed=None)
 
     # 3 rows a transaction, 2 transactions a run: 6 of each table per run at most.
-    assert retention.prune(now=now, batch=3, max_batches=2) == {"outbox_tasks": 6, "notifications": 6}
-    assert retention.prune(now=now, batch=3, max_batches=2) == {"outbox_tasks": 4, "notifications": 4}
-    assert retention.prune(now=now, batch=3, max_batches=2) == {"outbox_tasks": 0, "notifications": 0}
+    assert retention.prune(now=now, batch=3, max_batches=2) == {
+        "outbox_tasks": 6,
+        "notifications": 6,
+        "robot_messages": 0,
+    }
+    assert retention.prune(now=now, batch=3, max_batches=2) == {
+        "outbox_tasks": 4,
+        "notifications": 4,
+        "robot_messages": 0,
+    }
+    assert retention.prune(now=now, batch=3, max_batches=2) == {
+        "outbox_tasks": 0,
+        "notifications": 0,
+        "robot_messages": 0,
+    }
     assert task_labels() == ["open"]
     assert mail_labels() == []
 
@@ -131,11 +174,11 @@ def test_the_retention_period_is_a_setting_and_zero_keeps_everything(settings: S
     mail("ancient", state="sent", at=at)
 
     settings.retention_days = 0
-    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0}
+    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0, "robot_messages": 0}
     settings.retention_days = 365
-    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0}
+    assert retention.prune(now=now) == {"outbox_tasks": 0, "notifications": 0, "robot_messages": 0}
     settings.retention_days = 90
-    assert retention.prune(now=now) == {"outbox_tasks": 1, "notifications": 1}
+    assert retention.prune(now=now) == {"outbox_tasks": 1, "notifications": 1, "robot_messages": 0}
 
 
 def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,5 +195,5 @@ def test_beat_prunes_hourly_through_the_registered_task(settings: Settings) -> N
     assert entry["schedule"].minute == {41}
     at = db.utcnow() - 20 * DAY
     task("old", created=at, dispatched=at, completed=at)
-    assert prune_outboxes() == {"outbox_tasks": 1, "notifications": 0}
+    assert prune_outboxes() == {"outbox_tasks": 1, "notifications": 0, "robot_messages": 0}
     assert task_labels() == []

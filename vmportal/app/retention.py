@@ -1,4 +1,5 @@
-"""Pruning the two outboxes: completed tasks (``outbox_task``) and sent e-mails (``notification``).
+"""Pruning the outboxes: completed tasks (``outbox_task``), sent e-mails (``notification``) and sent
+group-robot messages (``robot_message``).
 
 Both tables get a row for every approval, power operation, alert and mail, and nothing reads a
 finished row again after its first days (the re-drive and the mail sender look only at unfinished
@@ -11,7 +12,7 @@ What is never pruned, whatever its age:
 
 - an outbox task not completed (waiting, dispatched, retrying, or left for a human after
   ``MAX_DISPATCHES``): it is work not done, and ``vmportal_outbox_pending`` counts it;
-- a mail pending, being sent, or failed: the center still has to see and resend it;
+- a mail or robot message pending, being sent, or failed: the center still has to see and resend it;
 - a sent finding reminder (:data:`KEPT_KINDS`): its ``dedup_key`` is the only record that the
   reminder went out, and a finding can stay overdue longer than the retention period; deleting the row
   would mail the same reminder again. They are at most two per finding deadline. A sent planned-outage
@@ -39,6 +40,7 @@ from vmportal.jobs.models import OutboxTask
 from vmportal.kit import db
 from vmportal.kit.settings import get_settings
 from vmportal.kit.sql import delete_oldest
+from vmportal.mail.models import RobotMessage
 from vmportal.mail.service import MailEvent
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,13 @@ def notification_conditions(cutoff: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
+def robot_message_conditions(cutoff: datetime) -> list[ColumnElement[bool]]:
+    # A robot message is a copy of a mail for a group chat: no reminder's once-only record lives on
+    # it (that stays on the mail), so every sent one goes after the period.
+    sent_at = col(RobotMessage.sent_at)
+    return [col(RobotMessage.state) == NotificationState.SENT.value, sent_at.is_not(None), sent_at < cutoff]
+
+
 def _prune(
     model: type[SQLModel], id_column: Any, conditions: list[ColumnElement[bool]], batch: int, max_batches: int
 ) -> int:
@@ -93,9 +102,9 @@ def prune(
     batch: int = BATCH,
     max_batches: int = MAX_BATCHES,
 ) -> dict[str, int]:
-    """Delete completed outbox tasks and sent mails older than ``retention`` (default
+    """Delete completed outbox tasks, sent mails and sent robot messages older than ``retention`` (default
     ``VMPORTAL_RETENTION_DAYS``; 0 days keeps everything). Returns how many rows of each went."""
-    counts = {"outbox_tasks": 0, "notifications": 0}
+    counts = {"outbox_tasks": 0, "notifications": 0, "robot_messages": 0}
     if retention is None:
         days = get_settings().retention_days
         if days <= 0:
@@ -108,11 +117,15 @@ def prune(
     counts["notifications"] = _prune(
         Notification, col(Notification.id), notification_conditions(cutoff), batch, max_batches
     )
+    counts["robot_messages"] = _prune(
+        RobotMessage, col(RobotMessage.id), robot_message_conditions(cutoff), batch, max_batches
+    )
     if any(counts.values()):
         log.info(
-            "pruned %d completed outbox tasks and %d sent notifications older than %s",
+            "pruned %d completed outbox tasks, %d sent mails and %d sent robot messages older than %s",
             counts["outbox_tasks"],
             counts["notifications"],
+            counts["robot_messages"],
             cutoff.isoformat(),
         )
     return counts
