@@ -11,7 +11,6 @@ screenshots at desktop and phone width under .cache/screenshots (tests/web/scree
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -19,7 +18,7 @@ from playwright.sync_api import Browser, expect
 from policies.roles import Role
 from tests.production.harness import wait_for
 from tests.web.conftest import Live
-from tests.web.pagekit import as_user, csrf, sign_in
+from tests.web.pagekit import as_user, csrf, first_connection, sign_in, submit_request
 from tests.web.screens import Shots, axe_violations, shots
 
 # The tests of this file build on one another (a module fixture, states reached in order): one
@@ -28,29 +27,6 @@ pytestmark = pytest.mark.xdist_group("web-queue-pages")
 
 API = "/api/v1"
 __all__ = ["shots"]
-
-
-def _connection(live: Live) -> int:
-    with live.client() as c:
-        vms = c.get(f"{API}/vms", headers=live.login("cs-admin", Role.UNIT_ADMIN)).json()["items"]
-    return int(vms[0]["connection_id"])
-
-
-def _submit(live: Live, system_name: str, hostname: str, connection_id: int) -> int:
-    body: dict[str, Any] = {
-        "system_name": system_name,
-        "purpose": "teaching",
-        "hostname": hostname,
-        "connection_id": connection_id,
-        "template_ref": "tpl-rocky-9",
-        "vcpus": 1,
-        "memory_gib": 2,
-        "disk_gib": 40,
-    }
-    with live.client() as c:
-        r = c.post(f"{API}/requests", json=body, headers=live.login("cs-admin", Role.UNIT_ADMIN))
-        assert r.status_code == 201, r.text
-        return int(r.json()["id"])
 
 
 def _state(live: Live, request_id: int) -> str:
@@ -62,11 +38,11 @@ def _state(live: Live, request_id: int) -> str:
 
 @pytest.fixture(scope="module")
 def filed(live: Live) -> dict[str, int]:
-    connection = _connection(live)
+    connection = first_connection(live)
     return {
-        "approve": _submit(live, "课程实验平台", "queue-a", connection),
-        "reject": _submit(live, "临时测试平台", "queue-b", connection),
-        "browser": _submit(live, "科研数据平台", "queue-c", connection),
+        "approve": submit_request(live, "课程实验平台", "queue-a", connection),
+        "reject": submit_request(live, "临时测试平台", "queue-b", connection),
+        "browser": submit_request(live, "科研数据平台", "queue-c", connection),
     }
 
 
