@@ -63,6 +63,8 @@ def test_the_admin_sets_up_a_units_robot_and_sends_a_failed_message_again(
 
     edit = client.get(f"/admin/robots?edit={unit.id}")
     token = _csrf(edit.text)
+    # The kinds of notice are ticked by their words; the code the API takes stays beside them.
+    assert 'value="containment"> 虚拟机已处置（隔离） <code class="hint">containment</code>' in edit.text
     # A webhook on a host that is not allowed: beside its field, with the rule; nothing written.
     bad = client.post(
         f"/admin/robots/{unit.id}",
@@ -86,6 +88,7 @@ def test_the_admin_sets_up_a_units_robot_and_sends_a_failed_message_again(
     )
     assert saved.status_code == 303, saved.text
     listed = client.get("/admin/robots?done=saved")
+    assert "安全隐患已下发、申请已批准" in listed.text  # the row says what the robot takes, in words
     assert "群机器人已保存" in listed.text and "tok-page" not in listed.text and SECRET not in listed.text
     # A later change with blank webhook and secret keeps both.
     client.post(f"/admin/robots/{unit.id}", data=_form(token, enabled="false"), follow_redirects=False)

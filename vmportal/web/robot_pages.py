@@ -25,6 +25,7 @@ from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.mail import robots as robot_outbox
 from vmportal.mail.models import NotificationState, RobotKind
+from vmportal.mail.service import MailEvent
 from vmportal.unit import service as units
 from vmportal.web import common
 from vmportal.web.admin_common import ADMINS, refused, shown, templates, typed_id
@@ -52,6 +53,46 @@ def _state_label(state: str) -> str:
         NotificationState.SENT.value: _("Sent"),
         NotificationState.FAILED.value: _("Failed"),
     }.get(state, state)
+
+
+def notice_labels() -> dict[str, str]:
+    """Each kind of notice a robot may take, in the user's words: the center ticks what a group
+    hears by what the notice is about, not by the outbox's event codes (kept beside, in small type,
+    for the API's ``kinds``). A kind added to MailEvent without words here shows as its code."""
+    words = {
+        MailEvent.CONTAINED: _("A VM contained"),
+        MailEvent.CONTAINMENT_FAILED: _("A containment failed"),
+        MailEvent.RECTIFICATION_ACCEPTED: _("Rectification accepted"),
+        MailEvent.RECTIFICATION_REJECTED: _("Rectification rejected"),
+        MailEvent.DISMISSED: _("Incident dismissed"),
+        MailEvent.NOTICE: _("Security notice (no containment)"),
+        MailEvent.FINDING_OPENED: _("Finding opened"),
+        MailEvent.FINDING_REOPENED: _("Finding reopened"),
+        MailEvent.FINDING_DUE_SOON: _("Finding due soon"),
+        MailEvent.FINDING_OVERDUE: _("Finding overdue"),
+        MailEvent.VIOLATION: _("Violation recorded"),
+        MailEvent.VIOLATION_SHUTDOWN: _("VM shut down for a violation"),
+        MailEvent.REQUEST_DUE_SOON: _("Request due soon"),
+        MailEvent.REQUEST_OVERDUE: _("Request overdue"),
+        MailEvent.REQUEST_SUBMITTED: _("Request submitted"),
+        MailEvent.REQUEST_ENDORSED: _("Request endorsed"),
+        MailEvent.REQUEST_APPROVED: _("Request approved"),
+        MailEvent.REQUEST_REJECTED: _("Request rejected"),
+        MailEvent.REQUEST_DELIVERED: _("VM delivered"),
+        MailEvent.REQUEST_FAILED: _("Provisioning failed"),
+        MailEvent.POWER_FAILED: _("Power operation failed"),
+        MailEvent.ALERT_UNMATCHED: _("Alert matching no VM"),
+        MailEvent.CLEANUP_OPENED: _("Annual clean-up opened"),
+        MailEvent.CLEANUP_REMINDER: _("Annual clean-up reminder"),
+        MailEvent.CLEANUP_DEADLINE: _("Annual clean-up deadline"),
+        MailEvent.CLEANUP_UNCONFIRMED: _("VMs not confirmed in the clean-up"),
+        MailEvent.CLEANUP_ACTION: _("Clean-up action on a VM"),
+        MailEvent.MAINTENANCE_ANNOUNCED: _("Maintenance announced"),
+        MailEvent.MAINTENANCE_CHANGED: _("Maintenance changed"),
+        MailEvent.MAINTENANCE_CANCELLED: _("Maintenance cancelled"),
+        MailEvent.MAINTENANCE_REMINDER: _("Maintenance reminder"),
+    }
+    return {kind: words.get(MailEvent(kind), kind) for kind in robot_config.NOTICE_KINDS}
 
 
 def _edit_target(edit: str) -> tuple[bool, int | None]:
@@ -114,6 +155,7 @@ def _page(
         "kind_options": [(RobotKind.DINGTALK.value, _("DingTalk")), (RobotKind.WECOM.value, _("WeCom"))],
         "enabled_options": [("true", _("On")), ("false", _("Off"))],
         "notice_kinds": robot_config.NOTICE_KINDS,
+        "notice_labels": notice_labels(),
         "messages": [
             {
                 "m": m,
