@@ -54,10 +54,19 @@ RECENTLY_DELIVERED = 10
 MAX_REASON = 2000
 
 
+def _unit_names(session: Session, user: User) -> dict[int | None, str]:
+    """Each unit's name in the user's language (asked once per page: both lists show them)."""
+    return {
+        u.id: (u.name_zh if common.zh() else u.name_en or u.name_zh)
+        for u in units.list_units(session, identity.actor_of(user))
+    }
+
+
 def _rows(
     session: Session,
     user: User,
     states: tuple[RequestState, ...],
+    names: dict[int | None, str],
     *,
     delivered: int = 0,
     page: int | None = None,
@@ -83,9 +92,6 @@ def _rows(
         )[0]
     now = datetime.now(UTC)
     actions = requests.actions_for(session, actor, found)
-    names = {
-        u.id: (u.name_zh if common.zh() else u.name_en or u.name_zh) for u in units.list_units(session, actor)
-    }
     rows = [
         {**_row(r, now), "actions": a, "unit": names.get(r.unit_id, "")}
         for r, a in zip(found, actions, strict=True)
@@ -105,12 +111,13 @@ def _page(
     status: int = 200,
     page: int = 1,
 ) -> Response:
-    waiting, total = _rows(session, user, WAITING, page=page)
+    names = _unit_names(session, user)
+    waiting, total = _rows(session, user, WAITING, names, page=page)
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     if page > pages:  # past the end (the last ones were decided meanwhile): the last page
         page = pages
-        waiting, total = _rows(session, user, WAITING, page=page)
-    in_progress, _n = _rows(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED)
+        waiting, total = _rows(session, user, WAITING, names, page=page)
+    in_progress, _n = _rows(session, user, IN_PROGRESS, names, delivered=RECENTLY_DELIVERED)
     flashes = [flash] if flash else []
     # {request id: {field name or "": message}}: an error beside the field (or the buttons) it is
     # about; a request no longer listed (decided meanwhile) has it said at the top instead.
@@ -174,7 +181,9 @@ def progress(request: Request, session: SessionDep) -> Response:
         return _not_a_decider(request, token, user, "approve")
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "in_progress": _rows(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED)[0],
+        "in_progress": _rows(
+            session, user, IN_PROGRESS, _unit_names(session, user), delivered=RECENTLY_DELIVERED
+        )[0],
         "errors": {},
     }
     return _templates.TemplateResponse(request, "queue_progress.html", context)
