@@ -8,11 +8,13 @@ In one run (a few minutes; needs the local PostgreSQL, trust auth, and Debian's 
    ``--delivered`` delivered ones;
 2. the portal served as production serves it (``vmportal serve --workers 2``, PostgreSQL, JSON logs);
 3. two scenarios, each a page and the API call giving the same data:
-   - a unit admin's VM list: ``GET /vms`` (its first 50 VMs, with their power buttons), its HTMX
-     table refresh, and ``GET /api/v1/vms`` (the first 50);
-   - the operator's approval queue: ``GET /queue`` (the waiting requests soonest due first, at most
-     200, and the provisioning part with the latest delivered ones) and
-     ``GET /api/v1/requests?state=submitted&limit=200``;
+   - a unit admin's VM list: ``GET /vms`` (its first 50 VMs, each with its "Actions" control), its
+     HTMX table refresh, and ``GET /api/v1/vms`` (the first 50); beside them the fragment one
+     opened "Actions" fetches (``GET /vms/{id}/actions``, the VM's power buttons) and the API's
+     answer for that VM (``GET /api/v1/vms/{id}``);
+   - the operator's approval queue: ``GET /queue`` (the first page of the waiting requests, 50
+     soonest due, and the provisioning part with the latest delivered ones) and
+     ``GET /api/v1/requests?state=submitted&limit=50``;
    each measured (a) one request at a time on one keep-alive connection, ``--sequential``
    requests after a warm-up: the server's time (p50/p99) with no queueing, and (b) under
    ``--connections`` concurrent connections for ``--seconds``: requests/s. Page and API alternate in
@@ -54,6 +56,8 @@ CHROMIUM = "/usr/bin/chromium"
 #: The issue's targets: a page's server time within 1.5x the API's; first render under 300 ms.
 RATIO_TARGET = 1.5
 RENDER_TARGET_MS = 300.0
+#: The waiting requests on a page of the queue (vmportal.web.queue_pages.PAGE_SIZE).
+QUEUE_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ def first_render(base: str, pages: list[tuple[str, str, str]], renders: int) -> 
 class Who:
     admin_token: str
     operator_token: str
+    admin_vm: int  # one of the unit admin's VMs
 
 
 @contextlib.contextmanager
@@ -267,7 +272,7 @@ def postgres_portal(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[s
             "--workers", str(args.workers)]  # fmt: skip
     try:
         with serve(argv, env, port, workdir / "portal.log") as base:
-            yield base, Who(data.tokens[0], data.operator_tokens[0]), facts
+            yield base, Who(data.tokens[0], data.operator_tokens[0], data.vm_ids[0][0]), facts
     finally:
         if not args.keep:
             drop_dataset(data)
@@ -293,7 +298,11 @@ def demo_portal(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, 
             )
             r.raise_for_status()
             tokens[role] = str(r.json()["access_token"])
-        yield base, Who(tokens[Role.UNIT_ADMIN], tokens[Role.CENTER_OPERATOR]), {"database": "sqlite (demo)"}
+        admin = tokens[Role.UNIT_ADMIN]
+        mine = httpx.get(f"{base}/api/v1/vms", headers={"Authorization": f"Bearer {admin}"})
+        mine.raise_for_status()
+        vm = int(mine.json()["items"][0]["id"])
+        yield base, Who(admin, tokens[Role.CENTER_OPERATOR], vm), {"database": "sqlite (demo)"}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -312,6 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         vms = "unit admin's VM list"
         queue = "operator's approval queue"
+        menu = "one VM's opened actions"
         scenarios = [
             [
                 Target(vms, "page", "/vms", cookie(who.admin_token)),
@@ -319,9 +329,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 Target(vms, "api", "/api/v1/vms", bearer(who.admin_token)),
             ],
             [
+                Target(
+                    menu,
+                    "page",
+                    f"/vms/{who.admin_vm}/actions",
+                    cookie(who.admin_token) + "HX-Request: true\r\n",
+                ),
+                Target(menu, "api", f"/api/v1/vms/{who.admin_vm}", bearer(who.admin_token)),
+            ],
+            [
                 Target(queue, "page", "/queue", cookie(who.operator_token)),
                 Target(
-                    queue, "api", "/api/v1/requests?state=submitted&limit=200", bearer(who.operator_token)
+                    queue,
+                    "api",
+                    f"/api/v1/requests?state=submitted&limit={QUEUE_PAGE}",
+                    bearer(who.operator_token),
                 ),
             ],
         ]
@@ -332,7 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             base, [(vms, "/vms", who.admin_token), (queue, "/queue", who.operator_token)], args.renders
         )
     ratios = {}
-    for scenario in (vms, queue):
+    for scenario in (vms, menu, queue):
         api = next(r for r in results if r.scenario == scenario and r.name == "api")
         ratios[scenario] = {
             r.name: round(r.p50_ms / api.p50_ms, 2)

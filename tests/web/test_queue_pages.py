@@ -6,11 +6,14 @@ the operator rejects one with a reason and approves another, which the simulator
 (the request delivered, shown in 我的申请 and in the queue's self-refreshing provisioning list). English
 too; one Chromium pass with axe-core (no serious or critical violation): the operator approves from
 the queue through the confirmation dialog and watches, without reloading, the provisioning end;
+the queue is paged, 50 soonest due a page, a refusal shown on the page the form was on;
 screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -158,3 +161,58 @@ def test_the_operator_approves_from_the_queue_in_chromium(
         finally:
             context.close()
     wait_for(lambda: _state(live, rid) == "delivered", timeout=90, what="the request delivered")
+
+
+def _copies(live: Live, of: int, n: int) -> list[int]:
+    """``n`` more submitted requests like ``of`` (its row copied in the portal's database), due at
+    the same time as it: the queue orders them by id after it."""
+    with contextlib.closing(sqlite3.connect(live.data_dir / "vmportal.sqlite3", timeout=30)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(vm_request)") if row[1] != "id"]
+        listed = ", ".join(columns)
+        made = []
+        for _ in range(n):
+            cur = db.execute(
+                f"INSERT INTO vm_request ({listed}) SELECT {listed} FROM vm_request WHERE id = ?",  # noqa: S608
+                (of,),
+            )
+            assert cur.lastrowid is not None
+            made.append(cur.lastrowid)
+        marks = ", ".join("?" * len(made))
+        db.execute(
+            "UPDATE vm_request SET state = 'submitted', decided_by = NULL, decided_at = NULL,"  # noqa: S608
+            f" decision_reason = '' WHERE id IN ({marks})",
+            made,
+        )
+        db.commit()
+    return made
+
+
+def test_the_queue_is_paged_soonest_due_first(live: Live, filed: dict[str, int]) -> None:
+    made = _copies(live, filed["reject"], 60)
+    with as_user(live, "operator", Role.CENTER_OPERATOR) as c:
+        first = c.get("/queue").text
+        on_first = _waiting(first)
+        assert len(on_first) == 50 and 'aria-label="分页"' in first
+        assert 'href="?page=2"' in first and "第 1 / 2 页" in first
+        second = c.get("/queue", params={"page": 2})
+        assert second.status_code == 200 and 'start="51"' in second.text
+        on_second = _waiting(second.text)
+        assert not set(on_first) & set(on_second)
+        assert set(made) <= set(on_first + on_second)
+        # Soonest due first across the pages (the copies share a due time: then by number).
+        assert [i for i in on_first + on_second if i in made] == made
+        # A refusal on page 2 is shown there, beside its request, the operator's place kept.
+        rid = on_second[0]
+        form = re.search(rf'action="/queue/{rid}/reject".*?</form>', second.text, re.S)
+        assert form is not None and 'name="page" value="2"' in form.group(0)
+        bad = c.post(
+            f"/queue/{rid}/reject", data={"csrf_token": csrf(second.text), "reason": "", "page": "2"}
+        )
+        assert bad.status_code == 422 and rid in _waiting(bad.text) and 'start="51"' in bad.text
+        assert 'aria-invalid="true"' in bad.text
+        done = c.post(
+            f"/queue/{rid}/reject", data={"csrf_token": csrf(second.text), "reason": "重复", "page": "2"}
+        )
+        assert done.status_code == 303 and done.headers["location"] == f"/queue?done=rejected&id={rid}&page=2"
+        past = c.get("/queue", params={"page": 99})  # past the end: the last page
+        assert past.status_code == 200 and _waiting(past.text) == _waiting(c.get("/queue?page=2").text)

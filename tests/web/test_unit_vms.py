@@ -1,11 +1,14 @@
 """我的虚拟机 against the live demo portal: a unit admin's VMs with their power and security state
-and the power buttons; an action the user may not take is shown refused with its rule and reason
+and one "Actions" control per VM (a link to the VM's page, which htmx turns into a fetch of the
+VM's power buttons); an action the user may not take is shown refused with its rule and reason
 before trying (the unit lead: power_ops once for the page; a suspended VM: suspended_lock on start,
-reset and reboot, power off still offered); a refused post names the rule and queues nothing; a form
-without its CSRF token is refused; another unit's VM answers the 404 page. In Chromium: the unit
-admin powers a VM off from the list, confirms in the dialog and sees the state change without
-reloading; the VM's page in English at phone width; axe-core on each (no serious or critical
-violation), screenshots at desktop and phone width under .cache/screenshots (tests/web/screens.py)."""
+reset and reboot, power off still offered, on its page and in its opened actions); a refused post
+names the rule and queues nothing; a form without its CSRF token is refused; another unit's VM
+answers the 404 page, its actions too. In Chromium: the unit admin opens a VM's actions from the
+keyboard, the table's 5 s refresh leaves the open menu alone, powers the VM off, confirms in the
+dialog and sees the state change without reloading; the VM's page in English at phone width;
+axe-core on each (no serious or critical violation), screenshots at desktop and phone width under
+.cache/screenshots (tests/web/screens.py)."""
 
 from __future__ import annotations
 
@@ -70,7 +73,27 @@ def test_refusals_are_shown_before_trying(live: Live, vms: dict[str, int]) -> No
         assert page.status_code == 200 and "我的虚拟机" in page.text
         free = re.search(rf'<tr data-vm="{vms["cs_free"]}">.*?</tr>', page.text, re.S)
         assert free is not None
-        assert 'value="stop"' in free.group(0) and "强制关机" in free.group(0)
+        # A light row: no power form, one control that is a link to the VM's page without
+        # JavaScript and fetches the VM's actions with htmx.
+        assert 'name="action"' not in free.group(0) and "data-menu-toggle" in free.group(0)
+        assert f'href="/vms/{vms["cs_free"]}" data-menu-toggle' in free.group(0)
+        assert f'hx-get="/vms/{vms["cs_free"]}/actions"' in free.group(0)
+        opened = c.get(f"/vms/{vms['cs_free']}/actions", headers={"HX-Request": "true"})
+        assert opened.status_code == 200 and "<html" not in opened.text
+        assert 'value="stop"' in opened.text and "强制关机" in opened.text
+        assert f'name="csrf_token" value="{_csrf(page.text)}"' in opened.text
+        assert 'name="from" value="list"' in opened.text  # a press answers the row
+        no_js = c.get(f"/vms/{vms['cs_free']}/actions", follow_redirects=False)
+        assert no_js.status_code == 303 and no_js.headers["location"] == f"/vms/{vms['cs_free']}"
+
+        # The suspended VM's opened actions: refused before trying, with the rule and its reason.
+        menu = c.get(f"/vms/{vms['cs_suspended']}/actions", headers={"HX-Request": "true"}).text
+        assert sorted(re.findall(r'aria-disabled="true"[^>]*data-action="(\w+)"', menu)) == [
+            "reboot",
+            "restart",
+            "start",
+        ]
+        assert "规则 suspended_lock" in menu and 'name="action" value="stop"' in menu
 
         detail = c.get(f"/vms/{vms['cs_suspended']}")
         assert detail.status_code == 200 and "已暂停" in detail.text
@@ -95,6 +118,9 @@ def test_refusals_are_shown_before_trying(live: Live, vms: dict[str, int]) -> No
         assert f'data-vm="{vms["cs_free"]}"' not in mine.text
         other = c.get(f"/vms/{vms['cs_free']}")
         assert other.status_code == 404 and "无权查看" in other.text and "cs-lab-web" not in other.text
+        other_menu = c.get(f"/vms/{vms['cs_free']}/actions", headers={"HX-Request": "true"})
+        assert other_menu.status_code == 404 and "cs-lab-web" not in other_menu.text
+        assert 'name="action"' not in other_menu.text
         other_post = c.post(
             f"/vms/{vms['cs_free']}/power", data={"csrf_token": _csrf(mine.text), "action": "stop"}
         )
@@ -104,6 +130,9 @@ def test_refusals_are_shown_before_trying(live: Live, vms: dict[str, int]) -> No
         page = c.get("/vms")
         assert "规则 power_ops" in page.text and "网络安全负责人可以查看，但不能操作" in page.text
         assert 'name="action"' not in page.text and "仅可查看" in page.text
+        assert "data-menu-toggle" not in page.text  # nothing to open
+        menu = c.get(f"/vms/{vms['cs_free']}/actions", headers={"HX-Request": "true"})
+        assert "规则 power_ops" in menu.text and 'name="action"' not in menu.text
 
 
 def test_a_power_action_from_the_vm_page_in_english(live: Live, vms: dict[str, int]) -> None:
@@ -139,6 +168,26 @@ def test_power_off_from_the_list_in_chromium(
         expect(row.locator(".power-state")).to_contain_text("运行中")
         shots.both(page, "vms")
         assert axe_violations(page) == []
+        # The row's one control, from the keyboard: a button that opens the VM's actions.
+        toggle = row.locator("[data-menu-toggle]")
+        expect(toggle).to_have_attribute("role", "button")
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        toggle.focus()
+        page.keyboard.press("Space")
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        menu = row.locator(".row-menu")
+        expect(menu.locator("button[data-action=stop]")).to_be_visible()
+        page.keyboard.press("Escape")  # closes it, the focus back on its control
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        expect(menu.locator("button")).to_have_count(0)
+        expect(toggle).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        shots.both(page, "vms-actions")
+        assert axe_violations(page) == []
+        # The table's 5 s refresh waits while the menu is open: it is still there after one.
+        page.wait_for_timeout(6_000)
+        expect(toggle).to_have_attribute("aria-expanded", "true")
         row.locator("button[data-action=stop]").click()
         dialog = page.locator("#confirm-dialog")
         expect(dialog).to_be_visible()

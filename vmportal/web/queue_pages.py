@@ -7,6 +7,11 @@ provisioning end without reloading.
 The page calls the request service only (list_requests, actions_for, approve, reject, retry): a
 request shows the buttons its state lets the user's role take (the service's own table), and a
 refusal answers with its reason beside the button. Unit users are refused naming the rule.
+
+The waiting requests are paged, :data:`PAGE_SIZE` a page, soonest due first across the pages: a
+queue of a few hundred requests, each with its two forms, was some 350 KB of HTML to render and
+send at every visit, while the operator decides the first few (the soonest due, the at-risk and
+overdue marks first) and takes the next page when those are done.
 """
 
 from __future__ import annotations
@@ -41,34 +46,57 @@ DECIDERS = frozenset({Role.CENTER_OPERATOR.value, Role.CENTER_ADMIN.value})
 WAITING = (RequestState.SUBMITTED, RequestState.ENDORSED)
 IN_PROGRESS = (RequestState.APPROVED, RequestState.PROVISIONING, RequestState.FAILED)
 LIMIT = 200
+#: Waiting requests per page of the queue.
+PAGE_SIZE = 50
 #: The latest delivered requests listed under those being provisioned (the operator sees one end).
 RECENTLY_DELIVERED = 10
 #: A reason typed into the queue's forms (the service keeps 2,000 characters).
 MAX_REASON = 2000
 
 
+def _unit_names(session: Session, user: User) -> dict[int | None, str]:
+    """Each unit's name in the user's language (asked once per page: both lists show them)."""
+    return {
+        u.id: (u.name_zh if common.zh() else u.name_en or u.name_zh)
+        for u in units.list_units(session, identity.actor_of(user))
+    }
+
+
 def _rows(
-    session: Session, user: User, states: tuple[RequestState, ...], *, delivered: int = 0
-) -> list[dict[str, Any]]:
-    """The requests in ``states``, soonest due first, then the newest ``delivered`` delivered ones."""
+    session: Session,
+    user: User,
+    states: tuple[RequestState, ...],
+    names: dict[int | None, str],
+    *,
+    delivered: int = 0,
+    page: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The requests in ``states``, soonest due first (with ``page``: that page of them), then the
+    newest ``delivered`` delivered ones; and how many are in ``states`` in all."""
     actor = identity.actor_of(user)
     found: list[VMRequest] = []
+    total = 0
+    # Each state's list is sorted by due time; the first ``end`` of the merged order are among the
+    # first ``end`` of each, so the page is cut from those (one page query per state, no new one).
+    start, end = ((page - 1) * PAGE_SIZE, page * PAGE_SIZE) if page else (0, LIMIT)
     for state in states:
-        found += requests.list_requests(session, actor, state=state, limit=LIMIT, sort="due_at")[0]
+        listed, count = requests.list_requests(session, actor, state=state, limit=end, sort="due_at")
+        found += listed
+        total += count
     found.sort(key=lambda r: (r.due_at, r.id or 0))
+    if page:
+        found = found[start:end]
     if delivered:
         found += requests.list_requests(
             session, actor, state=RequestState.DELIVERED, limit=delivered, sort="-id"
         )[0]
     now = datetime.now(UTC)
     actions = requests.actions_for(session, actor, found)
-    names = {
-        u.id: (u.name_zh if common.zh() else u.name_en or u.name_zh) for u in units.list_units(session, actor)
-    }
-    return [
+    rows = [
         {**_row(r, now), "actions": a, "unit": names.get(r.unit_id, "")}
         for r, a in zip(found, actions, strict=True)
     ]
+    return rows, total
 
 
 def _page(
@@ -81,9 +109,15 @@ def _page(
     values: dict[int, dict[str, str]] | None = None,
     flash: tuple[str, str] | None = None,
     status: int = 200,
+    page: int = 1,
 ) -> Response:
-    waiting = _rows(session, user, WAITING)
-    in_progress = _rows(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED)
+    names = _unit_names(session, user)
+    waiting, total = _rows(session, user, WAITING, names, page=page)
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    if page > pages:  # past the end (the last ones were decided meanwhile): the last page
+        page = pages
+        waiting, total = _rows(session, user, WAITING, names, page=page)
+    in_progress, _n = _rows(session, user, IN_PROGRESS, names, delivered=RECENTLY_DELIVERED)
     flashes = [flash] if flash else []
     # {request id: {field name or "": message}}: an error beside the field (or the buttons) it is
     # about; a request no longer listed (decided meanwhile) has it said at the top instead.
@@ -97,6 +131,10 @@ def _page(
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
         "waiting": waiting,
+        "waiting_total": total,
+        "page": page,
+        "pages": pages,
+        "first": (page - 1) * PAGE_SIZE + 1,
         "in_progress": in_progress,
         "errors": errs or {},
         "values": values or {},
@@ -116,7 +154,7 @@ def _not_a_decider(request: Request, token: str, user: User, action: str) -> Res
 
 
 @router.get("/queue", response_class=HTMLResponse)
-def queue(request: Request, session: SessionDep, done: str = "", id: int = 0) -> Response:
+def queue(request: Request, session: SessionDep, done: str = "", id: int = 0, page: int = 1) -> Response:
     current = _current(request, session)
     if current is None:
         return _to_login(request)
@@ -129,7 +167,7 @@ def queue(request: Request, session: SessionDep, done: str = "", id: int = 0) ->
         "retried": _("Request %(id)d is being provisioned again."),
     }
     flash = ("success", messages[done] % {"id": id}) if done in messages else None
-    return _page(request, session, token, user, flash=flash)
+    return _page(request, session, token, user, flash=flash, page=max(page, 1))
 
 
 @router.get("/queue/progress", response_class=HTMLResponse)
@@ -143,7 +181,9 @@ def progress(request: Request, session: SessionDep) -> Response:
         return _not_a_decider(request, token, user, "approve")
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "in_progress": _rows(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED),
+        "in_progress": _rows(
+            session, user, IN_PROGRESS, _unit_names(session, user), delivered=RECENTLY_DELIVERED
+        )[0],
         "errors": {},
     }
     return _templates.TemplateResponse(request, "queue_progress.html", context)
@@ -186,6 +226,12 @@ async def _decide(request: Request, session: Session, request_id: int, kind: str
     if user.role not in DECIDERS:
         return _not_a_decider(request, token, user, action)
     actor, who = identity.actor_of(user), identity.who(user)
+    # The queue's page the form was on: a refusal is shown there, beside the request, and the
+    # operator goes back to it after a decision.
+    try:
+        page = max(int(str(form.get("page", "1"))), 1)
+    except ValueError:
+        page = 1
     typed = {k: str(form.get(k, "")).strip() for k in ("reason", "override_reason")}
     typed = {k: v for k, v in typed.items() if v}
     problem = next(
@@ -200,7 +246,9 @@ async def _decide(request: Request, session: Session, request_id: int, kind: str
         problem = ("reason", _beside(_("Give the reason; it is told to the unit."), "required"))
     if problem is not None:
         errs = {request_id: {problem[0]: problem[1]}}
-        return _page(request, session, token, user, errs=errs, values={request_id: typed}, status=422)
+        return _page(
+            request, session, token, user, errs=errs, values={request_id: typed}, status=422, page=page
+        )
     override = typed.get("override_reason") if user.role == Role.CENTER_ADMIN.value else None
     try:
         if kind == "approved":
@@ -217,8 +265,9 @@ async def _decide(request: Request, session: Session, request_id: int, kind: str
         session.rollback()  # nothing half-written
         field, message = _shown(exc, action)
         errs, values = {request_id: {field: message}}, {request_id: typed}
-        return _page(request, session, token, user, errs=errs, values=values, status=exc.status)
-    return RedirectResponse(f"/queue?done={kind}&id={request_id}", status_code=303)
+        return _page(request, session, token, user, errs=errs, values=values, status=exc.status, page=page)
+    back = f"&page={page}" if page > 1 else ""
+    return RedirectResponse(f"/queue?done={kind}&id={request_id}{back}", status_code=303)
 
 
 @router.post("/queue/{request_id:int}/approve")

@@ -8,6 +8,13 @@ with its CSRF token (POST /vms/{id}/power): with htmx the answer replaces the VM
 block in place; without JavaScript it is a plain post answered by the VM's page. The list and the
 VM's status refresh themselves every 5 s, so a state changed by the hypervisor or a containment
 shows without reloading.
+
+The list keeps a row light: its state columns and one "Actions" control per VM. With htmx the
+control fetches the VM's power buttons (GET /vms/{id}/actions, asked of the service when it is
+opened, so still before the user tries); without JavaScript it is a link to the VM's page, which
+shows them all. A VM the user may not operate at all (rule power_ops: a lead, the auditor) is said
+once on the page and its row says "View only", as before. While a menu is open the table's refresh
+waits (portal.js): the swap would close the menu under the user's pointer.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from vmportal.vm import schemas as vm_schemas
 from vmportal.vm import service as vms
 from vmportal.vm.models import VM, PowerOpState
 from vmportal.vm.service import credentials
-from vmportal.vm.service.choices import Choice, power_choices, power_choices_many
+from vmportal.vm.service.choices import Choice, power_barred, power_choices
 from vmportal.web import common, templating
 from vmportal.web.i18n import gettext as _
 from vmportal.web.session import current as _current
@@ -92,18 +99,26 @@ def _buttons(vm: VM, choices: list[Choice]) -> list[dict[str, Any]]:
     ]
 
 
-def _row(
-    session: Session, actor: Actor, vm: VM, unit_name: str | None, choices: list[Choice] | None = None
-) -> dict[str, Any]:
-    """A VM with its power buttons; ``choices`` when the caller asked for a page of VMs at once."""
-    if choices is None:
-        choices = power_choices(session, actor, vm)
+def _row(session: Session, actor: Actor, vm: VM, unit_name: str | None) -> dict[str, Any]:
+    """A VM with its power buttons (the VM's page, and a list row's opened actions)."""
+    choices = power_choices(session, actor, vm)
     # Not this user's to operate at all (a lead, the auditor): said once on the page, not per button.
     barred = next((c.refusal for c in choices if c.refusal and c.refusal.rule == "power_ops"), None)
     return {
         "vm": vm,
         "unit_name": unit_name or "",
         "buttons": [] if barred else _buttons(vm, choices),
+        "barred": _reason(barred.rule, common.say(barred.message_en, barred.message_zh)) if barred else "",
+    }
+
+
+def _light_row(actor: Actor, vm: VM, unit_name: str | None) -> dict[str, Any]:
+    """A VM of the list: its columns and whether its actions may be opened; the buttons themselves
+    are asked for when the user opens them (:func:`vm_actions`)."""
+    barred = power_barred(actor, vm)
+    return {
+        "vm": vm,
+        "unit_name": unit_name or "",
         "barred": _reason(barred.rule, common.say(barred.message_en, barred.message_zh)) if barred else "",
     }
 
@@ -127,9 +142,7 @@ def vm_list(
     q = (q or "").strip()[:100]
     filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     found, total = vms.list_vms(session, actor, filters)
-    # One question for the page's VMs, not two per row (the holds, each connection's capability).
-    every = power_choices_many(session, actor, [r.vm for r in found])
-    rows = [_row(session, actor, r.vm, r.unit_name, c) for r, c in zip(found, every, strict=True)]
+    rows = [_light_row(actor, r.vm, r.unit_name) for r in found]
     context: dict[str, Any] = {
         **common.base(token, user, _("My VMs") if user.unit_id else _("VMs"), "/vms"),
         "rows": rows,
@@ -190,6 +203,25 @@ def vm_detail(request: Request, session: SessionDep, vm_id: int) -> Response:
     return _templates.TemplateResponse(request, name, context)
 
 
+@router.get("/vms/{vm_id:int}/actions", response_class=HTMLResponse)
+def vm_actions(request: Request, session: SessionDep, vm_id: int) -> Response:
+    """The power buttons of one VM of the list, asked of the service now (what the row's "Actions"
+    control opens). Only htmx asks for this part; a browser sent here is sent to the VM's page."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    if not request.headers.get("hx-request"):
+        return RedirectResponse(f"/vms/{vm_id}", status_code=303)
+    token, user = current
+    actor = identity.actor_of(user)
+    try:
+        found = vms.get_vm(session, actor, vm_id)  # 404 for another unit's
+    except errors.NotFound:
+        return _no_such_vm(request, token, user, vm_id)
+    context = {**common.base(token, user, "", "/vms"), "row": _row(session, actor, found.vm, found.unit_name)}
+    return _templates.TemplateResponse(request, "vm_actions.html", context)
+
+
 @router.post("/vms/{vm_id:int}/power")
 async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Response:
     """One power action; ``from`` says which part of a page asked (``list``: the row, else the VM's
@@ -229,9 +261,9 @@ async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Respons
             status, message = exc.status, ("error", _reason(rule, common.error_message(exc)))
     if request.headers.get("hx-request"):
         vm = vms.find_vm(session, actor, vm_id)
-        if form.get("from") == "list":
-            context = {**common.base(token, user, "", "/vms"), "row": _row(session, actor, vm, None)}
-            context["row"]["unit_name"] = vms.get_vm(session, actor, vm_id).unit_name or ""
+        if form.get("from") == "list":  # the list's light row, its menu closed, the outcome said
+            found = vms.get_vm(session, actor, vm_id)
+            context = {**common.base(token, user, "", "/vms"), "row": _light_row(actor, vm, found.unit_name)}
             context["message"] = message
             return _templates.TemplateResponse(request, "vm_row.html", context)
         context = _detail_context(session, token, user, vm_id)

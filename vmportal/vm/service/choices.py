@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from sqlmodel import Session
 
 from hypervisors.base import PowerAction
+from policies.base import Deny
+from policies.power import check_power_ops
 from policies.roles import Actor
 from vmportal.kit import errors
 from vmportal.vm.models import VM, Lifecycle
@@ -56,6 +58,19 @@ def _refusal(exc: errors.PortalError, rule: str) -> Refusal:
     if isinstance(exc, errors.InvalidField) and fields:  # without the "field: " prefix
         en, zh = str(fields[0]["message"]), zh.split("：", 1)[-1]
     return Refusal(str(exc.extra.get("rule", rule)), en, zh, incident if isinstance(incident, int) else None)
+
+
+def power_barred(actor: Actor, vm: VM) -> Refusal | None:
+    """Why ``actor`` may not operate ``vm`` at all (rule ``power_ops``: a lead, the auditor), or None.
+
+    Asked per row of a list, where the other checks wait until the user opens the VM's actions: it
+    depends on the role and the VM's unit only (no query), and it is the first check of every
+    action, so a barred VM's every action would be refused with this reason."""
+    # As power._policy_decision: an unregistered VM (no unit yet) is nobody's but the center's.
+    verdict = check_power_ops(actor, vm.unit_id if vm.unit_id is not None else -1)
+    if isinstance(verdict, Deny):
+        return Refusal(verdict.rule, verdict.message_en, verdict.message_zh)
+    return None
 
 
 def power_choices(session: Session, actor: Actor, vm: VM) -> list[Choice]:

@@ -88,6 +88,80 @@
     );
   });
 
+  // A row's "Actions" menu ([data-menu-toggle]): a link to the record's page (without JavaScript)
+  // that htmx makes fetch the actions into the element it controls. Here it becomes a disclosure
+  // button: Space or Enter opens it, pressing it again or Escape closes it (each opening asks the
+  // server again, so the reasons shown are today's), and aria-expanded says which.
+  function toggles(root) {
+    return root.querySelectorAll ? root.querySelectorAll("[data-menu-toggle]") : [];
+  }
+
+  function menuOf(toggle) {
+    return document.getElementById(toggle.getAttribute("aria-controls"));
+  }
+
+  function closeMenu(toggle) {
+    var menu = menuOf(toggle);
+    if (menu) menu.replaceChildren();
+    toggle.setAttribute("aria-expanded", "false");
+  }
+
+  document.addEventListener("htmx:load", function (event) {
+    var found = toggles(event.detail.elt);
+    for (var i = 0; i < found.length; i++) {
+      found[i].setAttribute("role", "button");
+      if (!found[i].hasAttribute("aria-expanded")) found[i].setAttribute("aria-expanded", "false");
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.key === " " && target.hasAttribute && target.hasAttribute("data-menu-toggle")) {
+      event.preventDefault();  // a button answers Space; a link would scroll the page
+      target.click();
+      return;
+    }
+    if (event.key !== "Escape" || !target.closest) return;
+    var cell = target.closest("td, li");
+    var toggle = cell && cell.querySelector('[data-menu-toggle][aria-expanded="true"]');
+    if (toggle && !document.querySelector("dialog[open]")) {
+      closeMenu(toggle);
+      toggle.focus();
+    }
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt.hasAttribute("data-menu-toggle") && elt.getAttribute("aria-expanded") === "true") {
+      event.preventDefault();  // pressed again: close, nothing to fetch
+      closeMenu(elt);
+      return;
+    }
+    // A self-refreshing part (hx-trigger "every ...") waits while one of its menus is open or the
+    // confirmation dialog asks: its swap would take the menu, or the form being confirmed, away
+    // from under the user. It refreshes again at the next tick after the menu is closed.
+    var polling = /^\s*every\s/.test(elt.getAttribute("hx-trigger") || "");
+    if (polling && (elt.querySelector('[data-menu-toggle][aria-expanded="true"]') || document.querySelector("dialog[open]"))) {
+      event.preventDefault();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt.hasAttribute && elt.hasAttribute("data-menu-toggle") && event.detail.successful) {
+      elt.setAttribute("aria-expanded", "true");
+    }
+  });
+
+  // A row replaced by the answer to one of its menu's buttons: the focus, which was on that button,
+  // goes to the new row's menu control instead of falling back to the top of the page.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var elt = event.target;  // the new row (detail.elt is the form that asked, now gone)
+    if (document.activeElement && document.activeElement !== document.body) return;
+    var toggle = elt && elt.matches && elt.matches("tr") ? elt.querySelector("[data-menu-toggle]") : null;
+    if (toggle) toggle.focus();
+  });
+
   // The phone menu: the navigation is shown until this script runs, then folds behind a button.
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.querySelector(".nav-toggle");
