@@ -56,14 +56,6 @@ def holding_incidents(session: Session, vm_id: int, *, exclude: int | None = Non
     return list(session.exec(stmt.order_by(col(Incident.id))).all())
 
 
-def holding_incidents_of(session: Session, vm_ids: list[int]) -> list[Incident]:
-    """:func:`holding_incidents` of many VMs, oldest first."""
-    stmt = select(Incident).where(
-        col(Incident.vm_id).in_(vm_ids), col(Incident.state).in_([s.value for s in HOLDING])
-    )
-    return list(session.exec(stmt.order_by(col(Incident.id))).all())
-
-
 def held_vm_refs(session: Session, connection_id: int) -> list[str]:
     """Hypervisor refs of the connection's active VMs that a confirmed containment holds."""
     stmt = (

@@ -28,7 +28,7 @@ from vmportal.kit import pages
 from vmportal.mail import service as mail
 from vmportal.vm import service as vm_service
 from vmportal.vm.models import VM
-from vmportal.vm.service.power import Hold, on_hold_lookup, on_holds_lookup
+from vmportal.vm.service.power import Hold, on_hold_lookup
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +147,6 @@ def _hold(session: Session, vm_id: int) -> Hold | None:
     return _hold_of(repository.holding_incidents(session, vm_id))
 
 
-def _holds(session: Session, vm_ids: list[int]) -> dict[int, Hold]:
-    """:func:`_hold` of many VMs in one query (a page of VMs shows each one's refused actions)."""
-    by_vm: dict[int, list[Incident]] = {}
-    for incident in repository.holding_incidents_of(session, vm_ids):
-        if incident.vm_id is not None:
-            by_vm.setdefault(incident.vm_id, []).append(incident)
-    return {vm_id: hold for vm_id, found in by_vm.items() if (hold := _hold_of(found)) is not None}
-
-
 inventory.on_reconciled(_after_reconcile)
 inventory.on_held_refs(repository.held_vm_refs)
 on_hold_lookup(_hold)
-on_holds_lookup(_hold, _holds)

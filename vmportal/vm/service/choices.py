@@ -9,7 +9,7 @@ find out by pressing the button; the request itself still checks everything agai
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlmodel import Session
 
@@ -74,41 +74,14 @@ def power_barred(actor: Actor, vm: VM) -> Refusal | None:
 
 
 def power_choices(session: Session, actor: Actor, vm: VM) -> list[Choice]:
-    """Each of :data:`USER_ACTIONS` on ``vm`` (already visible to ``actor``) with its refusal, if any."""
-    return _choices(session, actor, vm, _Known(), lookup_hold=True)
+    """Each of :data:`USER_ACTIONS` on ``vm`` (already visible to ``actor``) with its refusal, if any.
 
-
-def power_choices_many(session: Session, actor: Actor, vms: list[VM]) -> list[list[Choice]]:
-    """:func:`power_choices` of each of ``vms`` (a page of a list), with what is the same for many
-    asked once: the containments holding any of them in one query (power.holds_of), each
-    connection's guest power capability once. The answers are those of power_choices one by one."""
-    known = _Known(holds=power.holds_of(session, [vm.id for vm in vms if vm.id is not None]))
-    return [_choices(session, actor, vm, known, lookup_hold=False) for vm in vms]
-
-
-@dataclass
-class _Known:
-    """What :func:`_choices` may take as known instead of asking: the holds of the VMs asked about
-    (``lookup_hold`` False: a VM absent from it is held by nothing), and each connection's guest
-    power capability (filled as found)."""
-
-    holds: dict[int, power.Hold] = field(default_factory=dict)
-    capable: dict[int, bool] = field(default_factory=dict)
-
-
-def _held(session: Session, vm: VM, action: PowerAction, known: _Known, lookup_hold: bool) -> None:
-    if lookup_hold:
-        power.ensure_not_held(session, vm, action.value, power._ACTION_ZH[action])
-        return
-    hold = known.holds.get(vm.id) if vm.id is not None else None
-    if hold is not None:
-        raise power.held_conflict(vm, hold, action.value, power._ACTION_ZH[action])
-
-
-def _choices(session: Session, actor: Actor, vm: VM, known: _Known, *, lookup_hold: bool) -> list[Choice]:
+    Asked for one VM at a time (its page, or its "Actions" opened on the list): a list row shows
+    only :func:`power_barred`, so no page asks this for many VMs at once."""
     out: list[Choice] = []
     held: errors.StateConflict | None = None
     held_checked = False
+    capable: bool | None = None  # the connection's guest power, asked once for both guest actions
     for action in USER_ACTIONS:
         decision = power._policy_decision(actor, vm, action)
         if not decision.allowed:
@@ -124,21 +97,19 @@ def _choices(session: Session, actor: Actor, vm: VM, known: _Known, *, lookup_ho
                 if not held_checked:
                     held_checked = True
                     try:
-                        _held(session, vm, action, known, lookup_hold)
+                        power.ensure_not_held(session, vm, action.value, power._ACTION_ZH[action])
                     except errors.StateConflict as exc:
                         held = exc
                 if held is not None:
                     raise held
             power._ensure_power_state_allows(vm, action)
             if action in power._GUEST_ACTIONS:
-                capable = known.capable.get(vm.connection_id)
                 if capable is None:
                     try:
                         power._ensure_capable(session, vm, action)
                         capable = True
                     except errors.InvalidField:
                         capable = False
-                    known.capable[vm.connection_id] = capable
                 if not capable:
                     power._ensure_capable(session, vm, action)
         except errors.InvalidField as exc:

@@ -234,9 +234,6 @@ class Hold:
 #: Registered by ``vmportal.incidents`` at import: the incident holding a VM, if any.
 HoldLookup = Callable[[Session, int], "Hold | None"]
 _HOLD_LOOKUPS: list[HoldLookup] = []
-#: Their batch forms, where registered: {VM id: hold} of the VMs held among those asked about.
-HoldsLookup = Callable[[Session, list[int]], "dict[int, Hold]"]
-_HOLDS_LOOKUPS: dict[HoldLookup, HoldsLookup] = {}
 
 #: Power actions that would undo a containment (bring the VM up). Stopping a contained VM is
 #: always allowed: it only makes it safer.
@@ -258,29 +255,6 @@ def held_by(session: Session, vm_id: int) -> Hold | None:
         if hold is not None:
             return hold
     return None
-
-
-def holds_of(session: Session, vm_ids: list[int]) -> dict[int, Hold]:
-    """:func:`held_by` for many VMs at once (a page listing VMs asks once, not once per row): each
-    lookup's batch form where it registered one (:func:`on_holds_lookup`), else its one-VM form."""
-    found: dict[int, Hold] = {}
-    if not vm_ids:
-        return found
-    for lookup in _HOLD_LOOKUPS:
-        many = _HOLDS_LOOKUPS.get(lookup)
-        if many is not None:
-            held = many(session, vm_ids)
-        else:
-            held = {i: h for i in vm_ids if (h := lookup(session, i)) is not None}
-        for vm_id, hold in held.items():
-            found.setdefault(vm_id, hold)  # the first lookup that holds it wins, as in held_by
-    return found
-
-
-def on_holds_lookup(one: HoldLookup, many: HoldsLookup) -> HoldsLookup:
-    """Register the batch form of the registered one-VM lookup ``one``."""
-    _HOLDS_LOOKUPS[one] = many
-    return many
 
 
 def ensure_not_held(session: Session, vm: VM, action: str, action_zh: str) -> None:
