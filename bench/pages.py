@@ -20,8 +20,10 @@ In one run (a few minutes; needs the local PostgreSQL, trust auth, and Debian's 
    ``--connections`` concurrent connections for ``--seconds``: requests/s. Page and API alternate in
    ``--rounds`` rounds, so a burst of other work on this shared machine weighs on both;
 4. the time to first render in Chromium on loopback (Paint Timing API, ``first-contentful-paint``):
-   a fresh browser context (empty cache: "cold") loads each page once, then the same context
+   after the browser has started (one throw-away load of the login page), ``--colds`` fresh
+   browser contexts (empty cache, no connection: "cold") load each page once, then the last one
    reloads it ``--renders`` times ("warm": assets from the cache, as a user moving between pages);
+   the target is read on the cold p50 (the max is printed beside it);
 5. prints the table, the page/API ratio of the p50s (target: at most 1.5) and the first render
    (target: under 300 ms), and the load average before and after; ``--json`` prints the summary.
 
@@ -189,8 +191,15 @@ _FCP = """() => new Promise(resolve => {
 })"""
 
 
-def first_render(base: str, pages: list[tuple[str, str, str]], renders: int) -> list[dict[str, Any]]:
-    """(scenario, path, cookie token) each: cold (a new context) once, then warm ``renders`` times."""
+def first_render(
+    base: str, pages: list[tuple[str, str, str]], renders: int, colds: int
+) -> list[dict[str, Any]]:
+    """(scenario, path, cookie token) each: cold ``colds`` times (each a new context: empty cache,
+    no connection), then warm ``renders`` times in the last of those contexts.
+
+    Before measuring, a throw-away context opens the portal's login page once: the browser's own
+    start-up (its first renderer process, the network service) is not a page's render time, and
+    would otherwise land on whichever page is measured first. Its cache goes with the context."""
     from playwright.sync_api import sync_playwright
 
     from vmportal.web.session import COOKIE
@@ -201,27 +210,36 @@ def first_render(base: str, pages: list[tuple[str, str, str]], renders: int) -> 
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
+            warmup = browser.new_context()
+            warmup.new_page().goto(f"{base}/login", wait_until="load")
+            warmup.close()
             for scenario, path, token in pages:
-                context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-                context.add_cookies([{"name": COOKIE, "value": token, "url": base}])
-                page = context.new_page()
-                samples = []
-                for _ in range(renders + 1):
-                    answer = page.goto(f"{base}{path}", wait_until="load")
-                    assert answer is not None and answer.status == 200, (path, answer and answer.status)
-                    samples.append(page.evaluate(_FCP))
-                context.close()
-                cold, warm = samples[0], samples[1:]
+                cold: list[dict[str, Any]] = []
+                warm: list[dict[str, Any]] = []
+                for n in range(colds):
+                    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+                    context.add_cookies([{"name": COOKIE, "value": token, "url": base}])
+                    page = context.new_page()
+                    for i in range(1 + (renders if n == colds - 1 else 0)):
+                        answer = page.goto(f"{base}{path}", wait_until="load")
+                        assert answer is not None and answer.status == 200, (path, answer and answer.status)
+                        (warm if i else cold).append(page.evaluate(_FCP))
+                    context.close()
+                cold_fcps = sorted(s["fcp"] for s in cold if s["fcp"] is not None)
                 fcps = sorted(s["fcp"] for s in warm if s["fcp"] is not None)
                 out.append(
                     {
                         "scenario": scenario,
                         "path": path,
-                        "cold_fcp_ms": round(cold["fcp"], 1) if cold["fcp"] is not None else None,
-                        "cold_bytes": int(cold["bytes"]),
+                        "cold_fcp_ms": round(statistics.median(cold_fcps), 1) if cold_fcps else None,
+                        "cold_fcp_max_ms": round(cold_fcps[-1], 1) if cold_fcps else None,
+                        "colds": len(cold),
+                        "cold_bytes": int(cold[0]["bytes"]),
                         "warm_fcp_p50_ms": round(statistics.median(fcps), 1) if fcps else None,
                         "warm_fcp_max_ms": round(fcps[-1], 1) if fcps else None,
-                        "warm_ttfb_p50_ms": round(statistics.median(s["ttfb"] for s in warm), 1),
+                        "warm_ttfb_p50_ms": round(statistics.median(s["ttfb"] for s in warm), 1)
+                        if warm
+                        else None,
                         "renders": len(warm),
                     }
                 )
@@ -351,7 +369,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for pair in scenarios:
             results += measure(port, pair, args)
         renders = first_render(
-            base, [(vms, "/vms", who.admin_token), (queue, "/queue", who.operator_token)], args.renders
+            base,
+            [(vms, "/vms", who.admin_token), (queue, "/queue", who.operator_token)],
+            args.renders,
+            args.colds,
         )
     ratios = {}
     for scenario in (vms, menu, queue):
@@ -405,8 +426,8 @@ def print_table(s: dict[str, Any]) -> None:
         cold = r["cold_fcp_ms"]
         verdict = "meets" if cold is not None and cold < RENDER_TARGET_MS else "ABOVE"
         print(
-            f"first contentful paint {r['path']:<7} cold {cold} ms ({verdict} the {RENDER_TARGET_MS:.0f} ms target, "
-            f"{r['cold_bytes']} bytes), warm p50 {r['warm_fcp_p50_ms']} ms max {r['warm_fcp_max_ms']} ms "
+            f"first contentful paint {r['path']:<7} cold p50 {cold} ms max {r['cold_fcp_max_ms']} ms over "
+            f"{r['colds']} ({verdict} the {RENDER_TARGET_MS:.0f} ms target, {r['cold_bytes']} bytes), warm p50 {r['warm_fcp_p50_ms']} ms max {r['warm_fcp_max_ms']} ms "
             f"over {r['renders']} (time to first byte p50 {r['warm_ttfb_p50_ms']} ms)"
         )
 
@@ -425,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating page/API rounds")
     parser.add_argument("--warmup", type=int, default=30, help="requests per target before measuring")
     parser.add_argument("--renders", type=int, default=10, help="warm loads in Chromium per page")
+    parser.add_argument(
+        "--colds", type=int, default=5, help="cold loads (fresh contexts) in Chromium per page"
+    )
     parser.add_argument("--log-level", default="WARNING", help="the portal's log level")
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
