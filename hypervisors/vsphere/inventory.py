@@ -138,25 +138,9 @@ READ_BACK_PROPERTIES: tuple[str, ...] = (
     "config.hardware.memoryMB",
     "config.hardware.device",
     "runtime.powerState",
-    "network",
     "guest.net",
     "guest.ipAddress",
 )
-
-
-def needs_network_names(devices: Sequence[Any]) -> bool:
-    """Whether a NIC's network can only be named by another read (a distributed port group, or a
-    standard network whose backing does not carry its name)."""
-    for device in nics_of(devices):
-        backing = device.backing
-        if isinstance(backing, vim.vm.device.VirtualEthernetCard.DistributedVirtualPortBackingInfo):
-            return True
-        if (
-            isinstance(backing, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo)
-            and not backing.deviceName
-        ):
-            return True
-    return False
 
 
 def read_back_info(obj: Any, values: Mapping[str, Any], names: Names) -> VMInfo | None:
@@ -355,16 +339,10 @@ class Inventory:
         return info
 
     def read_back(self, content: vim.ServiceInstanceContent, vm: Any) -> VMInfo:
-        """The VM as a NIC change needs to confirm itself: one property read (plus one naming the
-        VM's networks, only when a NIC's backing does not name its own: distributed port groups).
-        ``placement`` is left empty; :meth:`info_of` has it."""
-        values = self.collector.read(content, vm, READ_BACK_PROPERTIES)
-        devices = values.get("config.hardware.device") or []
-        names = (
-            self.collector.names(content, values.get("network") or [])
-            if needs_network_names(devices)
-            else Names()
-        )
+        """The VM as a NIC change needs to confirm itself, in one round trip: power state, devices,
+        addresses, and the names of the networks its NICs are on. ``placement`` is left empty (a
+        NIC change does not move the VM; :meth:`info_of` has it)."""
+        values, names = self.collector.read_with_networks(content, vm, READ_BACK_PROPERTIES)
         info = read_back_info(vm, values, names)
         if info is None:
             raise NotFound(f"VM {moid(vm)} is inaccessible (no configuration)")
