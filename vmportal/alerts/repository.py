@@ -65,17 +65,26 @@ def vms_holding(
 ) -> list[tuple[int, str | None, list[str], int | None]]:
     """Active VMs whose delivered address or inventory addresses include any of ``addresses``:
     (id, ip_address, ips, system_id). Every holder of each address is returned, so the caller can
-    still tell an address two VMs claim (ambiguous) from one that is a single VM's."""
+    still tell an address two VMs claim (ambiguous) from one that is a single VM's.
+
+    The whole rows are read (an alert's addresses are held by a VM or two) and kept for the session
+    (its identity map holds objects only weakly): the VM an alert is then matched to is in the
+    session already, and :func:`get_vm` finds it without a statement."""
     if not addresses:
         return []
     dialect = session.get_bind().dialect.name
-    rows = session.exec(
-        select(VM.id, VM.ip_address, VM.ips, VM.system_id).where(
+    vms = session.exec(
+        select(VM).where(
             col(VM.lifecycle) == Lifecycle.ACTIVE.value,
             sa.or_(col(VM.ip_address).in_(addresses), _json_list_has_any(VM.ips, addresses, dialect)),
         )
     ).all()
-    return [(int(i), ip, list(ips or []), system) for i, ip, ips, system in rows if i is not None]
+    session.info.setdefault(_HOLDERS_KEY, []).extend(vms)
+    return [(int(vm.id), vm.ip_address, list(vm.ips or []), vm.system_id) for vm in vms if vm.id is not None]
+
+
+#: Where :func:`vms_holding` keeps the VMs it read, for the rest of the session.
+_HOLDERS_KEY = "vmportal_alerts_vms_holding"
 
 
 def systems_with_domains(session: Session, hosts: list[str]) -> list[tuple[int, list[str]]]:
