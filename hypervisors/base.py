@@ -402,7 +402,9 @@ class HypervisorAdapter(Protocol):
 
     def set_network(self, ref: str, connected: bool) -> VMInfo:
         """Connect or disconnect every virtual NIC of the VM (and its connect-at-power-on flag),
-        so the VM stays isolated across a reboot. Returns the VM re-read from the hypervisor."""
+        so the VM stays isolated across a reboot. Returns the VM re-read from the hypervisor after
+        the change: its power state, every NIC and its addresses as read now (what confirms the
+        change); ``placement`` may be left empty (``get_vm`` has it)."""
         ...
 
     def set_web_block(self, ref: str, blocked: bool) -> VMInfo:

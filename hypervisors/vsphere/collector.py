@@ -137,6 +137,38 @@ class Collector:
             raise vmodl.fault.ManagedObjectNotFound(obj=obj)
         return props(found[0])
 
+    def read_with_networks(
+        self, content: vim.ServiceInstanceContent, vm: Any, paths: Iterable[str]
+    ) -> tuple[dict[str, Any], Names]:
+        """Some properties of a VM and the names of the networks it is on, in one round trip
+        (ManagedObjectNotFound if the VM is gone): the retrieve follows the VM's ``network`` list,
+        so a NIC on a distributed port group (named by key in its backing) is named without a
+        second request."""
+        networks = PC.TraversalSpec(name="vmNetworks", type=vim.VirtualMachine, path="network", skip=False)
+        spec = PC.FilterSpec(
+            objectSet=[PC.ObjectSpec(obj=vm, skip=False, selectSet=[networks])],
+            propSet=[
+                PC.PropertySpec(type=vim.VirtualMachine, pathSet=list(paths)),
+                PC.PropertySpec(type=vim.Network, pathSet=["name"]),
+                PC.PropertySpec(type=vim.dvs.DistributedVirtualPortgroup, pathSet=["key"]),
+            ],
+        )
+        values: dict[str, Any] | None = None
+        names = Names()
+        for item in self.retrieve(content, [spec]):
+            found = props(item)
+            if moid(item.obj) == moid(vm):
+                values = found
+                continue
+            name = str(found.get("name", moid(item.obj)))
+            kind = getattr(type(item.obj), "_wsdlName", type(item.obj).__name__)
+            names.entities[moid(item.obj)] = Entity(obj=item.obj, kind=kind, name=name, parent=None)
+            if "key" in found:
+                names.portgroups[str(found["key"])] = name
+        if values is None:
+            raise vmodl.fault.ManagedObjectNotFound(obj=vm)
+        return values, names
+
     @contextlib.contextmanager
     def view(self, content: vim.ServiceInstanceContent, types: list[type], root: Any = None) -> Iterator[Any]:
         """A ContainerView of every ``types`` object under ``root`` (the root folder), destroyed after."""

@@ -127,6 +127,51 @@ def vm_info(obj: Any, values: Mapping[str, Any], names: Names) -> VMInfo | None:
     )
 
 
+#: What a NIC change reads back to confirm itself (:func:`read_back_info`): the state the
+#: confirmation needs, without the placement and names :data:`VM_PROPERTIES` carries.
+READ_BACK_PROPERTIES: tuple[str, ...] = (
+    "name",
+    "config.instanceUuid",
+    "config.template",
+    "config.annotation",
+    "config.hardware.numCPU",
+    "config.hardware.memoryMB",
+    "config.hardware.device",
+    "runtime.powerState",
+    "guest.net",
+    "guest.ipAddress",
+)
+
+
+def read_back_info(obj: Any, values: Mapping[str, Any], names: Names) -> VMInfo | None:
+    """A VM record from :data:`READ_BACK_PROPERTIES`: like :func:`vm_info` (power state, NICs with
+    their networks, disks, addresses, size, marker) but without placement, which a NIC change does
+    not move and which would cost a read of every entity above the VM."""
+    ref = values.get("config.instanceUuid")
+    if not ref:
+        return None
+    power = POWER_STATES.get(str(values.get("runtime.powerState")), PowerState.UNKNOWN)
+    devices = values.get("config.hardware.device") or []
+    return VMInfo(
+        ref=str(ref),
+        name=str(values.get("name", "")),
+        power_state=power,
+        vcpus=int(values.get("config.hardware.numCPU") or 0),
+        memory_mib=int(values.get("config.hardware.memoryMB") or 0),
+        disks=tuple(
+            DiskInfo(key=str(d.key), capacity_gib=disk_gib(d))
+            for d in devices
+            if isinstance(d, vim.vm.device.VirtualDisk)
+        ),
+        nics=_nic_infos(devices, power, names),
+        ips=_guest_ips(values),
+        is_template=bool(values.get("config.template")),
+        marker=marker_of(values.get("config.annotation")),
+        web_blocked=False,
+        extra={"moref": moid(obj)},
+    )
+
+
 def _nic_infos(devices: Sequence[Any], power: PowerState, names: Names) -> tuple[NICInfo, ...]:
     nic_list: list[NICInfo] = []
     for device in nics_of(devices):
@@ -289,6 +334,16 @@ class Inventory:
         """The record of one VM object, read now."""
         values = self.collector.read(content, vm, VM_PROPERTIES)
         info = vm_info(vm, values, self.collector.names(content, referenced(values)))
+        if info is None:
+            raise NotFound(f"VM {moid(vm)} is inaccessible (no configuration)")
+        return info
+
+    def read_back(self, content: vim.ServiceInstanceContent, vm: Any) -> VMInfo:
+        """The VM as a NIC change needs to confirm itself, in one round trip: power state, devices,
+        addresses, and the names of the networks its NICs are on. ``placement`` is left empty (a
+        NIC change does not move the VM; :meth:`info_of` has it)."""
+        values, names = self.collector.read_with_networks(content, vm, READ_BACK_PROPERTIES)
+        info = read_back_info(vm, values, names)
         if info is None:
             raise NotFound(f"VM {moid(vm)} is inaccessible (no configuration)")
         return info

@@ -29,7 +29,8 @@ class Network:
         self.tasks = tasks
 
     def set_network(self, ref: str, connected: bool) -> VMInfo:
-        """The contract's ``set_network``: every NIC cut (or restored), the VM re-read after."""
+        """The contract's ``set_network``: every NIC cut (or restored), the VM re-read after (without
+        its placement: see :meth:`Inventory.read_back`)."""
         vm = self.inventory.find(ref)
         current, values = self.inventory.state(vm, ref)
         changes = []
@@ -56,7 +57,10 @@ class Network:
             verb = "connect" if connected else "disconnect"
             spec = vim.vm.ConfigSpec(deviceChange=changes)
             self.tasks.run(f"{verb} NICs of {values.get('name', ref)}", lambda c: vm.Reconfigure(spec=spec))
-        return self.session.call(f"read VM {ref}", lambda c: self.inventory.info_of(c, vm))
+        # Read back only what confirms the change (power state, every NIC's connection, addresses):
+        # the full record would also read and name the VM's host, pool, folder and datacenter,
+        # two SOAP answers to parse for nothing a NIC change moves.
+        return self.session.call(f"read VM {ref}", lambda c: self.inventory.read_back(c, vm))
 
     def set_web_block(self, ref: str, blocked: bool) -> VMInfo:
         """Always :class:`NotSupported` (``capabilities.web_block`` is False)."""

@@ -433,6 +433,24 @@ class TestVirtualMachines:
             assert nic.connectable.startConnected is True
         si.content.sessionManager.Logout()
 
+    def test_network_cut_answers_the_nics_as_the_vm_reads_back(
+        self, vcsim: VcsimServer, adapter: VSphereAdapter, created: list[str]
+    ) -> None:
+        # What the network page and the containment show after a cut: every NIC with its port group
+        # named, its MAC and its state, exactly as a full read of the VM reports them.
+        vm = adapter.clone(_spec(vcsim))
+        created.append(vm.ref)
+        cut = adapter.set_network(vm.ref, False)
+        reread = adapter.get_vm(vm.ref)
+        assert cut.nics and all(n.network for n in cut.nics)
+        assert cut.nics == reread.nics
+        assert (cut.name, cut.power_state, cut.ips, cut.disks) == (
+            reread.name,
+            reread.power_state,
+            reread.ips,
+            reread.disks,
+        )
+
     def test_stopped_vm_stays_isolated_by_start_connected(
         self,
         vcsim: VcsimServer,

@@ -253,17 +253,24 @@ def _store(
             )
 
     results: list[RecordResult] = []
-    parsed: list[tuple[AlertRecord, RecordResult, list[Alert]]] = []
+    rows: list[dict[str, Any]] = []  # the alert_record rows, as column values
+    parsed: list[tuple[RecordResult, list[Alert]]] = []
     for index, value, raw in records:
         raw_text, truncated = _raw_text(raw)
-        row = AlertRecord(
-            source_id=source.id,
-            received_at=received_at,
-            webhook_id=webhook_id or "",
-            position=index,
-            raw=raw_text,
-            raw_truncated=truncated,
-        )
+        row: dict[str, Any] = {
+            "source_id": source.id,
+            "received_at": received_at,
+            "webhook_id": webhook_id or "",
+            "position": index,
+            "raw": raw_text,
+            "raw_truncated": truncated,
+            # Every row names every column: the rows are inserted in one executemany.
+            "format": "",
+            "alert_count": 0,
+            "error_code": "",
+            "error": "",
+            "error_field": "",
+        }
         result = RecordResult(index=index, status="accepted")
         alerts: list[Alert] = []
         if isinstance(value, ParseError):
@@ -283,22 +290,22 @@ def _store(
                     "; ".join(e["reason"] for e in result.errors) or "the record holds no alert", field=None
                 )
         if failure is not None:
-            row.error_code = failure.code
-            row.error = failure.reason[:2000]
-            row.error_field = (failure.field or "")[:200]
+            row["error_code"] = failure.code
+            row["error"] = failure.reason[:2000]
+            row["error_field"] = (failure.field or "")[:200]
             result.status, result.code, result.reason = "rejected", failure.code, failure.reason
             result.error_field = failure.field
             result.errors = []
         else:
-            row.format = alerts[0].format.value
-            row.alert_count = len(alerts)
-            result.format = row.format
-        s.add(row)
+            row["format"] = result.format = alerts[0].format.value
+            row["alert_count"] = len(alerts)
+        rows.append(row)
         results.append(result)
-        parsed.append((row, result, alerts))
-    s.flush()
-    for row, result, _ in parsed:
-        result.record_id = row.id
+        parsed.append((result, alerts))
+    # One core INSERT for the post's records: they are not needed as ORM objects, and building
+    # them and flushing them through the unit of work cost more than the statement.
+    for result, record_id in zip(results, repository.insert_records(s, rows), strict=True):
+        result.record_id = record_id
 
     new_ids = _store_alerts(s, source, parsed)
     for start in range(0, len(new_ids), PROCESS_CHUNK):
@@ -353,35 +360,33 @@ def _store(
 
 
 def _store_alerts(
-    s: Session, source: AlertSource, parsed: Sequence[tuple[AlertRecord, RecordResult, list[Alert]]]
+    s: Session, source: AlertSource, parsed: Sequence[tuple[RecordResult, list[Alert]]]
 ) -> list[int]:
     """Insert the new alerts; an alert already stored (same source, external_id, resolved) counts a
-    repeat on the stored row instead. Returns the new alerts' ids, in record order."""
+    repeat on the stored row instead. Returns the new alerts' ids, in record order.
+
+    Each alert is inserted straight away (``ON CONFLICT DO NOTHING``), and only one that clashes
+    with a stored alert is looked up: a new alert, which almost every post carries, costs one
+    statement instead of a look-up of every key followed by the insert."""
     assert source.id is not None
-    keys = {(a.external_id, a.resolved) for _, _, alerts in parsed for a in alerts}
-    existing: dict[tuple[str, bool], int] = {}
-    if keys:
-        ids = list({k[0] for k in keys})
-        for alert_id, external_id, resolved in repository.stored_alert_keys(s, source.id, ids):
-            existing[(external_id, resolved)] = alert_id or 0
+    known: dict[tuple[str, bool], int] = {}  # keys stored, by this post or before it
     new_ids: list[int] = []
-    for row, result, alerts in parsed:
+    for result, alerts in parsed:
         for alert in alerts:
             key = (alert.external_id, alert.resolved)
-            if key in existing:
-                _count_repeat(s, existing[key], alert.received_at)
-                result.duplicate_of.append(existing[key])
-                continue
-            stored = _insert_alert(s, source, row, alert)
-            if stored is None:  # stored meanwhile by a concurrent post (PostgreSQL)
-                found = repository.stored_alert_id(s, source.id, alert.external_id, alert.resolved)
-                existing[key] = found or 0
-                _count_repeat(s, existing[key], alert.received_at)
-                result.duplicate_of.append(existing[key])
-                continue
-            existing[key] = stored
-            result.alert_ids.append(stored)
-            new_ids.append(stored)
+            stored = known.get(key)
+            if stored is None:
+                inserted = _insert_alert(s, source, result.record_id, alert)
+                if inserted is not None:
+                    known[key] = inserted
+                    result.alert_ids.append(inserted)
+                    new_ids.append(inserted)
+                    continue
+                # Stored before (or meanwhile, by a concurrent post): a repeat of that alert.
+                found = repository.stored_alert_id(s, source.id, alert.external_id[:512], alert.resolved)
+                stored = known[key] = found or 0
+            _count_repeat(s, stored, alert.received_at)
+            result.duplicate_of.append(stored)
         if result.status == "accepted" and not result.alert_ids and result.duplicate_of:
             result.status = "duplicate"
     return new_ids
@@ -391,27 +396,31 @@ def _count_repeat(s: Session, alert_id: int, at: datetime) -> None:
     repository.count_repeat(s, alert_id, at)
 
 
-def _insert_alert(s: Session, source: AlertSource, row: AlertRecord, alert: Alert) -> int | None:
-    assert source.id is not None and row.id is not None
-    stored = SecurityAlert(
-        record_id=row.id,
-        source_id=source.id,
-        received_at=alert.received_at,
-        format=alert.format.value,
-        category=alert.category.value,
-        severity=alert.severity.value,
-        confidence=alert.confidence.value,
-        external_id=alert.external_id[:512],
-        window_key=alert.window_key[:512] if alert.window_key else None,
-        resolved=alert.resolved,
-        title=alert.title[:500],
-        addresses=[{"ip": a.ip, "role": a.role.value, "field": a.field} for a in alert.addresses],
-        subject_roles=sorted(r.value for r in alert.subject_roles),
-        target_host=alert.target_host[:253] if alert.target_host else None,
-        target_host_role=alert.target_host_role.value if alert.target_host_role else None,
-        evidence=alert.evidence,
+def _insert_alert(s: Session, source: AlertSource, record_id: int | None, alert: Alert) -> int | None:
+    assert source.id is not None and record_id is not None
+    # Column values, not a SecurityAlert instance: the row is not needed as an ORM object here, and
+    # building one (with its attribute events) cost as much as the statement.
+    return repository.insert_alert(
+        s,
+        {
+            "record_id": record_id,
+            "source_id": source.id,
+            "received_at": alert.received_at,
+            "format": alert.format.value,
+            "category": alert.category.value,
+            "severity": alert.severity.value,
+            "confidence": alert.confidence.value,
+            "external_id": alert.external_id[:512],
+            "window_key": alert.window_key[:512] if alert.window_key else None,
+            "resolved": alert.resolved,
+            "title": alert.title[:500],
+            "addresses": [{"ip": a.ip, "role": a.role.value, "field": a.field} for a in alert.addresses],
+            "subject_roles": sorted(r.value for r in alert.subject_roles),
+            "target_host": alert.target_host[:253] if alert.target_host else None,
+            "target_host_role": alert.target_host_role.value if alert.target_host_role else None,
+            "evidence": alert.evidence,
+        },
     )
-    return repository.insert_alert(s, stored)
 
 
 # ---- processing: matching and correlation -------------------------------------------------------------
@@ -569,18 +578,21 @@ def attach(
     """Attach a stored alert to its VM and to the VM's incident for the alert's category (opening it and
     applying the containment policy as needed). ``found`` None: a human assigned it (accused)."""
     assert vm.id is not None
-    row.vm_id = vm.id
-    row.match = _match_dict(found, manual_by=who.actor if found is None else None)
-    row.processed_at = db.utcnow()
-    row.state = AlertState.MATCHED.value
-    s.add(row)
+
+    def matched(incident: Incident | None, state: AlertState = AlertState.MATCHED) -> None:
+        # Written once the incident is known: set before the incident's statements, the alert's
+        # row would be flushed by their autoflush and then updated a second time for its incident.
+        row.vm_id = vm.id
+        row.match = _match_dict(found, manual_by=who.actor if found is None else None)
+        row.processed_at = db.utcnow()
+        row.state = state.value
+        row.incident_id = incident.id if incident is not None else row.incident_id
+        s.add(row)
+
     if row.resolved:
         # "Resolved" never releases a VM: note it on the open incident, if there is one.
         open_incident = repository.open_incident_with_key(s, incidents.incident_key(vm.id, row.category))
-        if open_incident is None:
-            row.state = AlertState.NOTED.value
-            return None
-        row.incident_id = open_incident.id
+        matched(open_incident, AlertState.MATCHED if open_incident is not None else AlertState.NOTED)
         return open_incident
     hold: tuple[str, str] | None = None
     if found is not None and not found.accused:
@@ -602,8 +614,7 @@ def attach(
         seen_at=row.received_at,
         hold_reason=hold,
     )
-    row.incident_id = opening.incident.id
-    s.add(row)
+    matched(opening.incident)
     return opening.incident
 
 

@@ -22,7 +22,7 @@ from vmportal.incidents.models import (
     Incident,
     SecurityAlert,
 )
-from vmportal.kit.sql import insert_or_nothing
+from vmportal.kit.sql import insert_or_nothing, insert_values_or_nothing
 from vmportal.unit.models import InformationSystem
 from vmportal.vm.models import VM, Lifecycle
 
@@ -65,17 +65,26 @@ def vms_holding(
 ) -> list[tuple[int, str | None, list[str], int | None]]:
     """Active VMs whose delivered address or inventory addresses include any of ``addresses``:
     (id, ip_address, ips, system_id). Every holder of each address is returned, so the caller can
-    still tell an address two VMs claim (ambiguous) from one that is a single VM's."""
+    still tell an address two VMs claim (ambiguous) from one that is a single VM's.
+
+    The whole rows are read (an alert's addresses are held by a VM or two) and kept for the session
+    (its identity map holds objects only weakly): the VM an alert is then matched to is in the
+    session already, and :func:`get_vm` finds it without a statement."""
     if not addresses:
         return []
     dialect = session.get_bind().dialect.name
-    rows = session.exec(
-        select(VM.id, VM.ip_address, VM.ips, VM.system_id).where(
+    vms = session.exec(
+        select(VM).where(
             col(VM.lifecycle) == Lifecycle.ACTIVE.value,
             sa.or_(col(VM.ip_address).in_(addresses), _json_list_has_any(VM.ips, addresses, dialect)),
         )
     ).all()
-    return [(int(i), ip, list(ips or []), system) for i, ip, ips, system in rows if i is not None]
+    session.info.setdefault(_HOLDERS_KEY, []).extend(vms)
+    return [(int(vm.id), vm.ip_address, list(vm.ips or []), vm.system_id) for vm in vms if vm.id is not None]
+
+
+#: Where :func:`vms_holding` keeps the VMs it read, for the rest of the session.
+_HOLDERS_KEY = "vmportal_alerts_vms_holding"
 
 
 def systems_with_domains(session: Session, hosts: list[str]) -> list[tuple[int, list[str]]]:
@@ -171,21 +180,14 @@ def remember_webhook_id(session: Session, remembered: AlertWebhookId) -> int | N
     return insert_or_nothing(session, remembered, ["source_id", "webhook_id"])
 
 
-def stored_alert_keys(
-    session: Session, source_id: int, external_ids: list[str]
-) -> list[tuple[int | None, str, bool]]:
-    """The alerts of this source already stored under any of ``external_ids``: (id, external_id,
-    resolved). Asked 500 ids at a time."""
-    found: list[tuple[int | None, str, bool]] = []
-    for start in range(0, len(external_ids), 500):
-        for alert_id, external_id, resolved in session.exec(
-            select(SecurityAlert.id, SecurityAlert.external_id, SecurityAlert.resolved).where(
-                col(SecurityAlert.source_id) == source_id,
-                col(SecurityAlert.external_id).in_(external_ids[start : start + 500]),
-            )
-        ):
-            found.append((alert_id, external_id, resolved))
-    return found
+def insert_records(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert a post's records, given as column values (the columns' defaults fill the rest), in
+    one statement; their ids, in the order of ``rows``."""
+    if not rows:
+        return []
+    table: Any = AlertRecord.__table__  # type: ignore[attr-defined]
+    inserted = session.execute(sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(i) for i in inserted.scalars()]
 
 
 def stored_alert_id(session: Session, source_id: int, external_id: str, resolved: bool) -> int | None:
@@ -209,10 +211,12 @@ def count_repeat(session: Session, alert_id: int, at: datetime) -> None:
     )
 
 
-def insert_alert(session: Session, stored: SecurityAlert) -> int | None:
-    """Insert a new alert; its id, or None when one with the same (source, external_id, resolved) was
-    stored meanwhile by a concurrent post."""
-    return insert_or_nothing(session, stored, ["source_id", "external_id", "resolved"])
+def insert_alert(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert a new alert from its column values (the columns' defaults fill the rest: state
+    ``received``, no repeats); its id, or None when one with the same (source, external_id,
+    resolved) is stored already (before, or meanwhile by a concurrent post)."""
+    table: Any = SecurityAlert.__table__  # type: ignore[attr-defined]
+    return insert_values_or_nothing(session, table, values, ["source_id", "external_id", "resolved"])
 
 
 # ---- processing --------------------------------------------------------------------------------------

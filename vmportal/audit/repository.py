@@ -20,16 +20,32 @@ from vmportal.kit import paging
 GENESIS = "0" * 64
 
 
-def lock_head(session: Session) -> AuditHead:
-    """The chain's tip, locked for the caller's transaction (PostgreSQL: FOR UPDATE), so two writers
-    cannot both link to the same predecessor."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).first()
-    if head is None:
+_HEAD: Any = AuditHead.__table__  # type: ignore[attr-defined]
+#: The statements of every audited commit, built once (core, not the ORM: the head is read and
+#: moved once per transaction, and the ORM's select, identity map and flush cost more than the SQL).
+_LOCK_HEAD = sa.select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = (
+    sa.update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(last_id=sa.bindparam("b_last_id"), last_hash=sa.bindparam("b_last_hash"))
+)
+
+
+def lock_head(session: Session) -> str:
+    """The hash at the chain's tip, its row locked for the caller's transaction (PostgreSQL: FOR
+    UPDATE), so two writers cannot both link to the same predecessor."""
+    last_hash = session.execute(_LOCK_HEAD).scalar_one_or_none()
+    if last_hash is None:
         # The migration seeds the row; a database emptied by hand gets it back here, race-free.
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         session.execute(insert(AuditHead).values(id=1, last_id=0, last_hash=GENESIS).on_conflict_do_nothing())
-        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    return head
+        last_hash = session.execute(_LOCK_HEAD).scalar_one()
+    return str(last_hash)
+
+
+def move_head(session: Session, last_id: int, last_hash: str) -> None:
+    """Move the chain's tip (locked by :func:`lock_head` in this transaction) to the row appended last."""
+    session.execute(_MOVE_HEAD, {"b_last_id": last_id, "b_last_hash": last_hash})
 
 
 def insert_entries(session: Session, rows: list[dict[str, Any]]) -> list[int]:

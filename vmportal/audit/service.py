@@ -166,20 +166,16 @@ def _append(session: Session, rows: list[dict[str, Any]]) -> None:
     link them in id order (hashed by :func:`entry_hash`, so ``vmportal audit verify`` checks them
     like any other) and move the head once. Ids are handed out while the head is locked, so a
     concurrent writer's rows come after these, and the chain runs in id order."""
-    head = repository.lock_head(session)
+    previous = repository.lock_head(session)
     for row, entry_id in zip(rows, repository.insert_entries(session, rows), strict=True):
         row["id"] = entry_id
-    previous = head.last_hash
     links = []
     for row in sorted(rows, key=lambda r: int(r["id"])):  # the chain runs in id order
         row["prev_hash"] = previous
         row["hash"] = previous = entry_hash(cast(AuditEntry, SimpleNamespace(**row)))
         links.append({"b_id": row["id"], "prev_hash": row["prev_hash"], "hash": row["hash"]})
     repository.link_entries(session, links)
-    head.last_id = int(links[-1]["b_id"])
-    head.last_hash = previous
-    session.add(head)
-    session.flush()
+    repository.move_head(session, int(links[-1]["b_id"]), previous)
 
 
 @event.listens_for(Session, "before_commit")

@@ -20,6 +20,21 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, delete, func, select
 
+#: Insert-or-nothing statements, built once per (table, dialect, unique key): building one per row,
+#: and its cache key over every value, cost more than the round trip (the values are parameters).
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
+def _insert_statement(session: Session, table: Any, conflict: list[str]) -> Any:
+    name = session.get_bind().dialect.name
+    key = (table.name, name, tuple(conflict))
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        dialect = postgresql if name == "postgresql" else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=conflict).returning(table.c.id)
+        _INSERTS[key] = stmt
+    return stmt
+
 
 def insert_or_nothing(session: Session, row: SQLModel, conflict: list[str]) -> int | None:
     """Insert ``row`` (its defaults applied); its new id, or None when ``conflict`` columns clashed."""
@@ -29,10 +44,16 @@ def insert_or_nothing(session: Session, row: SQLModel, conflict: list[str]) -> i
         for c in table.columns
         if not (c.primary_key and getattr(row, c.key) is None)
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
     session.flush()
-    new_id = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    return insert_values_or_nothing(session, table, values, conflict)
+
+
+def insert_values_or_nothing(
+    session: Session, table: Any, values: dict[str, Any], conflict: list[str]
+) -> int | None:
+    """Like :func:`insert_or_nothing` for a row given as column values (the columns' defaults fill
+    the rest), without building a model instance; pending ORM changes are not flushed first."""
+    new_id = session.execute(_insert_statement(session, table, conflict), values).scalar_one_or_none()
     return int(new_id) if new_id is not None else None
 
 
