@@ -97,33 +97,50 @@ def vm_info(obj: Any, values: Mapping[str, Any], names: Names) -> VMInfo | None:
         # An inaccessible or orphaned VM has no config: nothing the portal could manage.
         log.debug("skipping VM %s without config (inaccessible?)", moid(obj))
         return None
-    power = POWER_STATES.get(str(values.get("runtime.powerState")), PowerState.UNKNOWN)
-    devices = values.get("config.hardware.device") or []
-    disks = tuple(
-        DiskInfo(key=str(d.key), capacity_gib=disk_gib(d))
-        for d in devices
-        if isinstance(d, vim.vm.device.VirtualDisk)
-    )
-    return VMInfo(
-        ref=str(ref),
-        name=str(values.get("name", "")),
-        power_state=power,
-        vcpus=int(values.get("config.hardware.numCPU") or 0),
-        memory_mib=int(values.get("config.hardware.memoryMB") or 0),
-        disks=disks,
-        nics=_nic_infos(devices, power, names),
-        ips=_guest_ips(values),
-        is_template=bool(values.get("config.template")),
-        marker=marker_of(values.get("config.annotation")),
-        web_blocked=False,
+    return _record(
+        obj,
+        values,
+        names,
         placement=_placement(values, names),
         extra={
-            "moref": moid(obj),
             "guest_id": values.get("config.guestId") or "",
             "guest_os": values.get("config.guestFullName") or "",
             "guest_tools": values.get("guest.toolsRunningStatus") or "",
             "guest_hostname": values.get("guest.hostName") or "",
         },
+    )
+
+
+def _record(
+    obj: Any,
+    values: Mapping[str, Any],
+    names: Names,
+    *,
+    placement: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> VMInfo:
+    """The VMInfo both readers build from the properties they read (``config.instanceUuid`` set)."""
+    power = POWER_STATES.get(str(values.get("runtime.powerState")), PowerState.UNKNOWN)
+    devices = values.get("config.hardware.device") or []
+    fields: dict[str, Any] = {} if placement is None else {"placement": placement}
+    return VMInfo(
+        ref=str(values.get("config.instanceUuid")),
+        name=str(values.get("name", "")),
+        power_state=power,
+        vcpus=int(values.get("config.hardware.numCPU") or 0),
+        memory_mib=int(values.get("config.hardware.memoryMB") or 0),
+        disks=tuple(
+            DiskInfo(key=str(d.key), capacity_gib=disk_gib(d))
+            for d in devices
+            if isinstance(d, vim.vm.device.VirtualDisk)
+        ),
+        nics=_nic_infos(devices, power, names),
+        ips=_guest_ips(values),
+        is_template=bool(values.get("config.template")),
+        marker=marker_of(values.get("config.annotation")),
+        web_blocked=False,
+        extra={"moref": moid(obj), **(extra or {})},
+        **fields,
     )
 
 
@@ -147,29 +164,9 @@ def read_back_info(obj: Any, values: Mapping[str, Any], names: Names) -> VMInfo 
     """A VM record from :data:`READ_BACK_PROPERTIES`: like :func:`vm_info` (power state, NICs with
     their networks, disks, addresses, size, marker) but without placement, which a NIC change does
     not move and which would cost a read of every entity above the VM."""
-    ref = values.get("config.instanceUuid")
-    if not ref:
+    if not values.get("config.instanceUuid"):
         return None
-    power = POWER_STATES.get(str(values.get("runtime.powerState")), PowerState.UNKNOWN)
-    devices = values.get("config.hardware.device") or []
-    return VMInfo(
-        ref=str(ref),
-        name=str(values.get("name", "")),
-        power_state=power,
-        vcpus=int(values.get("config.hardware.numCPU") or 0),
-        memory_mib=int(values.get("config.hardware.memoryMB") or 0),
-        disks=tuple(
-            DiskInfo(key=str(d.key), capacity_gib=disk_gib(d))
-            for d in devices
-            if isinstance(d, vim.vm.device.VirtualDisk)
-        ),
-        nics=_nic_infos(devices, power, names),
-        ips=_guest_ips(values),
-        is_template=bool(values.get("config.template")),
-        marker=marker_of(values.get("config.annotation")),
-        web_blocked=False,
-        extra={"moref": moid(obj)},
-    )
+    return _record(obj, values, names)
 
 
 def _nic_infos(devices: Sequence[Any], power: PowerState, names: Names) -> tuple[NICInfo, ...]:
