@@ -21,6 +21,7 @@ from vmportal.kit import paging
 from vmportal.kit.scope import visible
 from vmportal.request.lifecycle import OPEN_STATES
 from vmportal.request.models import ReminderKind, RequestReminder, RequestState, VMRequest
+from vmportal.unit.models import Unit
 
 #: count, Σ vcpus, Σ memory GiB, Σ disk GiB of some requests.
 Totals = tuple[int, int, int, int]
@@ -80,6 +81,48 @@ def page(
     ordered = paging.order(query, sort, _SORT, default="-id", tiebreak=_ID)
     # Offset and limit here, not paging.page: this list has always served pages of up to 1,000.
     return list(session.exec(ordered.offset(offset).limit(limit))), total
+
+
+#: A listed request with its unit's Chinese and English names.
+Listed = tuple[VMRequest, str, str]
+
+
+def listed_with_units(
+    session: Session,
+    actor: Actor,
+    states: Iterable[RequestState],
+    *,
+    limit: int,
+    offset: int = 0,
+    sort: str = "due_at",
+    counted: bool = False,
+) -> tuple[list[Listed], int | None]:
+    """The requests ``actor`` may see in any of ``states``, ordered by ``sort`` (as :func:`page`),
+    each with its unit's names, in one statement; and, with ``counted``, how many are in those
+    states in all (None without). The approval queue's lists.
+
+    The total is a scalar subquery of the same statement (run once, beside the page: one round
+    trip); a window count would join and sort every matching row before the limit. Only a page
+    past the end (no row to carry it) counts on its own."""
+    values = [s.value for s in states]
+    query = visible(
+        select(VMRequest, col(Unit.name_zh), col(Unit.name_en)).join(
+            Unit, col(Unit.id) == col(VMRequest.unit_id)
+        ),
+        actor,
+        col(VMRequest.unit_id),
+    ).where(col(VMRequest.state).in_(values))
+    ordered: Any = paging.order(query, sort, _SORT, default="-id", tiebreak=_ID)
+    if counted:
+        total = visible(sa.select(func.count()).select_from(VMRequest), actor, col(VMRequest.unit_id))
+        ordered = ordered.add_columns(total.where(col(VMRequest.state).in_(values)).scalar_subquery())
+    rows = session.execute(ordered.offset(offset).limit(limit)).all()
+    listed: list[Listed] = [(row[0], row[1], row[2] or "") for row in rows]
+    if not counted:
+        return listed, None
+    if rows:
+        return listed, int(rows[0][3])
+    return listed, paging.count(session, query) if offset else 0
 
 
 def _totals() -> list[sa.ColumnElement[Any]]:

@@ -18,6 +18,7 @@ from vmportal.request.service.decisions import (
     endorse,
     get_request,
     list_requests,
+    listed_with_units,
     reject,
     retry,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "generate_initial_password",
     "get_request",
     "list_requests",
+    "listed_with_units",
     "marker_of",
     "prepare_provisioning",
     "reject",

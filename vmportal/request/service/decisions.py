@@ -80,11 +80,38 @@ def list_requests(
     )
 
 
+def listed_with_units(
+    session: Session,
+    actor: Actor,
+    states: tuple[RequestState, ...],
+    *,
+    limit: int,
+    offset: int = 0,
+    sort: str = "due_at",
+    counted: bool = False,
+) -> tuple[list[repository.Listed], int | None]:
+    """The requests ``actor`` may see in ``states`` with their units' names (zh, en), sorted by
+    ``sort`` (id, due_at or submitted_at, "-" first for descending), in one query; with
+    ``counted``, how many are in those states in all. The approval queue's lists."""
+    if sort.lstrip("-") not in repository.SORT_KEYS:
+        sort = "-id"
+    return repository.listed_with_units(
+        session, actor, states, limit=limit, offset=offset, sort=sort, counted=counted
+    )
+
+
 def actions_for(session: Session, actor: Actor, requests: list[VMRequest]) -> list[list[str]]:
     """What ``actor`` may do with each request now, for the answer (the center's endorsement
-    setting is read once for them all)."""
+    setting is read once for them all, and the lifecycle asked once per state: a list repeats
+    the same two or three states)."""
     endorsement = center.endorsement_required(session)
-    return [available(r.state, actor.role, endorsement_required=endorsement) for r in requests]
+    by_state: dict[str, list[str]] = {}
+    out = []
+    for r in requests:
+        if r.state not in by_state:
+            by_state[r.state] = available(r.state, actor.role, endorsement_required=endorsement)
+        out.append(list(by_state[r.state]))
+    return out
 
 
 # ---- decisions ---------------------------------------------------------------------------------
