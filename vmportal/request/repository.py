@@ -6,7 +6,7 @@ plain ``(count, vcpus, memory_gib, disk_gib)`` totals that the quota domain turn
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,42 +87,70 @@ def page(
 Listed = tuple[VMRequest, str, str]
 
 
-def listed_with_units(
-    session: Session,
-    actor: Actor,
-    states: Iterable[RequestState],
-    *,
-    limit: int,
-    offset: int = 0,
-    sort: str = "due_at",
-    counted: bool = False,
-) -> tuple[list[Listed], int | None]:
-    """The requests ``actor`` may see in any of ``states``, ordered by ``sort`` (as :func:`page`),
-    each with its unit's names, in one statement; and, with ``counted``, how many are in those
-    states in all (None without). The approval queue's lists.
+@dataclass(frozen=True)
+class Part:
+    """One list of a page read with others (:func:`lists_with_units`): the requests in any of
+    ``states``, ordered by ``sort`` (a key of SORT_KEYS, "-key" descending, the id breaking
+    ties), ``limit`` of them after the first ``offset``."""
 
-    The total is a scalar subquery of the same statement (run once, beside the page: one round
-    trip); a window count would join and sort every matching row before the limit. Only a page
-    past the end (no row to carry it) counts on its own."""
-    values = [s.value for s in states]
-    query = visible(
-        select(VMRequest, col(Unit.name_zh), col(Unit.name_en)).join(
-            Unit, col(Unit.id) == col(VMRequest.unit_id)
-        ),
-        actor,
-        col(VMRequest.unit_id),
-    ).where(col(VMRequest.state).in_(values))
-    ordered: Any = paging.order(query, sort, _SORT, default="-id", tiebreak=_ID)
+    states: tuple[RequestState, ...]
+    limit: int
+    offset: int = 0
+    sort: str = "due_at"
+
+
+def _sort_key(key: str) -> Callable[[Listed], tuple[Any, int]]:
+    """A listed request's place in a list sorted by ``key``, the id breaking ties (paging.order)."""
+    return lambda listed: (getattr(listed[0], key), listed[0].id or 0)
+
+
+def lists_with_units(
+    session: Session, actor: Actor, parts: Iterable[Part], *, counted: bool = False
+) -> tuple[list[list[Listed]], int | None]:
+    """The requests of each part that ``actor`` may see, each with its unit's names, in one
+    statement; and, with ``counted``, how many are in the first part's states in all (None
+    without). The approval queue's lists: its waiting page, the requests being provisioned and the
+    latest delivered ones, one round trip for the three.
+
+    Each part picks its ids with its own order and limit; the rows of the picked ids come back
+    with their unit's names (and the total, a scalar subquery run once) and are put back in each
+    part's order here. Only a first part past its end (no row to carry the total) counts alone."""
+    parts = list(parts)
+
+    def among(query: Any, states: tuple[RequestState, ...]) -> Any:
+        return visible(query, actor, col(VMRequest.unit_id)).where(
+            col(VMRequest.state).in_([s.value for s in states])
+        )
+
+    picks = [
+        sa.select(
+            paging.order(among(sa.select(_ID, sa.literal(n).label("part")), p.states), p.sort, _SORT,
+                         default="-id", tiebreak=_ID).offset(p.offset).limit(p.limit).subquery()
+        )
+        for n, p in enumerate(parts)
+    ]  # fmt: skip
+    picked = sa.union_all(*picks).subquery("picked")
+    columns: list[Any] = [VMRequest, col(Unit.name_zh), col(Unit.name_en), picked.c.part]
     if counted:
-        total = visible(sa.select(func.count()).select_from(VMRequest), actor, col(VMRequest.unit_id))
-        ordered = ordered.add_columns(total.where(col(VMRequest.state).in_(values)).scalar_subquery())
-    rows = session.execute(ordered.offset(offset).limit(limit)).all()
-    listed: list[Listed] = [(row[0], row[1], row[2] or "") for row in rows]
+        columns.append(
+            among(sa.select(func.count()).select_from(VMRequest), parts[0].states).scalar_subquery()
+        )
+    statement = (
+        select(*columns).join(picked, picked.c.id == _ID).join(Unit, col(Unit.id) == col(VMRequest.unit_id))
+    )
+    rows = session.execute(statement).all()
+    lists: list[list[Listed]] = [[] for _ in parts]
+    for row in rows:
+        lists[row[3]].append((row[0], row[1], row[2] or ""))
+    for listed, p in zip(lists, parts, strict=True):
+        listed.sort(key=_sort_key(p.sort.lstrip("-")), reverse=p.sort.startswith("-"))
     if not counted:
-        return listed, None
+        return lists, None
     if rows:
-        return listed, int(rows[0][3])
-    return listed, paging.count(session, query) if offset else 0
+        return lists, int(rows[0][4])
+    if not parts[0].offset:
+        return lists, 0
+    return lists, paging.count(session, among(sa.select(_ID), parts[0].states))
 
 
 def _totals() -> list[sa.ColumnElement[Any]]:

@@ -55,30 +55,28 @@ MAX_REASON = 2000
 
 
 def _listed(
-    session: Session,
-    user: User,
-    states: tuple[RequestState, ...],
-    *,
-    delivered: int = 0,
-    page: int | None = None,
-) -> tuple[list[tuple[VMRequest, str]], int]:
-    """The requests in ``states``, soonest due first (with ``page``: that page of them), then the
-    newest ``delivered`` delivered ones, each with its unit's name; and how many are in
-    ``states`` in all (with ``page``).
+    session: Session, user: User, page: int | None = None
+) -> tuple[list[tuple[VMRequest, str]], list[tuple[VMRequest, str]], int]:
+    """With ``page``: that page of the waiting requests, soonest due first, and how many wait in
+    all; always the requests being provisioned, soonest due first, then the newest
+    :data:`RECENTLY_DELIVERED` delivered ones. Each with its unit's name.
 
-    One query per list, each row with its unit's names (the service's ``listed_with_units``):
-    the page used to ask each state's list and count apart, and load every unit for the names."""
-    actor = identity.actor_of(user)
-    start = (page - 1) * PAGE_SIZE if page else 0
-    found, total = requests.listed_with_units(
-        session, actor, states, limit=PAGE_SIZE if page else LIMIT, offset=start, counted=bool(page)
-    )
-    if delivered:
-        found += requests.listed_with_units(
-            session, actor, (RequestState.DELIVERED,), limit=delivered, sort="-id"
-        )[0]
+    One query for them all, each row with its unit's names (the service's ``lists_with_units``):
+    the page used to ask each state's list and count apart (eight statements) and to load every
+    unit for the names."""
+    parts = [
+        requests.Part(IN_PROGRESS, limit=LIMIT),
+        requests.Part((RequestState.DELIVERED,), limit=RECENTLY_DELIVERED, sort="-id"),
+    ]
+    if page:
+        parts.insert(0, requests.Part(WAITING, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
+    lists, total = requests.lists_with_units(session, identity.actor_of(user), parts, counted=bool(page))
     zh = common.zh()
-    return [(r, name_zh if zh else name_en or name_zh) for r, name_zh, name_en in found], total or 0
+    named = [
+        [(r, name_zh if zh else name_en or name_zh) for r, name_zh, name_en in listed] for listed in lists
+    ]
+    progress = named[-2] + named[-1]
+    return (named[0] if page else []), progress, total or 0
 
 
 def _rows(session: Session, user: User, *lists: list[tuple[VMRequest, str]]) -> list[list[dict[str, Any]]]:
@@ -93,10 +91,15 @@ def _rows(session: Session, user: User, *lists: list[tuple[VMRequest, str]]) -> 
     ]
 
 
-def _with_texts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The waiting rows with their sentences made here, once a row: the template's own gettext
-    and filter calls inside the list's loop were most of the page's rendering time. Each message
-    is looked up once a page; the values are escaped when the template prints the sentence."""
+def _with_texts(
+    rows: list[dict[str, Any]], errs: dict[int, dict[str, str]], values: dict[int, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """The waiting rows with what their items print made here, once a row: the sentences, and a
+    refused decision's messages and typed values (``errs``, ``values``: {request id: {field name
+    or "": text}}). Each call inside the template's loop (a gettext, a filter, a dict's ``get``)
+    goes through Jinja's call machinery, and those calls were most of the page's rendering
+    time. Each message is looked up once a page; the values are escaped when the template prints
+    the sentence."""
     title, due = _("Request %(id)d"), _("due %(at)s")
     spec = _("%(vcpus)d vCPU, %(memory)s memory, %(disk)s disk")
     confirm = _("Approve request %(id)d and start provisioning?")
@@ -110,6 +113,9 @@ def _with_texts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "disk": formats.gib(req.disk_gib),
         }
         row["confirm"] = confirm % {"id": req.id}
+        row["errs"] = errs.get(req.id, {})
+        row["typed"] = values.get(req.id, {})
+        row["error"] = row["errs"].get("", "")
     return rows
 
 
@@ -125,14 +131,12 @@ def _page(
     status: int = 200,
     page: int = 1,
 ) -> Response:
-    found, total = _listed(session, user, WAITING, page=page)
+    found, progress, total = _listed(session, user, page)
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     if page > pages:  # past the end (the last ones were decided meanwhile): the last page
         page = pages
-        found, total = _listed(session, user, WAITING, page=page)
-    waiting, in_progress = _rows(
-        session, user, found, _listed(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED)[0]
-    )
+        found, progress, total = _listed(session, user, page)
+    waiting, in_progress = _rows(session, user, found, progress)
     flashes = [flash] if flash else []
     # {request id: {field name or "": message}}: an error beside the field (or the buttons) it is
     # about; a request no longer listed (decided meanwhile) has it said at the top instead.
@@ -145,7 +149,7 @@ def _page(
                 )
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "waiting": _with_texts(waiting),
+        "waiting": _with_texts(waiting, errs or {}, values or {}),
         "waiting_total": total,
         "page": page,
         "pages": pages,
@@ -196,9 +200,7 @@ def progress(request: Request, session: SessionDep) -> Response:
         return _not_a_decider(request, token, user, "approve")
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "in_progress": _rows(
-            session, user, _listed(session, user, IN_PROGRESS, delivered=RECENTLY_DELIVERED)[0]
-        )[0],
+        "in_progress": _rows(session, user, _listed(session, user)[1])[0],
         "errors": {},
     }
     return _templates.TemplateResponse(request, "queue_progress.html", context)

@@ -9,6 +9,7 @@ Approval and retry enqueue the provisioning task through the outbox, in the same
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from vmportal.kit.scope import ensure_visible
 from vmportal.request import mails, repository
 from vmportal.request.lifecycle import COMMITTED_STATES, REQUEST, Action, available, rule
 from vmportal.request.models import RequestState, VMRequest
-from vmportal.request.repository import RequestFilters
+from vmportal.request.repository import Part, RequestFilters
 from vmportal.request.service.checks import authorize, invalid, pool_for_request, quota_facts, requested_of
 
 PROVISION_TASK = "vmportal.request.provision"
@@ -80,24 +81,15 @@ def list_requests(
     )
 
 
-def listed_with_units(
-    session: Session,
-    actor: Actor,
-    states: tuple[RequestState, ...],
-    *,
-    limit: int,
-    offset: int = 0,
-    sort: str = "due_at",
-    counted: bool = False,
-) -> tuple[list[repository.Listed], int | None]:
-    """The requests ``actor`` may see in ``states`` with their units' names (zh, en), sorted by
-    ``sort`` (id, due_at or submitted_at, "-" first for descending), in one query; with
-    ``counted``, how many are in those states in all. The approval queue's lists."""
-    if sort.lstrip("-") not in repository.SORT_KEYS:
-        sort = "-id"
-    return repository.listed_with_units(
-        session, actor, states, limit=limit, offset=offset, sort=sort, counted=counted
-    )
+def lists_with_units(
+    session: Session, actor: Actor, parts: list[Part], *, counted: bool = False
+) -> tuple[list[list[repository.Listed]], int | None]:
+    """Several lists of the requests ``actor`` may see, each a :class:`Part` (states,
+    order, limit), every request with its unit's names (zh, en), in one query; with ``counted``,
+    how many are in the first part's states in all. The approval queue's page. An unknown sort
+    key is the default (newest first), as in :func:`list_requests`."""
+    parts = [p if p.sort.lstrip("-") in repository.SORT_KEYS else replace(p, sort="-id") for p in parts]
+    return repository.lists_with_units(session, actor, parts, counted=counted)
 
 
 def actions_for(session: Session, actor: Actor, requests: list[VMRequest]) -> list[list[str]]:
