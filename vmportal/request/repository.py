@@ -6,7 +6,7 @@ plain ``(count, vcpus, memory_gib, disk_gib)`` totals that the quota domain turn
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from vmportal.kit import paging
 from vmportal.kit.scope import visible
 from vmportal.request.lifecycle import OPEN_STATES
 from vmportal.request.models import ReminderKind, RequestReminder, RequestState, VMRequest
+from vmportal.unit.models import Unit
 
 #: count, Σ vcpus, Σ memory GiB, Σ disk GiB of some requests.
 Totals = tuple[int, int, int, int]
@@ -80,6 +81,76 @@ def page(
     ordered = paging.order(query, sort, _SORT, default="-id", tiebreak=_ID)
     # Offset and limit here, not paging.page: this list has always served pages of up to 1,000.
     return list(session.exec(ordered.offset(offset).limit(limit))), total
+
+
+#: A listed request with its unit's Chinese and English names.
+Listed = tuple[VMRequest, str, str]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One list of a page read with others (:func:`lists_with_units`): the requests in any of
+    ``states``, ordered by ``sort`` (a key of SORT_KEYS, "-key" descending, the id breaking
+    ties), ``limit`` of them after the first ``offset``."""
+
+    states: tuple[RequestState, ...]
+    limit: int
+    offset: int = 0
+    sort: str = "due_at"
+
+
+def _sort_key(key: str) -> Callable[[Listed], tuple[Any, int]]:
+    """A listed request's place in a list sorted by ``key``, the id breaking ties (paging.order)."""
+    return lambda listed: (getattr(listed[0], key), listed[0].id or 0)
+
+
+def lists_with_units(
+    session: Session, actor: Actor, parts: Iterable[Part], *, counted: bool = False
+) -> tuple[list[list[Listed]], int | None]:
+    """The requests of each part that ``actor`` may see, each with its unit's names, in one
+    statement; and, with ``counted``, how many are in the first part's states in all (None
+    without). The approval queue's lists: its waiting page, the requests being provisioned and the
+    latest delivered ones, one round trip for the three.
+
+    Each part picks its ids with its own order and limit; the rows of the picked ids come back
+    with their unit's names (and the total, a scalar subquery run once) and are put back in each
+    part's order here. Only a first part past its end (no row to carry the total) counts alone."""
+    parts = list(parts)
+
+    def among(query: Any, states: tuple[RequestState, ...]) -> Any:
+        return visible(query, actor, col(VMRequest.unit_id)).where(
+            col(VMRequest.state).in_([s.value for s in states])
+        )
+
+    picks = [
+        sa.select(
+            paging.order(among(sa.select(_ID, sa.literal(n).label("part")), p.states), p.sort, _SORT,
+                         default="-id", tiebreak=_ID).offset(p.offset).limit(p.limit).subquery()
+        )
+        for n, p in enumerate(parts)
+    ]  # fmt: skip
+    picked = sa.union_all(*picks).subquery("picked")
+    columns: list[Any] = [VMRequest, col(Unit.name_zh), col(Unit.name_en), picked.c.part]
+    if counted:
+        columns.append(
+            among(sa.select(func.count()).select_from(VMRequest), parts[0].states).scalar_subquery()
+        )
+    statement = (
+        select(*columns).join(picked, picked.c.id == _ID).join(Unit, col(Unit.id) == col(VMRequest.unit_id))
+    )
+    rows = session.execute(statement).all()
+    lists: list[list[Listed]] = [[] for _ in parts]
+    for row in rows:
+        lists[row[3]].append((row[0], row[1], row[2] or ""))
+    for listed, p in zip(lists, parts, strict=True):
+        listed.sort(key=_sort_key(p.sort.lstrip("-")), reverse=p.sort.startswith("-"))
+    if not counted:
+        return lists, None
+    if rows:
+        return lists, int(rows[0][4])
+    if not parts[0].offset:
+        return lists, 0
+    return lists, paging.count(session, among(sa.select(_ID), parts[0].states))
 
 
 def _totals() -> list[sa.ColumnElement[Any]]:

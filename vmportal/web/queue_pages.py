@@ -31,8 +31,7 @@ from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.request import service as requests
 from vmportal.request.models import RequestState, VMRequest
-from vmportal.unit import service as units
-from vmportal.web import common, templating
+from vmportal.web import common, formats, templating
 from vmportal.web.i18n import gettext as _
 from vmportal.web.request_pages import _row
 from vmportal.web.session import current as _current
@@ -45,6 +44,7 @@ _templates = templating.templates(Path(__file__).parent / "templates" / "center"
 DECIDERS = frozenset({Role.CENTER_OPERATOR.value, Role.CENTER_ADMIN.value})
 WAITING = (RequestState.SUBMITTED, RequestState.ENDORSED)
 IN_PROGRESS = (RequestState.APPROVED, RequestState.PROVISIONING, RequestState.FAILED)
+#: The requests being provisioned listed at most, the soonest due (one list across their states).
 LIMIT = 200
 #: Waiting requests per page of the queue.
 PAGE_SIZE = 50
@@ -54,49 +54,69 @@ RECENTLY_DELIVERED = 10
 MAX_REASON = 2000
 
 
-def _unit_names(session: Session, user: User) -> dict[int | None, str]:
-    """Each unit's name in the user's language (asked once per page: both lists show them)."""
-    return {
-        u.id: (u.name_zh if common.zh() else u.name_en or u.name_zh)
-        for u in units.list_units(session, identity.actor_of(user))
-    }
+def _listed(
+    session: Session, user: User, page: int | None = None
+) -> tuple[list[tuple[VMRequest, str]], list[tuple[VMRequest, str]], int]:
+    """With ``page``: that page of the waiting requests, soonest due first, and how many wait in
+    all; always the requests being provisioned, soonest due first, then the newest
+    :data:`RECENTLY_DELIVERED` delivered ones. Each with its unit's name.
 
-
-def _rows(
-    session: Session,
-    user: User,
-    states: tuple[RequestState, ...],
-    names: dict[int | None, str],
-    *,
-    delivered: int = 0,
-    page: int | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """The requests in ``states``, soonest due first (with ``page``: that page of them), then the
-    newest ``delivered`` delivered ones; and how many are in ``states`` in all."""
-    actor = identity.actor_of(user)
-    found: list[VMRequest] = []
-    total = 0
-    # Each state's list is sorted by due time; the first ``end`` of the merged order are among the
-    # first ``end`` of each, so the page is cut from those (one page query per state, no new one).
-    start, end = ((page - 1) * PAGE_SIZE, page * PAGE_SIZE) if page else (0, LIMIT)
-    for state in states:
-        listed, count = requests.list_requests(session, actor, state=state, limit=end, sort="due_at")
-        found += listed
-        total += count
-    found.sort(key=lambda r: (r.due_at, r.id or 0))
-    if page:
-        found = found[start:end]
-    if delivered:
-        found += requests.list_requests(
-            session, actor, state=RequestState.DELIVERED, limit=delivered, sort="-id"
-        )[0]
-    now = datetime.now(UTC)
-    actions = requests.actions_for(session, actor, found)
-    rows = [
-        {**_row(r, now), "actions": a, "unit": names.get(r.unit_id, "")}
-        for r, a in zip(found, actions, strict=True)
+    One query for them all, each row with its unit's names (the service's ``lists_with_units``):
+    the page used to ask each state's list and count apart (eight statements) and to load every
+    unit for the names."""
+    parts = [
+        requests.Part(IN_PROGRESS, limit=LIMIT),
+        requests.Part((RequestState.DELIVERED,), limit=RECENTLY_DELIVERED, sort="-id"),
     ]
-    return rows, total
+    if page:
+        parts.insert(0, requests.Part(WAITING, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
+    lists, total = requests.lists_with_units(session, identity.actor_of(user), parts, counted=bool(page))
+    zh = common.zh()
+    named = [
+        [(r, name_zh if zh else name_en or name_zh) for r, name_zh, name_en in listed] for listed in lists
+    ]
+    progress = named[-2] + named[-1]
+    return (named[0] if page else []), progress, total or 0
+
+
+def _rows(session: Session, user: User, *lists: list[tuple[VMRequest, str]]) -> list[list[dict[str, Any]]]:
+    """Each list's rows as the templates show them, with the buttons the user's role may press
+    (asked of the service once for all the lists: the center's endorsement setting is one read)."""
+    now = datetime.now(UTC)
+    actions = iter(
+        requests.actions_for(session, identity.actor_of(user), [r for listed in lists for r, _unit in listed])
+    )
+    return [
+        [{**_row(r, now), "actions": next(actions), "unit": unit} for r, unit in listed] for listed in lists
+    ]
+
+
+def _with_texts(
+    rows: list[dict[str, Any]], errs: dict[int, dict[str, str]], values: dict[int, dict[str, str]]
+) -> list[dict[str, Any]]:
+    """The waiting rows with what their items print made here, once a row: the sentences, and a
+    refused decision's messages and typed values (``errs``, ``values``: {request id: {field name
+    or "": text}}). Each call inside the template's loop (a gettext, a filter, a dict's ``get``)
+    goes through Jinja's call machinery, and those calls were most of the page's rendering
+    time. Each message is looked up once a page; the values are escaped when the template prints
+    the sentence."""
+    title, due = _("Request %(id)d"), _("due %(at)s")
+    spec = _("%(vcpus)d vCPU, %(memory)s memory, %(disk)s disk")
+    confirm = _("Approve request %(id)d and start provisioning?")
+    for row in rows:
+        req = row["req"]
+        row["title"] = title % {"id": req.id}
+        row["due"] = due % {"at": formats.local_time(req.due_at)}
+        row["spec"] = spec % {
+            "vcpus": req.vcpus,
+            "memory": formats.gib(req.memory_gib),
+            "disk": formats.gib(req.disk_gib),
+        }
+        row["confirm"] = confirm % {"id": req.id}
+        row["errs"] = errs.get(req.id, {})
+        row["typed"] = values.get(req.id, {})
+        row["error"] = row["errs"].get("", "")
+    return rows
 
 
 def _page(
@@ -111,13 +131,12 @@ def _page(
     status: int = 200,
     page: int = 1,
 ) -> Response:
-    names = _unit_names(session, user)
-    waiting, total = _rows(session, user, WAITING, names, page=page)
+    found, progress, total = _listed(session, user, page)
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     if page > pages:  # past the end (the last ones were decided meanwhile): the last page
         page = pages
-        waiting, total = _rows(session, user, WAITING, names, page=page)
-    in_progress, _n = _rows(session, user, IN_PROGRESS, names, delivered=RECENTLY_DELIVERED)
+        found, progress, total = _listed(session, user, page)
+    waiting, in_progress = _rows(session, user, found, progress)
     flashes = [flash] if flash else []
     # {request id: {field name or "": message}}: an error beside the field (or the buttons) it is
     # about; a request no longer listed (decided meanwhile) has it said at the top instead.
@@ -130,7 +149,7 @@ def _page(
                 )
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "waiting": waiting,
+        "waiting": _with_texts(waiting, errs or {}, values or {}),
         "waiting_total": total,
         "page": page,
         "pages": pages,
@@ -181,9 +200,7 @@ def progress(request: Request, session: SessionDep) -> Response:
         return _not_a_decider(request, token, user, "approve")
     context = {
         **common.base(token, user, _("Approval queue"), "/queue"),
-        "in_progress": _rows(
-            session, user, IN_PROGRESS, _unit_names(session, user), delivered=RECENTLY_DELIVERED
-        )[0],
+        "in_progress": _rows(session, user, _listed(session, user)[1])[0],
         "errors": {},
     }
     return _templates.TemplateResponse(request, "queue_progress.html", context)

@@ -8,6 +8,7 @@ or how long overdue); times are Beijing time (vmportal.web.formats).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from vmportal.kit import errors
 from vmportal.kit.http import SessionDep
 from vmportal.request import service as requests
 from vmportal.request.models import RequestState, VMRequest
-from vmportal.web import common, templating
+from vmportal.web import common, i18n, templating
 from vmportal.web.formats import time_left
 from vmportal.web.i18n import gettext as _
 from vmportal.web.session import csrf_for
@@ -44,6 +45,14 @@ SORTS = ("due_at", "submitted_at")
 
 def state_label(state: str) -> str:
     """A request state's name in the user's language."""
+    return common.label(_state_names(i18n.current_locale()), RequestState, state)
+
+
+@functools.cache
+def _state_names(locale: str) -> dict[RequestState, str]:
+    """The states' names in ``locale`` (the page's current one; made once per language: a list
+    asks for a name per row). The catalogs are compiled into the release, so they never change
+    under a running portal."""
     names = {
         RequestState.SUBMITTED: _("Submitted"),
         RequestState.ENDORSED: _("Endorsed by the unit lead"),
@@ -54,7 +63,7 @@ def state_label(state: str) -> str:
         RequestState.FAILED: _("Provisioning failed"),
         RequestState.CANCELLED: _("Withdrawn"),
     }
-    return common.label(names, RequestState, state)
+    return names
 
 
 def nav_items(role: str, active: str = "") -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ The names callers use are re-exported here.
 
 from vmportal.request.service.decisions import (
     PROVISION_TASK,
+    Part,
     actions_for,
     approve,
     cancel,
@@ -18,6 +19,7 @@ from vmportal.request.service.decisions import (
     endorse,
     get_request,
     list_requests,
+    lists_with_units,
     reject,
     retry,
 )
@@ -35,6 +37,7 @@ from vmportal.request.service.submission import submit
 
 __all__ = [
     "PROVISION_TASK",
+    "Part",
     "ProvisionPlan",
     "ProvisioningFailed",
     "actions_for",
@@ -49,6 +52,7 @@ __all__ = [
     "generate_initial_password",
     "get_request",
     "list_requests",
+    "lists_with_units",
     "marker_of",
     "prepare_provisioning",
     "reject",

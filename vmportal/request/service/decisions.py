@@ -9,6 +9,7 @@ Approval and retry enqueue the provisioning task through the outbox, in the same
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from vmportal.kit.scope import ensure_visible
 from vmportal.request import mails, repository
 from vmportal.request.lifecycle import COMMITTED_STATES, REQUEST, Action, available, rule
 from vmportal.request.models import RequestState, VMRequest
-from vmportal.request.repository import RequestFilters
+from vmportal.request.repository import Part, RequestFilters
 from vmportal.request.service.checks import authorize, invalid, pool_for_request, quota_facts, requested_of
 
 PROVISION_TASK = "vmportal.request.provision"
@@ -80,11 +81,29 @@ def list_requests(
     )
 
 
+def lists_with_units(
+    session: Session, actor: Actor, parts: list[Part], *, counted: bool = False
+) -> tuple[list[list[repository.Listed]], int | None]:
+    """Several lists of the requests ``actor`` may see, each a :class:`Part` (states,
+    order, limit), every request with its unit's names (zh, en), in one query; with ``counted``,
+    how many are in the first part's states in all. The approval queue's page. An unknown sort
+    key is the default (newest first), as in :func:`list_requests`."""
+    parts = [p if p.sort.lstrip("-") in repository.SORT_KEYS else replace(p, sort="-id") for p in parts]
+    return repository.lists_with_units(session, actor, parts, counted=counted)
+
+
 def actions_for(session: Session, actor: Actor, requests: list[VMRequest]) -> list[list[str]]:
     """What ``actor`` may do with each request now, for the answer (the center's endorsement
-    setting is read once for them all)."""
+    setting is read once for them all, and the lifecycle asked once per state: a list repeats
+    the same two or three states)."""
     endorsement = center.endorsement_required(session)
-    return [available(r.state, actor.role, endorsement_required=endorsement) for r in requests]
+    by_state: dict[str, list[str]] = {}
+    out = []
+    for r in requests:
+        if r.state not in by_state:
+            by_state[r.state] = available(r.state, actor.role, endorsement_required=endorsement)
+        out.append(list(by_state[r.state]))
+    return out
 
 
 # ---- decisions ---------------------------------------------------------------------------------
