@@ -284,12 +284,21 @@ def _title(has_unit: bool) -> str:
     return gettext("My VMs") if has_unit else gettext("VMs")
 
 
+#: The static files base.html links (their fingerprints are part of the layout's cache key, so an
+#: asset changed under a running portal is linked afresh, as Jinja's own rendering would).
+_LAYOUT_ASSETS = ("favicon.svg", "portal.css", "vendor/htmx/htmx.min.js", "portal.js", icons.SPRITE_PATH)
+
+
+def _assets() -> tuple[str, ...]:
+    return tuple(static.fingerprint(name) for name in _LAYOUT_ASSETS)
+
+
 @functools.lru_cache(maxsize=256)
 def _layout(
-    locale: str, root_path: str, role: str, has_unit: bool
+    locale: str, root_path: str, role: str, has_unit: bool, assets: tuple[str, ...]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """vms.html rendered with the placeholders: its literal pieces and, between them, the slots."""
-    del locale  # part of the cache key: the layout is rendered in the active language
+    del locale, assets  # part of the cache key: the language the layout is in, its assets' versions
     request = SimpleNamespace(
         scope={"root_path": root_path}, url=SimpleNamespace(path=_SLOTS["here"], query="")
     )
@@ -329,7 +338,7 @@ class Viewer:
 def page_html(table: Table, viewer: Viewer, root_path: str, here: str) -> str:
     """The whole page: the layout around the search form and the table. ``here`` is the page's
     address as the language switch links back to it (path and query, as the browser sent them)."""
-    pieces, slots = _layout(current_locale(), root_path, viewer.role, viewer.has_unit)
+    pieces, slots = _layout(current_locale(), root_path, viewer.role, viewer.has_unit, _assets())
     values = {
         "csrf": str(escape(viewer.csrf)),
         "display_name": str(escape(viewer.display_name or viewer.username)),
