@@ -180,8 +180,18 @@ def row_html(row: Row, strings: _Strings, message: tuple[str, str] | None = None
     )
 
 
-def _url(query: Iterable[tuple[str, Any]], **changes: Any) -> Markup:
-    return escape(templating.query_url(list(query), **changes))
+def _url(query: Iterable[tuple[str, Any]], **changes: Any) -> str:
+    """The escaped ``?…`` of the query with some parameters changed (templating.query_url, as the
+    templates call it): cached, since a page asks the same few links again and again."""
+    items = tuple(query)
+    if sum(len(k) + len(str(v)) for k, v in items) > 200:  # a long query is not kept (memory)
+        return str(escape(templating.query_url(list(items), **changes)))
+    return _cached_url(items, tuple(changes.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_url(query: tuple[tuple[str, Any], ...], changes: tuple[tuple[str, Any], ...]) -> str:
+    return str(escape(templating.query_url(list(query), **dict(changes))))
 
 
 def _pager(table: Table, s: _Strings) -> str:
