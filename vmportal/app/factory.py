@@ -162,6 +162,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     from vmportal.web import compliance_pages
 
     app.include_router(compliance_pages.router)  # 隐患与通报: /findings, /notices, /violations
+    from vmportal.web.vm_lane import PageLane
+
+    # innermost of all: inside the language layer, so its page is in the request's language and has
+    # the headers that layer adds to an HTML answer
+    app.add_middleware(PageLane)
     app.add_middleware(i18n.LocaleMiddleware)  # pages only; it lets /api/ through untouched
     app.add_middleware(guards.Admission, slots=_request_slots(settings), wait=settings.request_queue_seconds)
     app.add_middleware(ReadLane)  # innermost: the latency and request-id layers see its answers too

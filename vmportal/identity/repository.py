@@ -146,6 +146,19 @@ def caller_of_token(digest: Any, now: Any) -> Any:
     )
 
 
+def page_caller_of_token(digest: Any, now: Any) -> Any:
+    """As :func:`caller_of_token`, with what a page's layout shows of the account beside its role
+    and unit (its id, username and display name): the VM list's page lane reads them in the same
+    statement as the rows (:mod:`vmportal.vm.repository.sql`)."""
+    return (
+        # sqlalchemy's select: sqlmodel's is typed for at most four columns
+        sa.select(col(User.role), col(User.unit_id), col(User.id), col(User.username), col(User.display_name))
+        .select_from(AuthToken)
+        .join(User, col(User.id) == col(AuthToken.user_id))
+        .where(col(AuthToken.token_sha256) == digest, *live_token_rule(now))
+    )
+
+
 def live_token_user(session: Session, digest: str, now: datetime) -> User | None:
     """The account of a live token (:func:`live_token_rule`), None when there is none."""
     return session.exec(

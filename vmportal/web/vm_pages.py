@@ -37,16 +37,18 @@ from vmportal.vm import schemas as vm_schemas
 from vmportal.vm import service as vms
 from vmportal.vm.models import VM, PowerOpState
 from vmportal.vm.service import credentials
-from vmportal.vm.service.choices import Choice, power_barred, power_choices
+from vmportal.vm.service.choices import Choice, Refusal, power_barred, power_choices
 from vmportal.web import common, templating
+from vmportal.web import vm_list_view as view
 from vmportal.web.i18n import gettext as _
+from vmportal.web.session import csrf_for
 from vmportal.web.session import current as _current
 from vmportal.web.session import to_login as _to_login
 
 router = APIRouter(include_in_schema=False)
 _templates = templating.templates(Path(__file__).parent / "templates" / "unit")
 
-PAGE_SIZE = 50
+PAGE_SIZE = view.PAGE_SIZE
 
 
 def action_label(action: PowerAction) -> str:
@@ -112,28 +114,30 @@ def _row(session: Session, actor: Actor, vm: VM, unit_name: str | None) -> dict[
     }
 
 
-def _light_row(actor: Actor, vm: VM, unit_name: str | None) -> dict[str, Any]:
+def barred_text(refusal: Refusal | None) -> str:
+    """Rule power_ops's reason in the user's language ("" when the VM may be operated)."""
+    return _reason(refusal.rule, common.say(refusal.message_en, refusal.message_zh)) if refusal else ""
+
+
+def _light_row(actor: Actor, vm: VM, unit_name: str | None) -> view.Row:
     """A VM of the list: its columns and whether its actions may be opened; the buttons themselves
     are asked for when the user opens them (:func:`vm_actions`)."""
-    barred = power_barred(actor, vm)
-    return {
-        "vm": vm,
-        "unit_name": unit_name or "",
-        "barred": _reason(barred.rule, common.say(barred.message_en, barred.message_zh)) if barred else "",
-    }
+    assert vm.id is not None
+    return view.Row(
+        id=vm.id,
+        name=vm.name,
+        unit_name=unit_name or "",
+        ip_address=vm.ip_address or "",
+        power_state=view.state_text(vm.power_state),
+        security_state=view.state_text(vm.security_state),
+        barred=barred_text(power_barred(actor, vm)),
+    )
 
 
-@router.get("/vms", response_class=HTMLResponse)
-def vm_list(
-    request: Request, session: SessionDep, q: str | None = None, sort: str = "id", page: int = 1
-) -> Response:
-    """我的虚拟机: the VMs the user may see (scoped by the service), sortable, filterable, paged; the
-    table refreshes itself every 5 s (HTMX polling of the same URL, table only)."""
-    current = _current(request, session)
-    if current is None:
-        return _to_login(request)
-    token, user = current
-    actor = identity.actor_of(user)
+def list_filters(q: str | None, sort: str, page: int) -> tuple[vm_schemas.VMFilters, int, str, str]:
+    """The list's filters from the page's query (an unknown sort is the default order, a page
+    before the first is the first, the search text trimmed to 100 characters), with the page, the
+    search text and the sort as the page shows them. The page lane reads a query with this too."""
     try:
         order = vm_schemas.VMSort(sort)
     except ValueError:
@@ -141,21 +145,47 @@ def vm_list(
     page = max(page, 1)
     q = (q or "").strip()[:100]
     filters = vm_schemas.VMFilters(q=q or None, sort=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    return filters, page, q, order.value
+
+
+def root_path(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+@router.get("/vms", response_class=HTMLResponse)
+def vm_list(
+    request: Request, session: SessionDep, q: str | None = None, sort: str = "id", page: int = 1
+) -> Response:
+    """我的虚拟机: the VMs the user may see (scoped by the service), sortable, filterable, paged; the
+    table refreshes itself every 5 s (HTMX polling of the same URL, table only). On PostgreSQL the
+    page lane (vmportal/web/vm_lane.py) answers most of these requests before they get here, with
+    the same bytes (both render through vmportal/web/vm_list_view.py)."""
+    current = _current(request, session)
+    if current is None:
+        return _to_login(request)
+    token, user = current
+    actor = identity.actor_of(user)
+    filters, page, q, order = list_filters(q, sort, page)
     found, total = vms.list_vms(session, actor, filters)
-    rows = [_light_row(actor, r.vm, r.unit_name) for r in found]
-    context: dict[str, Any] = {
-        **common.base(token, user, _("My VMs") if user.unit_id else _("VMs"), "/vms"),
-        "rows": rows,
-        "barred": next((r["barred"] for r in rows if r["barred"]), ""),
-        "total": total,
-        "page": page,
-        "pages": max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
-        "q": q,
-        "sort": order.value,
-        "message": None,
-    }
-    name = "vm_table.html" if request.headers.get("hx-request") else "vms.html"
-    return _templates.TemplateResponse(request, name, context)
+    table = view.Table(
+        rows=[_light_row(actor, r.vm, r.unit_name) for r in found],
+        total=total,
+        page=page,
+        q=q,
+        sort=order,
+        query=request.query_params.multi_items(),
+    )
+    if request.headers.get("hx-request"):
+        return HTMLResponse(view.table_html(table, root_path(request)))
+    viewer = view.Viewer(
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role,
+        has_unit=user.unit_id is not None,
+        csrf=csrf_for(token),
+    )
+    here = view.here_of(request.url.path, request.url.query)
+    return HTMLResponse(view.page_html(table, viewer, root_path(request), here))
 
 
 def _detail_context(session: Session, token: str, user: User, vm_id: int) -> dict[str, Any]:
@@ -263,9 +293,8 @@ async def vm_power(request: Request, session: SessionDep, vm_id: int) -> Respons
         vm = vms.find_vm(session, actor, vm_id)
         if form.get("from") == "list":  # the list's light row, its menu closed, the outcome said
             found = vms.get_vm(session, actor, vm_id)
-            context = {**common.base(token, user, "", "/vms"), "row": _light_row(actor, vm, found.unit_name)}
-            context["message"] = message
-            return _templates.TemplateResponse(request, "vm_row.html", context)
+            row = _light_row(actor, vm, found.unit_name)
+            return HTMLResponse(view.one_row_html(row, root_path(request), message))
         context = _detail_context(session, token, user, vm_id)
         context["message"] = message
         return _templates.TemplateResponse(request, "vm_status.html", context)

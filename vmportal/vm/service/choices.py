@@ -66,8 +66,14 @@ def power_barred(actor: Actor, vm: VM) -> Refusal | None:
     Asked per row of a list, where the other checks wait until the user opens the VM's actions: it
     depends on the role and the VM's unit only (no query), and it is the first check of every
     action, so a barred VM's every action would be refused with this reason."""
+    return power_barred_in(actor, vm.unit_id)
+
+
+def power_barred_in(actor: Actor, unit_id: int | None) -> Refusal | None:
+    """:func:`power_barred` for a VM of ``unit_id`` (the VM list's page lane has the VM's document,
+    not its row)."""
     # As power._policy_decision: an unregistered VM (no unit yet) is nobody's but the center's.
-    verdict = check_power_ops(actor, vm.unit_id if vm.unit_id is not None else -1)
+    verdict = check_power_ops(actor, unit_id if unit_id is not None else -1)
     if isinstance(verdict, Deny):
         return Refusal(verdict.rule, verdict.message_en, verdict.message_zh)
     return None
