@@ -1,7 +1,8 @@
 """The worker's rehearsal of the alert path before it forks its pool (vmportal.app.warmup.rehearse), on
 PostgreSQL: it runs the real post, processing and containment, and leaves nothing behind — no row, no
 task sent, no containment figure — and never touches a VM of the portal's own, even one that holds the
-rehearsal's address. The pool processes keep the engine it warmed (``db.after_fork``)."""
+rehearsal's address; the audit chain verifies after it. The pool processes keep the engine it warmed
+(``db.after_fork``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from hypervisors.simulator import _MEMORY_WORLDS
 from tests.factories import Factory
 from tests.production.harness import Stack
 from vmportal.app import warmup
+from vmportal.audit import service as audit
+from vmportal.audit.service import Who
 from vmportal.kit import db
 from vmportal.kit.observability import CONTAINMENT_LATENCY
 from vmportal.kit.settings import get_settings
@@ -40,6 +43,11 @@ def test_the_rehearsal_runs_the_alert_path_and_leaves_nothing(stack: Stack) -> N
     assert _rows() == before  # every table as it was (stack's fixture refuses any dispatch)
     assert _latency_count() == figures
     assert warmup._REHEARSAL_WORLD not in _MEMORY_WORLDS
+    # The audit chain holds, with no gap where the rehearsal's rows would have been.
+    with db.transaction() as s:
+        audit.record(s, Who(actor="test", role="system"), "test.after_rehearsal", "unit", 1)
+    with db.transaction() as s:
+        assert audit.verify(s).ok is True
     # What the pool processes inherit: the engine, with the statements the rehearsal compiled.
     engine = db.engine()
     cache: Any = engine._compiled_cache

@@ -23,6 +23,7 @@ import threading
 from sqlmodel import SQLModel
 
 from hypervisors import create
+from vmportal.audit import service as audit
 from vmportal.jobs import outbox
 from vmportal.kit import db
 
@@ -100,10 +101,10 @@ def rehearse() -> bool:
     What runs is the real code: an alert post (``ingest.receive_post``), its processing (matching,
     the incident, the decision) and the containment (``containment.contain_once``) of a VM on an
     in-memory simulator, inside one PostgreSQL transaction that is rolled back: sessions commit
-    savepoints only (``db.joined``), no task is dispatched (``outbox.held``), the latency metric is
-    not observed, and logging is quiet meanwhile. Left behind: a few ids of sequences, skipped. The
-    audit chain's head is locked while it runs (well under a second), so other writers wait that
-    long at a worker's start. The rehearsal's address is a random one in 2001:db8::/32
+    savepoints only (``db.joined``), no task is dispatched (``outbox.held``), no audit row is added
+    to the chain (``audit.discarded``: its ids would leave a gap), the latency metric is not
+    observed, and logging is quiet meanwhile. Left behind: a few ids of other tables' sequences,
+    skipped. The rehearsal's address is a random one in 2001:db8::/32
     (documentation, never a campus VM's); should an alert match anything else the rehearsal stops
     before the containment, which then touches no real hypervisor. Any error only ends it early.
     """
@@ -116,7 +117,7 @@ def rehearse() -> bool:
         with engine.connect() as conn:
             outer = conn.begin()
             try:
-                with db.joined(conn), outbox.held():
+                with db.joined(conn), outbox.held(), audit.discarded():
                     return _rehearse()
             finally:
                 outer.rollback()
