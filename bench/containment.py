@@ -1,7 +1,8 @@
 """Alert → confirmed containment latency, on vcsim, through a running portal.
 
 Run: ``python -m bench.containment [--mode embedded|production] [--alerts 500] [--vms 100] [--rate 20]
-[--keep DIR]`` (``BENCH_WORKER_CONCURRENCY``, default 8: the production worker's pool processes)
+[--inventory 20000] [--busy 2] [--no-restart] [--keep DIR]`` (``BENCH_WORKER_CONCURRENCY``, default 8:
+the production worker's pool processes)
 
 What it does, in one run:
 
@@ -10,14 +11,19 @@ What it does, in one run:
    in-process tasks; ``production`` = a fresh PostgreSQL database, the local Redis (database 11),
    one ``vmportal worker`` process and ``vmportal serve``;
 3. registers the vcsim as a connection, syncs its inventory and assigns every VM to one unit with
-   an address from 10.77.0.0/16 (written straight into the database: vcsim VMs report none);
-4. registers a Suricata source and posts ``--alerts`` signed EVE alerts ("A Network Trojan was
+   an address from 10.77.0.0/16 (written straight into the database: vcsim VMs report none), and
+   registers a Suricata source;
+4. stops the worker and the API and starts them again, and waits until the API is ready and the
+   worker answers a ping (the cold start the targets are read on: new processes over a configured
+   portal, as after a restart or a deployment; ``--no-restart`` sends to the processes that served
+   the set-up instead); ``--busy N`` starts N CPU-bound processes that compete until the end;
+5. posts ``--alerts`` signed EVE alerts ("A Network Trojan was
    detected", severity 1: the default table isolates the VM) at a steady ``--rate`` per second, in
    a shuffled order over the VMs so that the rest are duplicates;
-5. waits until every VM's incident is contained — the portal marks it so only after reading the
+6. waits until every VM's incident is contained — the portal marks it so only after reading the
    VM back from vcsim with every NIC disconnected — and reports, per alert, the time from sending
    its POST to that confirmation (0 for a duplicate whose VM was already contained);
-6. reconnects the same VMs and times the bare adapter call (``set_network(ref, False)``, which
+7. reconnects the same VMs and times the bare adapter call (``set_network(ref, False)``, which
    also waits for the task and reads the VM back) on each.
 
 Besides the latencies it prints what explains them: how long the POSTs took to be answered, where
@@ -118,7 +124,7 @@ class Portal:
         subprocess.run([VMPORTAL, *args], env=self.env, check=True, cwd=self.workdir, capture_output=True)
 
     def _spawn(self, *args: str, log: str) -> None:
-        out = open(self.workdir / log, "wb")  # noqa: SIM115  (closed with the process)
+        out = open(self.workdir / log, "ab")  # noqa: SIM115  (closed with the process; kept across a restart)
         self.procs.append(
             subprocess.Popen([VMPORTAL, *args], env=self.env, cwd=self.workdir, stdout=out, stderr=out)
         )
@@ -141,6 +147,12 @@ class Portal:
                 "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "8"), log="worker.log"
             )
         self._spawn("serve", "--port", str(self.port), log="api.log")
+        self._wait_ready()
+        r = self.client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
+        r.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with suppress(httpx.HTTPError):
@@ -149,11 +161,32 @@ class Portal:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"the portal did not become ready; see {self.workdir}/api.log")
-        r = self.client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
-        r.raise_for_status()
-        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        if self.mode != "production":
+            return
+        from celery import Celery
 
-    def stop(self) -> None:
+        control = Celery(broker=self.env["VMPORTAL_BROKER_URL"])
+        try:
+            while time.monotonic() < deadline:
+                if control.control.ping(timeout=1.0):
+                    return  # the worker consumes: its pool processes are forked
+            raise RuntimeError(f"the worker did not answer; see {self.workdir}/worker.log")
+        finally:
+            control.close()
+
+    def restart(self) -> None:
+        """Stop the worker and the API and start them afresh against the configured portal, as after
+        a restart or a deployment: new processes, nothing of the set-up's requests warm in them."""
+        self._stop_processes()
+        self.procs = []
+        if self.mode == "production":
+            self._spawn(
+                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "8"), log="worker.log"
+            )
+        self._spawn("serve", "--port", str(self.port), log="api.log")
+        self._wait_ready()
+
+    def _stop_processes(self) -> None:
         for proc in self.procs:
             with suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
@@ -162,6 +195,9 @@ class Portal:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+    def stop(self) -> None:
+        self._stop_processes()
         self.client.close()
         if self.pg_name:
             import sqlalchemy as sa
@@ -401,6 +437,8 @@ def run(
     limit_s: float,
     keep: Path | None = None,
     inventory: int = 0,
+    restart: bool = True,
+    busy: int = 0,
 ) -> dict[str, Any]:
     topology = Topology(clusters=2, hosts_per_cluster=2, standalone_hosts=0, vms=max(n_vms // 2, 1), pools=0)
     with start_vcsim(topology) as vc, portal(mode, keep) as p:
@@ -448,6 +486,8 @@ def run(
         )
         src.raise_for_status()
         secret = src.json()["secret"]
+        if restart:  # the cold start: fresh processes over the configured portal
+            p.restart()
         order = list(addresses) + [random.choice(list(addresses)) for _ in range(n_alerts - len(addresses))]
         random.Random(7).shuffle(order)
         sent: list[tuple[int, float]] = []
@@ -472,6 +512,8 @@ def run(
             sent.append((vm_id, t0))
 
         threads: list[threading.Thread] = []
+        # Competing CPU-bound processes, stopped once the containments are in (or the limit passed).
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
         cpu_before = _cpu_by_process(p, vc.pid)
         load_before = os.getloadavg()
         start = time.monotonic()
@@ -498,6 +540,9 @@ def run(
         busy_s = time.monotonic() - start
         cpu_after = _cpu_by_process(p, vc.pid)
         load_after = os.getloadavg()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         first_sent: dict[int, float] = {}
         for vm_id, t0 in sorted(sent, key=lambda x: x[1]):
             first_sent.setdefault(vm_id, t0)
@@ -543,6 +588,8 @@ def run(
             "vms": len(addresses),
             "inventory_vms": max(inventory, len(addresses)),
             "rate_per_s": rate,
+            "restarted_after_setup": restart,
+            "competing_busy_loops": busy,
             "send_seconds": round(send_s, 1),
             "post_failures": len(failures),
             "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
@@ -582,11 +629,43 @@ def main() -> None:
         help="VMs in the inventory in all (the --vms on vcsim plus copies on an inactive connection), "
         "e.g. 20000: what the alert matcher must look past",
     )
+    parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="send the alerts to the processes that served the set-up, instead of restarting the worker "
+        "and the API after it (the cold start the issue's targets are read on)",
+    )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="CPU-bound processes competing while the alerts are sent"
+    )
     args = parser.parse_args()
-    result = run(args.mode, args.alerts, args.vms, args.rate, args.limit, args.keep, args.inventory)
+    result = run(
+        args.mode,
+        args.alerts,
+        args.vms,
+        args.rate,
+        args.limit,
+        args.keep,
+        args.inventory,
+        restart=not args.no_restart,
+        busy=args.busy,
+    )
     print(json.dumps(result, indent=2, ensure_ascii=False))
     p99 = result["alert_to_confirmed_containment_first_alert_per_vm"]["p99_ms"]
-    print(f"target p99 < 1000 ms at {args.rate:g} alerts/s: {'met' if p99 < 1000 else 'NOT met'} ({p99} ms)")
+    # The issue's targets: under 300 ms at 20 alerts/s on its own; under 1 s at 100 alerts/s, or at
+    # 20 alerts/s with two CPU-bound processes competing.
+    target = 300.0 if args.rate <= 20 and not args.busy else 1000.0
+    print(
+        f"target p99 < {target:g} ms at {args.rate:g} alerts/s with {args.busy} busy loops: "
+        f"{'met' if p99 < target else 'NOT met'} ({p99} ms)"
+    )
+    cpu = result["cpu_seconds"]
+    portal_cpu = sum(cpu.get(k, 0.0) for k in ("worker", "api", "postgresql_backends", "vcsim"))
+    per_alert = 1000 * portal_cpu / max(result["alerts_sent"], 1)
+    print(
+        f"CPU per alert (worker, API, PostgreSQL, vcsim): {per_alert:.1f} ms "
+        f"(target 10 ms: {'met' if per_alert <= 10 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -1041,6 +1041,12 @@ class SimulatorAdapter:
         return self._world.path if isinstance(self._world, _FileWorld) else None
 
     @staticmethod
+    def drop_memory_world(name: str) -> None:
+        """Forget the in-memory world ``simulator://memory/<name>`` of this process, if any."""
+        with _WORLDS_GUARD:
+            _MEMORY_WORLDS.pop(name, None)
+
+    @staticmethod
     def drop_memory_worlds() -> None:
         """Forget every named in-memory world of this process (``simulator://memory/<name>``)."""
         with _WORLDS_GUARD:

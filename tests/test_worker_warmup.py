@@ -63,3 +63,9 @@ def test_nothing_to_warm_up_without_vms(factory: Factory, adapters: list[dict[st
     factory.connection()
     warmup.start().join(timeout=30)
     assert adapters == []
+
+
+def test_the_rehearsal_is_for_the_production_worker_only(factory: Factory) -> None:
+    # SQLite is the embedded portal's, which runs its tasks in-process and forks no pool.
+    factory.vm(factory.unit())
+    assert warmup.rehearse() is False

@@ -31,7 +31,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from sqlalchemy.orm import configure_mappers
 
 import hypervisors.proxmox  # imported before the pool forks (see below)
@@ -40,6 +40,7 @@ from vmportal.app import (
     metrics,
     registry,  # noqa: F401  (registers every task)
     startup,
+    warmup,
 )
 from vmportal.app.beat import beat_schedule
 from vmportal.jobs.app import celery_app, configure
@@ -63,13 +64,20 @@ startup.prepare(settings, migrate=False, seed=False)
 configure_mappers()
 
 
+@worker_init.connect
+def _rehearse(**_: object) -> None:
+    # In the worker's main process, before it forks the pool (beat and other users of this module
+    # skip it): the alert path once, rolled back, so that every pool process starts with its
+    # statements compiled (vmportal.app.warmup.rehearse).
+    warmup.rehearse()
+
+
 @worker_process_init.connect
 def _fresh_engine(**_: object) -> None:
     # A forked pool process must not share the parent's database connections.
-    from vmportal.app import warmup
     from vmportal.kit import db
 
-    db.init(settings)
+    db.after_fork()  # the parent's engine, with the statements its rehearsal compiled
     warmup.start()  # connections and hypervisor sessions ahead of the first task, in the background
 
 

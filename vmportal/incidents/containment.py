@@ -282,7 +282,7 @@ def execute_containment(incident_id: int) -> str:
     """The task body of ``vmportal.security.contain``. Idempotent; Retriable propagates (retry)."""
     try:
         with db.transaction() as s:
-            outcome, latency = _contain_once(s, incident_id)
+            outcome, latency = contain_once(s, incident_id)
             outbox.complete_in(s)  # the task's outbox row, completed with the outcome it records
     except Retriable as exc:
         _note_pending(incident_id, exc)
@@ -292,7 +292,10 @@ def execute_containment(incident_id: int) -> str:
     return outcome
 
 
-def _contain_once(s: Session, incident_id: int) -> tuple[str, float | None]:
+def contain_once(s: Session, incident_id: int) -> tuple[str, float | None]:
+    """The containment's work in ``s``: its outcome, and its latency when confirmed now. Without the
+    task's bookkeeping (the outbox row, the latency metric), so the worker's rehearsal
+    (vmportal.app.warmup) runs the same code and leaves no figure behind."""
     found = s.get(Incident, incident_id)
     if found is None:
         return "unknown incident", None

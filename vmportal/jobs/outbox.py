@@ -117,11 +117,31 @@ def _after_commit(session: Session) -> None:
         )
 
 
+#: True while :func:`held`: committed rows are not dispatched.
+_held = False
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """Dispatch nothing while inside: for work whose transaction its caller rolls back in the end
+    (the worker's rehearsal, vmportal.app.warmup), whose sessions commit only savepoints. For a
+    single-threaded process only."""
+    global _held
+    _held = True
+    try:
+        yield
+    finally:
+        _held = False
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None or transaction.nested:
         return  # a savepoint ended; the outer transaction is still open
     ready: list[tuple[int, str, dict[str, Any], str]] = session.info.pop(_READY_KEY, [])
+    if ready and _held:
+        log.debug("outbox: %d rows held back, not dispatched", len(ready))
+        return
     if ready:  # committed, and the session's connection is back in the pool
         token = _on_record.set(True)
         try:

@@ -127,6 +127,31 @@ def init(settings: Settings | None = None, *, url: str | None = None) -> Engine:
     return _engine
 
 
+def after_fork() -> None:
+    """In a process forked from one that used the database (a Celery pool process): forget the
+    parent's pooled connections without closing them (they are the parent's), keep the engine. The
+    engine's compiled-statement cache is what the parent's warm-up (vmportal.app.warmup) filled for
+    every child at once; a new engine would start it empty in each."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+@contextmanager
+def joined(conn: sa.Connection) -> Iterator[None]:
+    """While inside, every session (``transaction``, ``new_session``) works inside ``conn``'s open
+    transaction: a session's commit releases a savepoint, and whoever holds ``conn`` decides the
+    outcome (the worker's rehearsal rolls it all back). For a single-threaded process only."""
+    global _factory, _read_factory
+    saved = _factory, _read_factory
+    _factory = _read_factory = sessionmaker(
+        bind=conn, class_=Session, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    try:
+        yield
+    finally:
+        _factory, _read_factory = saved
+
+
 def engine() -> Engine:
     if _engine is None:
         init()
