@@ -275,3 +275,24 @@ def test_the_in_process_pool_processes_every_post(client: TestClient, factory: F
     finally:
         outbox.wait_idle()
         use_settings(factory.settings)
+
+
+def test_a_send_refused_after_taking_the_flag_lets_the_next_post_send(
+    client: TestClient, factory: Factory, broker: Messages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = center_admin(client, factory)
+    vms = [factory.vm(factory.unit()) for _ in range(2)]
+    source = register(client, h, "suricata")
+    with monkeypatch.context() as m:
+
+        def refused(name: str, kwargs: dict[str, Any]) -> None:
+            raise ConnectionError("the broker refused the message")
+
+        m.setattr(celery_app, "send_task", refused)
+        assert post(client, source, suricata_c2(str(vms[0].ip_address))).status_code == 202
+    # No run is pending after all: the next post must not wait for a flag nobody will clear.
+    assert post(client, source, suricata_c2(str(vms[1].ip_address))).status_code == 202
+    [run] = processing(broker)
+    assert deliver(run) == "2 matched, 0 unmatched"
+    assert all(r.completed_at is not None for r in rows())
+    assert len(incidents(client, h, vm_id=vms[0].id)) == 1

@@ -37,7 +37,6 @@ covers a row left waiting all the same.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -104,9 +103,11 @@ def coalesce(task: str) -> None:
 
 
 def _pending_key(task: str) -> str:
-    # One flag per task and database: portals (and test runs) sharing a Redis keep theirs apart.
-    database = hashlib.sha256(get_settings().sqlalchemy_url.encode()).hexdigest()[:12]
-    return f"vmportal:run-pending:{database}:{task}"
+    # Beside the queue the runs are sent to, in the same Redis database: whoever shares the queue
+    # (the API and every worker of one portal) shares the flag. Not keyed by the database URL, which
+    # the API and a worker may spell differently: a flag the runs never cleared would hold every
+    # post's send back for PENDING_TTL_MS.
+    return f"vmportal:run-pending:{task}"
 
 
 def _redis() -> Any | None:
