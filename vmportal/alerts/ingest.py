@@ -17,8 +17,9 @@
    was understood (they are kept all the same, with the reason).
 
 Matching, correlation and containment then run in the task ``vmportal.security.process_alerts``
-(:func:`process_alerts`), queued through the outbox in the same transaction, so the answer does not wait
-for them and a lost task is re-driven.
+(:func:`process_waiting`), queued through the outbox in the same transaction, so the answer does not wait
+for them and a lost task is re-driven. The task is coalesced: a post while a run is pending sends no
+message, and one run takes the alerts of every post waiting (see :mod:`vmportal.jobs.outbox`).
 
 Refused posts (401, 403) are audited in a transaction of their own: forged alerts are worth seeing.
 """
