@@ -296,3 +296,23 @@ def test_a_send_refused_after_taking_the_flag_lets_the_next_post_send(
     assert deliver(run) == "2 matched, 0 unmatched"
     assert all(r.completed_at is not None for r in rows())
     assert len(incidents(client, h, vm_id=vms[0].id)) == 1
+
+
+def test_a_run_past_its_budget_sends_a_run_for_the_rest(
+    client: TestClient, factory: Factory, broker: Messages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = center_admin(client, factory)
+    vms = [factory.vm(factory.unit()) for _ in range(3)]
+    source = register(client, h, "suricata")
+    for vm in vms:
+        assert post(client, source, suricata_c2(str(vm.ip_address))).status_code == 202
+    monkeypatch.setattr(ingest, "PROCESS_CHUNK", 2)
+    monkeypatch.setattr(ingest, "RUN_BUDGET_SECONDS", 0.0)
+    [run] = processing(broker)
+    assert deliver(run) == "2 matched, 0 unmatched"  # one batch, then the budget is spent
+    [_, rest] = processing(broker)
+    assert rest[1]["outbox_id"] == run[1]["outbox_id"]  # under the run's own (completed) row
+    assert deliver(rest) == "1 matched, 0 unmatched"
+    assert all(r.completed_at is not None for r in rows())
+    for vm in vms:
+        assert len(incidents(client, h, vm_id=vm.id)) == 1
