@@ -17,8 +17,9 @@
    was understood (they are kept all the same, with the reason).
 
 Matching, correlation and containment then run in the task ``vmportal.security.process_alerts``
-(:func:`process_alerts`), queued through the outbox in the same transaction, so the answer does not wait
-for them and a lost task is re-driven.
+(:func:`process_waiting`), queued through the outbox in the same transaction, so the answer does not wait
+for them and a lost task is re-driven. The task is coalesced: a post while a run is pending sends no
+message, and one run takes the alerts of every post waiting (see :mod:`vmportal.jobs.outbox`).
 
 Refused posts (401, 403) are audited in a transaction of their own: forged alerts are worth seeing.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -514,41 +516,95 @@ def build_inventory(session: Session, alerts: Sequence[Alert] | None = None) -> 
 
 
 def process_alerts(alert_ids: list[int]) -> str:
-    """The task body of ``vmportal.security.process_alerts``: match each received alert to a VM and
-    gather it into its incident. Idempotent: only alerts still ``received`` are processed, under
-    their row locks (a second delivery waits for the first, then finds nothing to do)."""
+    """Match each of ``alert_ids`` still received to a VM and gather it into its incident (a direct
+    call; the task runs :func:`process_waiting`). Idempotent: only alerts still ``received`` are
+    processed, under their row locks (a second call waits for the first, then finds nothing)."""
     with db.transaction() as s:
         outbox.complete_in(s)  # the task's outbox row, completed with this transaction
-        rows = repository.lock_received_alerts(s, alert_ids)
-        if not rows:
-            return "nothing to do"
-        parsed = [(row, source_name, to_alert(row, source_name)) for row, source_name in rows]
-        inventory = build_inventory(s, [alert for _, _, alert in parsed])
-        counts = {"matched": 0, "unmatched": 0}
-        mail_mode: str | None = None  # the center's choice, read once and only when needed
-        for row, source_name, alert in parsed:
-            matches = inventory.match_all(alert)
-            found = matches[0] if matches else None
-            if found is None:
-                row.state = AlertState.UNMATCHED.value
-                row.processed_at = db.utcnow()
-                s.add(row)
-                counts["unmatched"] += 1
-                mail_mode = mail_mode or center.unmatched_alert_mail(s)
-                if mail_mode == "each":  # the digest mode is beat's (vmportal.alerts.unmatched)
-                    s.flush()
-                    unmatched.notify_each(s, row, source_name)
-                continue
-            vm = repository.get_vm(s, found.vm)
-            assert vm is not None
-            who = Who(actor=f"alert-source:{source_name}"[:100], role="alert_source")
-            attach(s, row, vm, found, who=who)
-            if found.accused and not row.resolved:
-                for other in matches[1:]:
-                    if not other.accused:
-                        _open_victim_incident(s, row, vm, other, who)
-            counts["matched"] += 1
-        return f"{counts['matched']} matched, {counts['unmatched']} unmatched"
+        counts = _process(s, repository.lock_received_alerts(s, alert_ids))
+    return _summary(counts)
+
+
+#: A coalesced run stops taking batches after this long, leaving the rest to a run it sends (the
+#: task's time limit must never cut a run short: its batch would roll back and wait for the re-drive).
+RUN_BUDGET_SECONDS = 20.0
+
+
+def process_waiting() -> str:
+    """The task body of ``vmportal.security.process_alerts`` (a coalesced task, see
+    :mod:`vmportal.jobs.outbox`): whatever post's row it was sent for, it processes the alerts of
+    every processing row still waiting, oldest first, a batch of at most :data:`PROCESS_CHUNK`
+    alerts per transaction, each batch's rows completed with its work, until none is left.
+
+    Rows another run holds are skipped (never waited for): that run completes them, or, should it
+    die, its rollback leaves them waiting for the next run or the re-drive. A row taken twice (a
+    second delivery after the first committed) finds its alerts no longer received: nothing done."""
+    outbox.completion_handled()  # this run's own row is completed with its batch, by whichever run
+    outbox.run_starting(PROCESS_TASK)  # from now on a new post sends a run of its own
+    counts = {"matched": 0, "unmatched": 0}
+    deadline = time.monotonic() + RUN_BUDGET_SECONDS
+    while True:
+        with db.transaction() as s:
+            taken = outbox.take_waiting(s, PROCESS_TASK, PROCESS_CHUNK)
+            if not taken:
+                break
+            batch: list[int] = []
+            done: list[int] = []
+            for outbox_id, arguments in taken:
+                ids = [int(i) for i in arguments.get("alert_ids", [])]
+                if done and len(batch) + len(ids) > PROCESS_CHUNK:
+                    break  # the rest of the rows taken wait for the next batch (released at commit)
+                batch += ids
+                done.append(outbox_id)
+            found = _process(s, repository.lock_received_alerts(s, sorted(set(batch))))
+            outbox.complete_taken(s, done)
+        for key in counts:
+            counts[key] += found[key]
+        if time.monotonic() >= deadline:
+            running = outbox.current_row()
+            if running is not None:  # rows may be left: a run of their own (unless one is pending)
+                outbox.send_again(running, PROCESS_TASK, {"alert_ids": []})
+            break
+    return _summary(counts)
+
+
+def _summary(counts: dict[str, int]) -> str:
+    if not counts["matched"] and not counts["unmatched"]:
+        return "nothing to do"
+    return f"{counts['matched']} matched, {counts['unmatched']} unmatched"
+
+
+def _process(s: Session, rows: list[tuple[SecurityAlert, str]]) -> dict[str, int]:
+    """Match locked received alerts and gather them into incidents, in ``s``'s transaction."""
+    counts = {"matched": 0, "unmatched": 0}
+    if not rows:
+        return counts
+    parsed = [(row, source_name, to_alert(row, source_name)) for row, source_name in rows]
+    inventory = build_inventory(s, [alert for _, _, alert in parsed])
+    mail_mode: str | None = None  # the center's choice, read once and only when needed
+    for row, source_name, alert in parsed:
+        matches = inventory.match_all(alert)
+        found = matches[0] if matches else None
+        if found is None:
+            row.state = AlertState.UNMATCHED.value
+            row.processed_at = db.utcnow()
+            s.add(row)
+            counts["unmatched"] += 1
+            mail_mode = mail_mode or center.unmatched_alert_mail(s)
+            if mail_mode == "each":  # the digest mode is beat's (vmportal.alerts.unmatched)
+                s.flush()
+                unmatched.notify_each(s, row, source_name)
+            continue
+        vm = repository.get_vm(s, found.vm)
+        assert vm is not None
+        who = Who(actor=f"alert-source:{source_name}"[:100], role="alert_source")
+        attach(s, row, vm, found, who=who)
+        if found.accused and not row.resolved:
+            for other in matches[1:]:
+                if not other.accused:
+                    _open_victim_incident(s, row, vm, other, who)
+        counts["matched"] += 1
+    return counts
 
 
 def _match_dict(found: VMMatch[int] | None, *, manual_by: str | None = None) -> dict[str, Any]:

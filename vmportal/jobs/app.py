@@ -72,7 +72,7 @@ class PortalTask(Task):
                     else:
                         with outbox.running(outbox_id) as run:
                             result = super().__call__(*args, **kwargs)
-                        completed = run.completed
+                        completed = run.completed or run.handled
                 except Exception as exc:
                     # A database too busy right now (SQLite's writer lock held past its timeout, no
                     # free pooled connection) is a reason to try again, never to fail the work.

@@ -22,6 +22,17 @@ run beside it: it finds the claim taken and leaves the row to its holder. A work
 ``kill -9`` loses its connection, PostgreSQL releases the lock at once, and the next delivery runs.
 A delivery of a row already completed does nothing at all. ``redrive`` skips claimed rows, and a
 row whose task is waiting for its retry counts as dispatched at the time the retry is due.
+
+A *coalesced* task (:func:`coalesce`; alert processing) is one whose run does the work of every
+row of its task still waiting, not just its own: it takes them (:func:`take_waiting`, oldest first,
+``FOR UPDATE SKIP LOCKED`` so two runs never take the same row and never wait for each other) and
+completes them in the transaction that does their work. Every row is still written, so nothing is
+lost; only the *send* of a fresh row is left out while a run is already pending (a "run pending"
+flag, ``SET NX PX`` in Redis, in memory for the in-process pool, taken by the dispatch and cleared
+by the run before it takes rows: a row committed before the clear is taken by that run, a row
+committed after it finds the flag free and sends). A pending run whose message is lost only holds
+back the sends for the flag's life (:data:`PENDING_TTL_MS`); the re-drive, which always sends,
+covers a row left waiting all the same.
 """
 
 from __future__ import annotations
@@ -71,6 +82,137 @@ _claimed_lock = threading.Lock()
 Claim = Literal["run", "running", "done"]
 #: This thread's claims in force on PostgreSQL, by outbox row: the connection holding each one.
 _claims_here = threading.local()
+
+
+#: Tasks whose run takes every waiting row of its task (see the module docstring).
+_coalesced: set[str] = set()
+#: How long a "run pending" flag holds back the sends of a coalesced task's fresh rows. Longer than
+#: a message normally waits for a worker; a lost message delays the next sends by at most this.
+PENDING_TTL_MS = 5000
+#: The in-process pool's flags (thread mode). Celery mode keeps them in the broker's Redis, where the
+#: API's dispatch and the worker's run both see them; with another broker nothing is held back.
+_pending_here: dict[str, float] = {}
+_pending_lock = threading.Lock()
+_redis_clients: dict[str, Any] = {}
+
+
+def coalesce(task: str) -> None:
+    """Mark ``task`` as coalesced: its run takes every waiting row of the task (:func:`take_waiting`)
+    and the dispatch of a fresh row sends nothing while such a run is pending."""
+    _coalesced.add(task)
+
+
+def _pending_key(task: str) -> str:
+    # Beside the queue the runs are sent to, in the same Redis database: whoever shares the queue
+    # (the API and every worker of one portal) shares the flag. Not keyed by the database URL, which
+    # the API and a worker may spell differently: a flag the runs never cleared would hold every
+    # post's send back for PENDING_TTL_MS.
+    return f"vmportal:run-pending:{task}"
+
+
+def _redis() -> Any | None:
+    """The broker's Redis, for the flags; None when the broker is not Redis (no coalesced sends)."""
+    url = get_settings().broker_url
+    if not url.startswith("redis"):
+        return None
+    client = _redis_clients.get(url)
+    if client is None:
+        import redis
+
+        client = _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    return client
+
+
+def _take_pending(task: str, mode: str) -> Literal["taken", "held", "unknown"]:
+    """For the dispatch of a fresh row of ``task``: ``"taken"`` (no run was pending, this dispatch
+    took the "run pending" flag: send), ``"held"`` (a run is pending: it takes the row, send
+    nothing) or ``"unknown"`` (not coalesced, or the flag's store is unreachable: send)."""
+    if task not in _coalesced or mode == "inline":
+        return "unknown"
+    if mode == "celery":
+        client = _redis()
+        if client is None:
+            return "unknown"
+        try:
+            taken = client.set(_pending_key(task), b"1", nx=True, px=PENDING_TTL_MS)
+        except Exception:  # Redis down: the send says so on the row, and the re-drive sends again
+            return "unknown"
+        return "taken" if taken else "held"
+    now = time.monotonic()
+    with _pending_lock:
+        if _pending_here.get(task, 0.0) > now:
+            return "held"
+        _pending_here[task] = now + PENDING_TTL_MS / 1000
+        return "taken"
+
+
+def run_starting(task: str) -> None:
+    """A coalesced run of ``task`` is about to take rows: clear the flag, so that a row committed
+    from now on (which this run may not see) sends a run of its own. Before the run's first take."""
+    _clear_pending(task)
+
+
+def _clear_pending(task: str) -> None:
+    with _pending_lock:
+        _pending_here.pop(task, None)
+    client = _redis() if get_settings().effective_task_mode == "celery" else None
+    if client is not None:
+        try:
+            client.delete(_pending_key(task))
+        except Exception:
+            # The flag then lapses within PENDING_TTL_MS; the rows it held back stay waiting for the
+            # next run or the re-drive, never lost.
+            log.warning("outbox: the run-pending flag of %s could not be cleared", task)
+
+
+def take_waiting(session: Session, task: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``limit`` rows of ``task`` not completed, oldest first, locked for ``session``'s
+    transaction and skipping rows another run holds (PostgreSQL; SQLite's writer lock keeps two
+    writing transactions apart anyway): (id, arguments). Complete them with :func:`complete_taken`."""
+    rows = session.execute(
+        select(OutboxTask.id, OutboxTask.arguments)
+        .where(col(OutboxTask.task) == task, col(OutboxTask.completed_at).is_(None))
+        .order_by(col(OutboxTask.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [(int(i), dict(arguments or {})) for i, arguments in rows if i is not None]
+
+
+def complete_taken(session: Session, outbox_ids: list[int]) -> None:
+    """Mark rows taken by :func:`take_waiting` completed, in ``session``'s transaction (with the work)."""
+    if outbox_ids:
+        session.execute(
+            update(OutboxTask)
+            .where(col(OutboxTask.id).in_(outbox_ids), col(OutboxTask.completed_at).is_(None))
+            .values(completed_at=db.utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def current_row() -> int | None:
+    """The outbox row of the task running in this context, if any."""
+    state = _running.get()
+    return state.outbox_id if state is not None else None
+
+
+def completion_handled() -> None:
+    """The running task's body answers for its own row's completion (a coalesced run: it completes
+    the rows it took, and a row another run holds is that run's to complete, or the re-drive's),
+    so the task base must not mark it completed after the body."""
+    state = _running.get()
+    if state is not None:
+        state.handled = True
+
+
+def send_again(outbox_id: int, task: str, kwargs: dict[str, Any]) -> None:
+    """Send a run of ``task`` under row ``outbox_id`` (a coalesced run that stopped with rows left
+    waiting), unless a run is pending already. Recorded only if the send fails."""
+    token = _on_record.set(True)
+    try:
+        dispatch([(outbox_id, task, kwargs, context.request_id.get())])
+    finally:
+        _on_record.reset(token)
 
 
 def _held_claims() -> dict[int, Connection]:
@@ -169,11 +311,16 @@ def dispatch(rows: list[tuple[int, str, dict[str, Any], str]]) -> None:
         sent: list[int] = []
         failed: dict[int, str] = {}
         for outbox_id, task, kwargs, request_id in rows:
+            pending = _take_pending(task, mode) if on_record else "unknown"
+            if pending == "held":
+                continue  # a run is pending: it takes this row (written as dispatched already)
             error = _send_to_broker(outbox_id, task, kwargs, request_id)
             if error is None:
                 sent.append(outbox_id)
             else:
                 failed[outbox_id] = error
+                if pending == "taken":
+                    _clear_pending(task)  # no run is pending after all: the next row must send
         try:
             _record_sends([] if on_record else sent, failed)
         except Exception:
@@ -184,6 +331,8 @@ def dispatch(rows: list[tuple[int, str, dict[str, Any], str]]) -> None:
     if not on_record:
         _record_sends([r[0] for r in rows], {})
     for outbox_id, task, kwargs, request_id in rows:
+        if on_record and _take_pending(task, mode) == "held":
+            continue  # a run is pending in the pool: it takes this row
         if mode == "inline":
             _run_local(outbox_id, task, kwargs, request_id)
         else:
@@ -251,6 +400,7 @@ class Running:
 
     outbox_id: int
     completed: bool = False  # by the task's own transaction (complete_in), now committed
+    handled: bool = False  # the body answers for the row's completion (completion_handled)
 
 
 _running: ContextVar[Running | None] = ContextVar("vmportal_outbox_running", default=None)
