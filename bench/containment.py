@@ -1,8 +1,9 @@
 """Alert → confirmed containment latency, on vcsim, through a running portal.
 
 Run: ``python -m bench.containment [--mode embedded|production] [--alerts 500] [--vms 100] [--rate 20]
-[--inventory 20000] [--busy 2] [--no-restart] [--keep DIR]`` (``BENCH_WORKER_CONCURRENCY``, default 8:
-the production worker's pool processes)
+[--inventory 20000] [--busy 2] [--restart] [--keep DIR]``. The portal runs as docker-compose.yml
+runs it in production: ``vmportal worker --concurrency 4`` and ``vmportal serve --workers 2`` in
+``production`` mode (``BENCH_WORKER_CONCURRENCY`` and ``BENCH_API_WORKERS`` change them).
 
 What it does, in one run:
 
@@ -13,10 +14,10 @@ What it does, in one run:
 3. registers the vcsim as a connection, syncs its inventory and assigns every VM to one unit with
    an address from 10.77.0.0/16 (written straight into the database: vcsim VMs report none), and
    registers a Suricata source;
-4. stops the worker and the API and starts them again, and waits until the API is ready and the
-   worker answers a ping (the cold start the targets are read on: new processes over a configured
-   portal, as after a restart or a deployment; ``--no-restart`` sends to the processes that served
-   the set-up instead); ``--busy N`` starts N CPU-bound processes that compete until the end;
+4. with ``--restart``, stops the worker and the API and starts them again, and waits until the API
+   is ready and the worker answers a ping (new processes over a configured portal, as after a
+   restart or a deployment; without it the alerts go to the processes started in step 2, which
+   served the set-up); ``--busy N`` starts N CPU-bound processes that compete until the end;
 5. posts ``--alerts`` signed EVE alerts ("A Network Trojan was
    detected", severity 1: the default table isolates the VM) at a steady ``--rate`` per second, in
    a shuffled order over the VMs so that the rest are duplicates;
@@ -144,13 +145,19 @@ class Portal:
         self._run("create-admin", "bench-admin", "--password", PASSWORD)
         if self.mode == "production":
             self._spawn(
-                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "8"), log="worker.log"
+                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "4"), log="worker.log"
             )
-        self._spawn("serve", "--port", str(self.port), log="api.log")
+        self._spawn("serve", "--port", str(self.port), *self._api_workers(), log="api.log")
         self._wait_ready()
         r = self.client.post("/api/v1/auth/login", json={"username": "bench-admin", "password": PASSWORD})
         r.raise_for_status()
         self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def _api_workers(self) -> list[str]:
+        """Production's API processes (docker-compose.yml); the embedded portal is one process."""
+        if self.mode != "production":
+            return []
+        return ["--workers", os.environ.get("BENCH_API_WORKERS", "2")]
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -181,9 +188,9 @@ class Portal:
         self.procs = []
         if self.mode == "production":
             self._spawn(
-                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "8"), log="worker.log"
+                "worker", "--concurrency", os.environ.get("BENCH_WORKER_CONCURRENCY", "4"), log="worker.log"
             )
-        self._spawn("serve", "--port", str(self.port), log="api.log")
+        self._spawn("serve", "--port", str(self.port), *self._api_workers(), log="api.log")
         self._wait_ready()
 
     def _stop_processes(self) -> None:
@@ -437,7 +444,7 @@ def run(
     limit_s: float,
     keep: Path | None = None,
     inventory: int = 0,
-    restart: bool = True,
+    restart: bool = False,
     busy: int = 0,
 ) -> dict[str, Any]:
     topology = Topology(clusters=2, hosts_per_cluster=2, standalone_hosts=0, vms=max(n_vms // 2, 1), pools=0)
@@ -630,10 +637,10 @@ def main() -> None:
         "e.g. 20000: what the alert matcher must look past",
     )
     parser.add_argument(
-        "--no-restart",
+        "--restart",
         action="store_true",
-        help="send the alerts to the processes that served the set-up, instead of restarting the worker "
-        "and the API after it (the cold start the issue's targets are read on)",
+        help="restart the worker and the API after the set-up, so the alerts meet processes that have "
+        "served nothing yet (as after a restart or a deployment)",
     )
     parser.add_argument(
         "--busy", type=int, default=0, help="CPU-bound processes competing while the alerts are sent"
@@ -647,7 +654,7 @@ def main() -> None:
         args.limit,
         args.keep,
         args.inventory,
-        restart=not args.no_restart,
+        restart=args.restart,
         busy=args.busy,
     )
     print(json.dumps(result, indent=2, ensure_ascii=False))
