@@ -35,7 +35,7 @@ from vmportal.vm.service import reads
 from vmportal.vm.service.choices import Refusal, power_barred_in
 from vmportal.web import vm_list_view as view
 from vmportal.web import vm_pages
-from vmportal.web.session import COOKIE, csrf_for
+from vmportal.web.session import COOKIE
 
 _PATH = "/vms"
 _ROUTE = SimpleNamespace(path=_PATH)  # what the latency middleware labels the request with
@@ -120,15 +120,4 @@ class PageLane:
             sort=sort,
             query=query,
         )
-        root_path = vm_pages.root_path(request)
-        if request.headers.get("hx-request"):
-            return view.table_html(table, root_path).encode()
-        viewer = view.Viewer(
-            username=user.username,
-            display_name=user.display_name,
-            role=user.role,
-            has_unit=user.unit_id is not None,
-            csrf=csrf_for(token),
-        )
-        here = view.here_of(request.url.path, request.url.query)
-        return view.page_html(table, viewer, root_path, here).encode()
+        return vm_pages.list_html(request, table, user, token).encode()

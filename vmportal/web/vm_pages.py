@@ -20,7 +20,7 @@ waits (portal.js): the swap would close the menu under the user's pointer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -175,8 +175,28 @@ def vm_list(
         sort=order,
         query=request.query_params.multi_items(),
     )
+    return HTMLResponse(list_html(request, table, user, token))
+
+
+class Account(Protocol):
+    """What the VM list's layout shows of the signed-in account (a User, or the page lane's row)."""
+
+    @property
+    def username(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def unit_id(self) -> int | None: ...
+
+
+def list_html(request: Request, table: view.Table, user: Account, token: str) -> str:
+    """The VM list's answer: the table alone for its HTMX refresh, else the whole page. The router's
+    page and the page lane (vmportal/web/vm_lane.py) both answer with it."""
+    root = root_path(request)
     if request.headers.get("hx-request"):
-        return HTMLResponse(view.table_html(table, root_path(request)))
+        return view.table_html(table, root)
     viewer = view.Viewer(
         username=user.username,
         display_name=user.display_name,
@@ -184,8 +204,7 @@ def vm_list(
         has_unit=user.unit_id is not None,
         csrf=csrf_for(token),
     )
-    here = view.here_of(request.url.path, request.url.query)
-    return HTMLResponse(view.page_html(table, viewer, root_path(request), here))
+    return view.page_html(table, viewer, root, view.here_of(request.url.path, request.url.query))
 
 
 def _detail_context(session: Session, token: str, user: User, vm_id: int) -> dict[str, Any]:

@@ -371,17 +371,20 @@ class VMReader:
         except RuntimeError:
             return False
 
-    async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
-        """The page as the API's JSON, or None when the token does not identify a live account."""
-        statement, shared = _list_statement(filters)
-        params = {**shared, "digest": token_digest(token)}
+    async def _one_row(self, statement: Any, params: dict[str, Any]) -> Any:
+        """The one row ``statement`` answers (None: none), on a pooled connection."""
         conn = await self._pool.acquire()
         try:
             self.statements += 1
             cur = await conn.execute(statement, params)
-            row = await cur.fetchone()
+            return await cur.fetchone()
         finally:
             self._pool.release(conn)
+
+    async def list_vms(self, token: str, filters: VMFilters) -> bytes | None:
+        """The page as the API's JSON, or None when the token does not identify a live account."""
+        statement, shared = _list_statement(filters)
+        row = await self._one_row(statement, {**shared, "digest": token_digest(token)})
         if row is None:  # no live token: the ORM path answers the exact 401
             return None
         items, total, undocumented = row
@@ -398,14 +401,7 @@ class VMReader:
         same as :meth:`list_vms`'s, with each VM's row instead of its document and the account);
         None when the token is not live (the router's page then answers: to the log-in page)."""
         statement, shared = _list_statement(filters, True)
-        params = {**shared, "digest": token_digest(token)}
-        conn = await self._pool.acquire()
-        try:
-            self.statements += 1
-            cur = await conn.execute(statement, params)
-            row = await cur.fetchone()
-        finally:
-            self._pool.release(conn)
+        row = await self._one_row(statement, {**shared, "digest": token_digest(token)})
         if row is None:
             return None
         items, total, _undocumented, user_id, username, display_name, role, unit_id = row
@@ -416,13 +412,7 @@ class VMReader:
     async def get_vm(self, token: str, vm_id: int) -> bytes | None:
         """The VM's JSON; None when the token is not live, the caller may not see the VM, it does
         not exist or it has no document (the router then answers, 401 / 404 / the ORM's JSON)."""
-        conn = await self._pool.acquire()
-        try:
-            self.statements += 1
-            cur = await conn.execute(_GET, {"digest": token_digest(token), "id": vm_id})
-            row = await cur.fetchone()
-        finally:
-            self._pool.release(conn)
+        row = await self._one_row(_GET, {"digest": token_digest(token), "id": vm_id})
         assert row is not None
         authenticated, item = row
         if not (authenticated and item):
