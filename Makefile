@@ -27,7 +27,7 @@ lint: install ## ruff, mypy and the rules of docs/architecture.md (lint-imports,
 
 test: bootstrap lint ## Everything: lint, the whole suite on SQLite, the API suite on PostgreSQL
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
-	VMPORTAL_TEST_DB=postgres $(PY) -m pytest -n 2 tests/api tests/web/test_vm_lane.py $(PYTEST_ARGS)
+	VMPORTAL_TEST_DB=postgres $(PY) -m pytest -n 2 tests/api tests/web/test_vm_lane.py tests/security/test_processing_coalesced.py $(PYTEST_ARGS)
 
 test-fast: install ## The suite on SQLite only, no lint
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
