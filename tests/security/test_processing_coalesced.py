@@ -39,7 +39,9 @@ def broker(factory: Factory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Messag
     try:
         redis.Redis.from_url(REDIS, socket_connect_timeout=1).ping()
     except redis.RedisError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.fail(
+            "no Redis on 127.0.0.1:6379: the run-pending flag needs the real one (make bootstrap starts it)"
+        )
     key = f"vmportal:test-run-pending:{uuid.uuid4().hex}"
     monkeypatch.setattr(outbox, "_pending_key", lambda task: f"{key}:{task}")
     sent: Messages = []
